@@ -1,0 +1,32 @@
+# Two commands matter: `make demo` and `make test`. Both build .venv on first use.
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test lint bench tools clean
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test]'
+	touch $@
+
+demo: $(STAMP)
+	$(BIN)/reachwatch demo
+
+# Prometheus, promtool, Alertmanager and amtool from Debian for the ops-config tests.
+tools:
+	@command -v promtool >/dev/null && command -v alertmanager >/dev/null && command -v amtool >/dev/null \
+	  || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	       prometheus prometheus-alertmanager kcat >/dev/null; } \
+	  || echo "warning: could not install prometheus/alertmanager from Debian; their tests will be skipped"
+
+test: $(STAMP) tools
+	$(BIN)/ruff check streams models tests bench
+	$(BIN)/pytest -q -m "not slow"
+
+bench: $(STAMP)
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf $(VENV) var .pytest_cache

@@ -1,0 +1,1 @@
+"""reachwatch.models: features, detector, registry, training (no Kafka needed)."""

@@ -1,0 +1,1 @@
+"""reachwatch.streams: access events, adapters, the scoring pipeline and the Faust service."""
