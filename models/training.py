@@ -1,0 +1,218 @@
+"""Training: history -> peer profiles -> feature vectors -> fitted, calibrated detectors.
+
+Two passes over the same event-time-ordered history, both through ``FeatureBuilder``
+(the code the stream runs):
+
+1. *profiles*: members' hourly/daily maxima per peer group (and per sensitivity for
+   datasets), the resources each group reads, its hours of activity;
+2. *features*: the same history again, now with those profiles, giving one vector per
+   read and side. An IsolationForest per alert kind is fitted on them (the two kinds
+   describe different entities with different features, so one joint model would mix
+   incomparable rows), and both thresholds are calibrated on the training reads: the
+   score threshold at the score quantile, the breadth threshold at the breadth quantile
+   of reads that already pass the score threshold, never below a 2x ratio.
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import sklearn
+import skops
+from sklearn.ensemble import IsolationForest
+
+from reachwatch.models.detector import BreadthDetector
+from reachwatch.models.features import (
+    FEATURE_NAMES,
+    KINDS,
+    DetectionConfig,
+    FeatureBuilder,
+    PeerProfiles,
+    ProfileBuilder,
+)
+from reachwatch.streams.errors import ReachwatchError
+from reachwatch.streams.records import AccessEvent
+
+
+@dataclass(frozen=True)
+class TrainingParams:
+    """Hyper-parameters of the fit and of threshold calibration (stored with the model)."""
+
+    n_estimators: int = 150
+    max_samples: int = 512
+    max_rows: int = 200_000  # rows per kind used to fit (uniform sample, seeded)
+    score_quantile: float = 0.995
+    breadth_quantile: float = 0.999
+    # An alert needs at least this ratio over both own and peer baselines, whatever the
+    # training data says: a "broad" read that is not even twice the usual is not broad.
+    min_breadth_ratio: float = 2.0
+    seed: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class FittedModel:
+    forests: dict[str, IsolationForest]
+    profiles: PeerProfiles
+    metadata: dict[str, Any]
+
+
+def build_profiles(
+    events: Sequence[AccessEvent],
+    config: DetectionConfig,
+    progress: Callable[[int], None] | None = None,
+) -> PeerProfiles:
+    collector = ProfileBuilder(config.baseline_quantile)
+    builder = FeatureBuilder(config, None, collector)
+    principals: dict[str, Any] = {}
+    resources: dict[str, Any] = {}
+    for i, event in enumerate(events):
+        p = principals.get(event.principal)
+        if p is None:
+            p = principals[event.principal] = builder.new_principal()
+        builder.principal_view(event, p)
+        r = resources.get(event.resource)
+        if r is None:
+            r = resources[event.resource] = builder.new_resource()
+        builder.resource_view(event, r)
+        if progress is not None and i % 10000 == 9999:
+            progress(10000)
+    # Close the last hour/day of every entity so its maxima count too.
+    end = (events[-1].ts if events else 0.0) + 2 * 86400.0
+    for states in (principals, resources):
+        for state in states.values():
+            finished = state.roll_time(end)
+            if finished:
+                collector.add_samples(state.last_group, finished)
+    return collector.build()
+
+
+def build_vectors(
+    events: Sequence[AccessEvent],
+    config: DetectionConfig,
+    profiles: PeerProfiles,
+    progress: Callable[[int], None] | None = None,
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """(vectors, breadths) per kind for every read of the history."""
+    builder = FeatureBuilder(config, profiles)
+    principals: dict[str, Any] = {}
+    resources: dict[str, Any] = {}
+    vectors: dict[str, list[list[float]]] = {kind: [] for kind in KINDS}
+    breadths: dict[str, list[float]] = {kind: [] for kind in KINDS}
+    for i, event in enumerate(events):
+        p = principals.get(event.principal)
+        if p is None:
+            p = principals[event.principal] = builder.new_principal()
+        view = builder.principal_view(event, p)
+        if view is not None:
+            vectors["broad_reader"].append(view.vector)
+            breadths["broad_reader"].append(view.breadth)
+        r = resources.get(event.resource)
+        if r is None:
+            r = resources[event.resource] = builder.new_resource()
+        view = builder.resource_view(event, r)
+        if view is not None and event.sensitivity != "public":
+            vectors["broad_audience"].append(view.vector)
+            breadths["broad_audience"].append(view.breadth)
+        if progress is not None and i % 10000 == 9999:
+            progress(10000)
+    return {
+        kind: (
+            np.asarray(vectors[kind], dtype=np.float64).reshape(-1, len(FEATURE_NAMES[kind])),
+            np.asarray(breadths[kind], dtype=np.float64),
+        )
+        for kind in KINDS
+    }
+
+
+def fit(
+    events: Sequence[AccessEvent],
+    *,
+    config: DetectionConfig | None = None,
+    params: TrainingParams | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> FittedModel:
+    """Fit both detectors on an event-time-ordered history."""
+    config = config or DetectionConfig()
+    params = params or TrainingParams()
+    if len(events) < 100:
+        raise ReachwatchError(f"need at least 100 valid events to train, got {len(events)}")
+    started = time.time()
+    profiles = build_profiles(events, config, progress)
+    data = build_vectors(events, config, profiles, progress)
+    rng = np.random.default_rng(params.seed)
+    forests: dict[str, IsolationForest] = {}
+    thresholds: dict[str, dict[str, float]] = {}
+    stats: dict[str, dict[str, list[float]]] = {}
+    calibration: dict[str, dict[str, Any]] = {}
+    for kind in KINDS:
+        X, breadth = data[kind]
+        if len(X) < 50:
+            raise ReachwatchError(f"too few {kind} training rows ({len(X)}) to fit a model")
+        rows = X
+        if len(X) > params.max_rows:
+            rows = X[rng.choice(len(X), size=params.max_rows, replace=False)]
+        detector = BreadthDetector(
+            n_estimators=params.n_estimators,
+            max_samples=params.max_samples,
+            quantile=params.score_quantile,
+            random_state=params.seed,
+        ).fit(rows)
+        scores = detector.score(X)
+        passing = breadth[scores >= detector.threshold_]
+        breadth_q = float(np.quantile(passing, params.breadth_quantile)) if len(passing) else 0.0
+        breadth_threshold = max(breadth_q, math.log(params.min_breadth_ratio))
+        forests[kind] = detector.forest_
+        thresholds[kind] = {"score": detector.threshold_, "breadth": breadth_threshold}
+        median = np.median(X, axis=0)
+        q75, q25 = np.quantile(X, 0.75, axis=0), np.quantile(X, 0.25, axis=0)
+        scale = np.maximum(q75 - q25, np.maximum(np.std(X, axis=0), 1e-3))
+        stats[kind] = {"median": median.tolist(), "scale": scale.tolist()}
+        hist, edges = np.histogram(scores, bins=40, range=(0.0, 1.0))
+        calibration[kind] = {
+            "rows": int(len(X)),
+            "fit_rows": int(len(rows)),
+            "score_quantiles": detector.train_score_quantiles_,
+            "breadth_quantile_of_passing": breadth_q,
+            "training_alert_rate": float(
+                np.mean((scores >= detector.threshold_) & (breadth >= breadth_threshold))
+            ),
+            "score_histogram": {"counts": hist.tolist(), "edges": edges.tolist()},
+        }
+    metadata = {
+        "created_ts": time.time(),
+        "features": {kind: list(FEATURE_NAMES[kind]) for kind in KINDS},
+        "thresholds": thresholds,
+        "feature_stats": stats,
+        "calibration": calibration,
+        "config": config.to_json(),
+        "params": params.to_json(),
+        "training_window": {"start": events[0].ts, "end": events[-1].ts},
+        "counts": {
+            "events": len(events),
+            "principals": len({e.principal for e in events}),
+            "resources": len({e.resource for e in events}),
+            "peer_groups": len(profiles.hours),
+        },
+        "libraries": {
+            "python": platform.python_version(),
+            "scikit-learn": sklearn.__version__,
+            "numpy": np.__version__,
+            "skops": skops.__version__,
+        },
+        "fit_seconds": round(time.time() - started, 2),
+    }
+    return FittedModel(forests, profiles, metadata)
+
+
+def sort_by_time(events: Iterable[AccessEvent]) -> list[AccessEvent]:
+    """Event-time order (stable: equal timestamps keep their input order)."""
+    return sorted(events, key=lambda e: e.ts)

@@ -1,0 +1,463 @@
+"""Event-time, per-entity state: sliding windows, decayed baselines, novelty memory.
+
+Everything here is plain Python, deterministic for a given event order, and serialisable
+to JSON-compatible lists (``encode_state`` / ``decode_state``) so the stream can keep it in
+changelog-backed Faust tables and recover it after a crash.
+
+Windows are *approximately* sliding: a key read again within ``slot`` seconds is not
+logged again, so a window may hold a key up to one slot longer than its span. That keeps
+memory per entity proportional to distinct keys, not to reads (a backup job re-reading the
+same 10k objects every minute costs 10k entries, not 600k).
+"""
+
+from __future__ import annotations
+
+import math
+from array import array
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+HOUR = 3600.0
+DAY = 86400.0
+
+# Log-scaled histogram buckets: quarter-octave resolution, value 0 has its own bucket.
+_BUCKETS_PER_OCTAVE = 4
+
+
+def bucket_of(value: float) -> int:
+    """Histogram bucket of a non-negative value (0 -> 0, 1 -> 1, 2 -> 5, 4 -> 9...)."""
+    if value <= 0:
+        return 0
+    return max(1, int(math.floor(math.log2(value) * _BUCKETS_PER_OCTAVE)) + 1)
+
+
+def bucket_value(index: int) -> float:
+    """The upper edge of a bucket: the smallest value of the next bucket (conservative)."""
+    if index <= 0:
+        return 0.0
+    return 2.0 ** (index / _BUCKETS_PER_OCTAVE)
+
+
+class DecayedHistogram:
+    """A sparse log-bucket histogram whose weights halve every ``half_life_days``.
+
+    Answers "what is this entity's usual high" (a quantile) without storing raw history.
+
+    >>> h = DecayedHistogram(half_life_days=10.0)
+    >>> for v in [1, 2, 2, 3, 40]:
+    ...     h.add(v, day=0)
+    >>> h.quantile(0.5) <= 3 < h.quantile(0.99)
+    True
+    """
+
+    __slots__ = ("half_life_days", "weights", "day", "total")
+
+    def __init__(self, half_life_days: float = 10.0) -> None:
+        self.half_life_days = half_life_days
+        self.weights: dict[int, float] = {}
+        self.day = 0
+        self.total = 0.0
+
+    def _decay_to(self, day: int) -> None:
+        if day <= self.day:
+            return
+        factor = 0.5 ** ((day - self.day) / self.half_life_days)
+        self.day = day
+        if factor < 1e-6:
+            self.weights.clear()
+            self.total = 0.0
+            return
+        for key in self.weights:
+            self.weights[key] *= factor
+        self.total *= factor
+
+    def add(self, value: float, day: int, weight: float = 1.0) -> None:
+        self._decay_to(day)
+        key = bucket_of(value)
+        self.weights[key] = self.weights.get(key, 0.0) + weight
+        self.total += weight
+
+    def quantile(self, q: float) -> float:
+        """Value below which a fraction ``q`` of the (decayed) weight lies; 0 when empty."""
+        if self.total <= 0:
+            return 0.0
+        target = q * self.total
+        running = 0.0
+        for key in sorted(self.weights):
+            running += self.weights[key]
+            if running >= target - 1e-12:
+                return bucket_value(key)
+        return bucket_value(max(self.weights))
+
+    def to_obj(self) -> list[Any]:
+        return [self.day, self.total, [[k, round(w, 6)] for k, w in self.weights.items()]]
+
+    @classmethod
+    def from_obj(cls, obj: list[Any], half_life_days: float = 10.0) -> DecayedHistogram:
+        h = cls(half_life_days)
+        h.day, h.total = int(obj[0]), float(obj[1])
+        h.weights = {int(k): float(w) for k, w in obj[2]}
+        return h
+
+
+class DistinctWindow:
+    """Distinct keys seen in the last ``span`` seconds, with per-key attribute sums.
+
+    Each key carries a small tuple of numeric attributes (for a principal's reads: the
+    resource's sensitivity weight, whether it is outside the reader's group, ...). The
+    window keeps the sum of each attribute over the distinct keys inside it, plus a
+    reference count per *category* (e.g. owning group) for a distinct-category count.
+    Above ``cap`` distinct keys new keys are still counted but no longer remembered
+    individually (bounded memory); ``overflow`` says how many such keys were counted.
+    """
+
+    __slots__ = ("span", "slot", "cap", "keys", "log", "sums", "categories", "overflow", "n_attrs")
+
+    def __init__(self, span: float, n_attrs: int, cap: int = 5000) -> None:
+        self.span = span
+        self.slot = span / 30.0
+        self.cap = cap
+        self.n_attrs = n_attrs
+        # key -> [last_ts, category, attrs tuple]
+        self.keys: dict[str, list[Any]] = {}
+        self.log: deque[tuple[float, str]] = deque()
+        self.sums = [0.0] * n_attrs
+        self.categories: dict[str, int] = {}
+        self.overflow = 0
+
+    def add(self, ts: float, key: str, category: str, attrs: tuple[float, ...]) -> bool:
+        """Record a read of ``key``; True when the key is new to the window."""
+        entry = self.keys.get(key)
+        if entry is not None:
+            if ts > entry[0]:
+                if ts - entry[0] >= self.slot:
+                    self.log.append((ts, key))
+                entry[0] = ts
+            return False
+        if len(self.keys) >= self.cap:
+            self.overflow += 1
+            for i, value in enumerate(attrs):
+                self.sums[i] += value
+            return True
+        self.keys[key] = [ts, category, attrs]
+        self.log.append((ts, key))
+        for i, value in enumerate(attrs):
+            self.sums[i] += value
+        self.categories[category] = self.categories.get(category, 0) + 1
+        return True
+
+    def expire(self, now: float) -> None:
+        horizon = now - self.span
+        log, keys = self.log, self.keys
+        while log and log[0][0] < horizon:
+            ts, key = log.popleft()
+            entry = keys.get(key)
+            if entry is None:
+                continue
+            if entry[0] < horizon:
+                del keys[key]
+                for i, value in enumerate(entry[2]):
+                    self.sums[i] -= value
+                category = entry[1]
+                left = self.categories[category] - 1
+                if left:
+                    self.categories[category] = left
+                else:
+                    del self.categories[category]
+            elif entry[0] > ts and (not log or log[-1][1] != key):
+                # Still live (read again without a new log entry): look at it again later.
+                log.append((entry[0], key))
+        if not keys and self.overflow:
+            self.overflow = 0
+            self.sums = [0.0] * self.n_attrs
+
+    @property
+    def distinct(self) -> int:
+        return len(self.keys) + self.overflow
+
+    @property
+    def distinct_categories(self) -> int:
+        return len(self.categories)
+
+    def to_obj(self) -> list[Any]:
+        return [
+            [[k, e[0], e[1], list(e[2])] for k, e in self.keys.items()],
+            [list(x) for x in self.log],
+            self.overflow,
+            self.sums if self.overflow else None,
+        ]
+
+    @classmethod
+    def from_obj(cls, obj: list[Any], span: float, n_attrs: int, cap: int) -> DistinctWindow:
+        w = cls(span, n_attrs, cap)
+        for key, ts, category, attrs in obj[0]:
+            attrs_t = tuple(attrs)
+            w.keys[key] = [ts, category, attrs_t]
+            for i, value in enumerate(attrs_t):
+                w.sums[i] += value
+            w.categories[category] = w.categories.get(category, 0) + 1
+        w.log = deque((ts, key) for ts, key in obj[1])
+        w.overflow = obj[2]
+        if obj[3] is not None:
+            w.sums = list(obj[3])
+        return w
+
+
+class CountWindow:
+    """Sums of per-read quantities (reads, records, bytes, denied) over ``span`` seconds,
+    kept in ``span / 30`` buckets."""
+
+    __slots__ = ("span", "slot", "buckets", "sums")
+
+    def __init__(self, span: float, n: int = 4) -> None:
+        self.span = span
+        self.slot = span / 30.0
+        self.buckets: deque[list[float]] = deque()  # [bucket_index, *values]
+        self.sums = [0.0] * n
+
+    def add(self, ts: float, values: tuple[float, ...]) -> None:
+        index = int(ts // self.slot)
+        buckets = self.buckets
+        if buckets and buckets[-1][0] >= index:
+            target = buckets[-1]
+            # A late read lands in the newest bucket: counted, and expires a little late.
+        else:
+            target = [float(index)] + [0.0] * len(values)
+            buckets.append(target)
+        for i, value in enumerate(values):
+            target[i + 1] += value
+            self.sums[i] += value
+
+    def expire(self, now: float) -> None:
+        horizon_index = (now - self.span) // self.slot
+        buckets = self.buckets
+        while buckets and buckets[0][0] < horizon_index:
+            old = buckets.popleft()
+            for i in range(len(self.sums)):
+                self.sums[i] -= old[i + 1]
+        if not buckets:
+            self.sums = [0.0] * len(self.sums)
+
+    def to_obj(self) -> list[Any]:
+        return [list(b) for b in self.buckets]
+
+    @classmethod
+    def from_obj(cls, obj: list[Any], span: float, n: int = 4) -> CountWindow:
+        w = cls(span, n)
+        for bucket in obj:
+            w.buckets.append(list(bucket))
+            for i in range(n):
+                w.sums[i] += bucket[i + 1]
+        return w
+
+
+class Memory:
+    """Keys seen before (within ``horizon_days``), capped at ``cap`` entries, oldest first out."""
+
+    __slots__ = ("cap", "horizon_days", "seen")
+
+    def __init__(self, cap: int = 4096, horizon_days: int = 45) -> None:
+        self.cap = cap
+        self.horizon_days = horizon_days
+        self.seen: dict[str, int] = {}
+
+    def check_and_add(self, key: str, day: int) -> bool:
+        """True when ``key`` was already seen; always records it as seen ``day``."""
+        seen = self.seen
+        last = seen.get(key)
+        if last is not None and day - last <= self.horizon_days:
+            if last != day:
+                del seen[key]  # move to the back: most recently used
+                seen[key] = day
+            return True
+        if last is not None:
+            del seen[key]
+        seen[key] = day
+        if len(seen) > self.cap:
+            del seen[next(iter(seen))]
+        return False
+
+    def __len__(self) -> int:
+        return len(self.seen)
+
+
+@dataclass(slots=True)
+class HourTracker:
+    """The running maximum of some window values within the current clock hour / day.
+
+    When event time enters a new hour (day), the maxima of the finished one are returned
+    so they can go into baselines.
+    """
+
+    hour: int = -1
+    day: int = -1
+    hourly_max: list[float] = field(default_factory=list)
+    daily_max: list[float] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class OpenAlert:
+    """The one open alert an entity may have per kind (see ``streams.alerts``)."""
+
+    alert_id: str
+    first_ts: float
+    last_ts: float
+    revision: int
+    severity: str
+    breadth: float
+    score: float
+
+    def to_obj(self) -> list[Any]:
+        return [self.alert_id, self.first_ts, self.last_ts, self.revision, self.severity,
+                self.breadth, self.score]
+
+    @classmethod
+    def from_obj(cls, obj: list[Any]) -> OpenAlert:
+        return cls(*obj)
+
+
+# Principal-side window attributes per distinct resource:
+#   0 sensitivity weight, 1 is sensitive (confidential/restricted),
+#   2 outside own group, 3 outside-weighted, 4 new to principal, 5 new to peers,
+#   6 is restricted
+PRINCIPAL_ATTRS = 7
+# Resource-side window attributes per distinct reader:
+#   0 outside owner group, 1 first-time reader, 2 service account
+RESOURCE_ATTRS = 3
+
+
+class EntityState:
+    """Shared machinery of principal and resource state."""
+
+    kind = ""
+    n_attrs = 0
+    hourly_metrics: tuple[str, ...] = ()
+    daily_metrics: tuple[str, ...] = ()
+
+    def __init__(self, spans: Iterable[float], cap: int, memory_cap: int) -> None:
+        self.spans = tuple(spans)
+        self.cap = cap
+        self.windows = [DistinctWindow(s, self.n_attrs, cap) for s in self.spans]
+        self.counts = CountWindow(self.spans[1])
+        self.memory = Memory(memory_cap)
+        self.hourly = [DecayedHistogram() for _ in self.hourly_metrics]
+        self.daily = [DecayedHistogram() for _ in self.daily_metrics]
+        self.tracker = HourTracker(
+            hourly_max=[0.0] * len(self.hourly_metrics), daily_max=[0.0] * len(self.daily_metrics)
+        )
+        self.hour_of_week = array("f", bytes(4 * 168))
+        self.watermark = 0.0
+        self.events = 0
+        self.last_group: str | None = None
+        self.open_alert: OpenAlert | None = None
+        self.sample: deque[list[Any]] = deque(maxlen=5)
+
+    # -- serialisation ---------------------------------------------------------------
+    def to_obj(self) -> list[Any]:
+        t = self.tracker
+        return [
+            self.kind,
+            [w.to_obj() for w in self.windows],
+            self.counts.to_obj(),
+            list(self.memory.seen.items()),
+            [h.to_obj() for h in self.hourly],
+            [h.to_obj() for h in self.daily],
+            [t.hour, t.day, t.hourly_max, t.daily_max],
+            list(self.hour_of_week),
+            self.watermark,
+            self.events,
+            self.last_group,
+            self.open_alert.to_obj() if self.open_alert else None,
+            list(self.sample),
+        ]
+
+    def load_obj(self, obj: list[Any]) -> None:
+        self.windows = [
+            DistinctWindow.from_obj(o, s, self.n_attrs, self.cap)
+            for o, s in zip(obj[1], self.spans, strict=True)
+        ]
+        self.counts = CountWindow.from_obj(obj[2], self.spans[1])
+        self.memory.seen = {k: int(d) for k, d in obj[3]}
+        self.hourly = [DecayedHistogram.from_obj(o) for o in obj[4]]
+        self.daily = [DecayedHistogram.from_obj(o) for o in obj[5]]
+        hour, day, hourly_max, daily_max = obj[6]
+        self.tracker = HourTracker(hour, day, list(hourly_max), list(daily_max))
+        self.hour_of_week = array("f", obj[7])
+        self.watermark, self.events, self.last_group = obj[8], obj[9], obj[10]
+        self.open_alert = OpenAlert.from_obj(obj[11]) if obj[11] else None
+        self.sample = deque(obj[12], maxlen=5)
+
+    # -- baselines -------------------------------------------------------------------
+    def roll_time(self, ts: float) -> list[tuple[str, float]]:
+        """Advance the hour/day trackers to ``ts``; return finished (metric, max) samples."""
+        t = self.tracker
+        hour = int(ts // HOUR)
+        finished: list[tuple[str, float]] = []
+        if hour > t.hour:
+            if t.hour >= 0:
+                day_of_sample = int(t.hour * HOUR // DAY)
+                for i, name in enumerate(self.hourly_metrics):
+                    self.hourly[i].add(t.hourly_max[i], day_of_sample)
+                    finished.append((name, t.hourly_max[i]))
+            t.hour = hour
+            t.hourly_max = [0.0] * len(self.hourly_metrics)
+        day = int(ts // DAY)
+        if day > t.day:
+            if t.day >= 0:
+                for i, name in enumerate(self.daily_metrics):
+                    self.daily[i].add(t.daily_max[i], t.day)
+                    finished.append((name, t.daily_max[i]))
+            t.day = day
+            t.daily_max = [0.0] * len(self.daily_metrics)
+        return finished
+
+    def track(self, hourly_values: Iterable[float], daily_values: Iterable[float]) -> None:
+        t = self.tracker
+        t.hourly_max = [max(a, b) for a, b in zip(t.hourly_max, hourly_values, strict=True)]
+        t.daily_max = [max(a, b) for a, b in zip(t.daily_max, daily_values, strict=True)]
+
+    def baseline(self, metric: str, q: float) -> tuple[float, float]:
+        """(quantile, weight) of an hourly or daily metric's own history, this hour included."""
+        if metric in self.hourly_metrics:
+            i = self.hourly_metrics.index(metric)
+            return self.hourly[i].quantile(q), self.hourly[i].total
+        i = self.daily_metrics.index(metric)
+        return self.daily[i].quantile(q), self.daily[i].total
+
+    def size(self) -> int:
+        """Rough number of remembered keys (for state-size metrics and caps)."""
+        return sum(len(w.keys) for w in self.windows) + len(self.memory)
+
+
+class PrincipalState(EntityState):
+    kind = "principal"
+    n_attrs = PRINCIPAL_ATTRS
+    hourly_metrics = ("weighted_1h", "outside_weighted_1h", "groups_1h")
+    daily_metrics = ("outside_weighted_24h",)
+
+
+class ResourceState(EntityState):
+    kind = "resource"
+    n_attrs = RESOURCE_ATTRS
+    hourly_metrics = ("readers_1h", "outside_readers_1h", "reader_groups_1h")
+    daily_metrics = ("readers_24h",)
+
+
+_STATE_CLASSES = {"principal": PrincipalState, "resource": ResourceState}
+
+
+def encode_state(state: EntityState) -> bytes:
+    """Serialise a state for a raw-bytes table (JSON, never pickle)."""
+    return orjson.dumps([state.spans, state.cap, state.memory.cap, state.to_obj()])
+
+
+def decode_state(raw: bytes) -> EntityState:
+    spans, cap, memory_cap, obj = orjson.loads(raw)
+    cls = _STATE_CLASSES[obj[0]]
+    state = cls(spans, cap, memory_cap)
+    state.load_obj(obj)
+    return state

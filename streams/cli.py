@@ -1,0 +1,331 @@
+"""The ``reachwatch`` command line: a thin click group over library functions.
+
+Every command fails with one line on stderr and a non-zero exit on bad input; none prints
+a traceback for an expected problem.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+import orjson
+
+from reachwatch.streams.errors import ReachwatchError
+
+DEFAULT_REGISTRY = Path("var/models")
+
+
+class Failure(click.ClickException):
+    """A one-line error with exit status 2 (bad input), or 1 for other failures."""
+
+    def __init__(self, message: str, exit_code: int = 1) -> None:
+        super().__init__(message.splitlines()[0] if message else "failed")
+        self.exit_code = exit_code
+
+
+def _fail_on_errors(func: Any) -> Any:
+    import functools
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except ReachwatchError as exc:
+            raise Failure(str(exc)) from None
+        except OSError as exc:
+            raise Failure(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": ")) from None
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="reachwatch")
+def main() -> None:
+    """Detect unusual broad access to sensitive data in access logs."""
+
+
+# -- shared options ---------------------------------------------------------------------
+def _format_option(func: Any) -> Any:
+    from reachwatch.streams.adapters import ADAPTER_NAMES
+
+    return click.option(
+        "--format",
+        "fmt",
+        type=click.Choice(ADAPTER_NAMES),
+        default="native",
+        show_default=True,
+        help="Input record format.",
+    )(func)
+
+
+def _enrich_option(func: Any) -> Any:
+    return click.option(
+        "--enrich",
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        help="Mapping file: resource/prefix -> group, sensitivity; principal -> group.",
+    )(func)
+
+
+def _inputs(func: Any) -> Any:
+    return click.argument(
+        "files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+    )(func)
+
+
+def _load_enrichment(path: Path | None) -> Any:
+    if path is None:
+        return None
+    from reachwatch.streams.enrichment import Enrichment
+
+    return Enrichment.from_file(path)
+
+
+def resolve_model_ref(ref: str | None) -> tuple[Path, str]:
+    """REGISTRY_DIR, a version folder, REGISTRY_DIR:VERSION, or a version in ./var/models."""
+    if not ref:
+        return DEFAULT_REGISTRY, "current"
+    path = Path(ref)
+    if path.is_dir():
+        if (path / "metadata.json").exists():
+            return path.parent, path.name
+        return path, "current"
+    if ":" in ref:
+        root, _, version = ref.rpartition(":")
+        return Path(root), version
+    return DEFAULT_REGISTRY, ref
+
+
+# -- simulate / evaluate ----------------------------------------------------------------
+@main.command()
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--seed", default=7, show_default=True, type=int)
+@click.option("--scale", default=1.0, show_default=True, type=click.FloatRange(0.05, 20.0))
+@click.option("--history-days", default=21, show_default=True, type=click.IntRange(3, 120))
+@click.option("--test-days", default=3, show_default=True, type=click.IntRange(1, 30))
+@_fail_on_errors
+def simulate(out_dir: Path, seed: int, scale: float, history_days: int, test_days: int) -> None:
+    """Write a synthetic company's access history, a test period with incidents, labels."""
+    from reachwatch.models.simulation import simulate as run
+
+    summary = run(out_dir, seed=seed, scale=scale, history_days=history_days, test_days=test_days)
+    click.echo(orjson.dumps(getattr(summary, "to_json", lambda: summary.__dict__)()).decode())
+
+
+@main.command()
+@click.argument("labels", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("alerts", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the evaluation as JSON.")
+@_fail_on_errors
+def evaluate(labels: Path, alerts: Path, as_json: bool) -> None:
+    """Judge alerts against labelled incidents: caught, time to detect, false positives."""
+    from reachwatch.models.evaluation import evaluate as judge
+
+    try:
+        label_doc = orjson.loads(labels.read_bytes())
+        rows = [orjson.loads(line) for line in alerts.read_bytes().splitlines() if line.strip()]
+    except orjson.JSONDecodeError as exc:
+        raise Failure(f"not JSON: {exc}", 2) from None
+    result = judge(label_doc, rows)
+    click.echo(orjson.dumps(result.to_json()).decode() if as_json else result.render())
+
+
+# -- train / replay ---------------------------------------------------------------------
+@main.command()
+@_inputs
+@_format_option
+@_enrich_option
+@click.option("--out", "registry", default=str(DEFAULT_REGISTRY), show_default=True,
+              type=click.Path(file_okay=False, path_type=Path), help="Registry directory.")
+@click.option("--promote", is_flag=True, help="Promote the new version right away.")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--rejects-out", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@_fail_on_errors
+def train(
+    files: Sequence[Path],
+    fmt: str,
+    enrich: Path | None,
+    registry: Path,
+    promote: bool,
+    seed: int,
+    rejects_out: Path | None,
+    quiet: bool,
+) -> None:
+    """Build features from history, fit, calibrate, and store a new model version."""
+    from tqdm import tqdm
+
+    from reachwatch.models.card import write_card
+    from reachwatch.models.registry import Registry
+    from reachwatch.models.training import TrainingParams, fit
+    from reachwatch.streams.adapters import get_adapter
+    from reachwatch.streams.replay import Tally, collect_events
+
+    tally = Tally()
+    rejects = rejects_out.open("wb") if rejects_out else None
+    try:
+        events = [
+            e
+            for batch in collect_events(
+                files, get_adapter(fmt), _load_enrichment(enrich), tally, rejects
+            )
+            for e in batch
+        ]
+    finally:
+        if rejects:
+            rejects.close()
+    events.sort(key=lambda e: e.ts)
+    bar = tqdm(total=2 * len(events), unit="ev", disable=quiet or not sys.stderr.isatty(),
+               desc="train", file=sys.stderr)
+    fitted = fit(events, params=TrainingParams(seed=seed), progress=bar.update)
+    bar.close()
+    fitted.metadata["inputs"] = {"files": [p.name for p in files], "format": fmt, **tally.to_json()}
+    store = Registry(registry)
+    version = store.write(fitted.forests, fitted.profiles, fitted.metadata)
+    write_card(store.root / version, fitted.metadata)
+    if promote:
+        store.promote(version)
+    click.echo(version)
+
+
+@main.command()
+@_inputs
+@_format_option
+@_enrich_option
+@click.option("--model", "model_ref", default=None,
+              help="Registry dir (its promoted version), a version dir, or DIR:VERSION.")
+@click.option("--alerts-out", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--rejects-out", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--table", is_flag=True, help="Also print alerts as a table on stderr.")
+@_fail_on_errors
+def replay(
+    files: Sequence[Path],
+    fmt: str,
+    enrich: Path | None,
+    model_ref: str | None,
+    alerts_out: Path,
+    rejects_out: Path | None,
+    table: bool,
+) -> None:
+    """Run files through the streaming logic in event-time order; write alert JSON lines."""
+    from reachwatch.models.registry import Registry
+    from reachwatch.streams.adapters import get_adapter
+    from reachwatch.streams.pipeline import Pipeline
+    from reachwatch.streams.replay import Tally, collect_events, run_replay
+
+    root, ref = resolve_model_ref(model_ref)
+    model = Registry(root).load(ref)
+    adapter = get_adapter(fmt)
+    enrichment = _load_enrichment(enrich)
+    tally = Tally()
+    shown: list[dict[str, Any]] = []
+    rejects = rejects_out.open("wb") if rejects_out else None
+    try:
+        with alerts_out.open("wb") as out:
+
+            def emit(alert: Any) -> None:
+                row = alert.to_json()
+                out.write(orjson.dumps(row) + b"\n")
+                if table:
+                    shown.append(row)
+
+            run_replay(
+                collect_events(files, adapter, enrichment, tally, rejects),
+                Pipeline(model),
+                tally,
+                emit,
+            )
+    finally:
+        if rejects:
+            rejects.close()
+    if table:
+        from reachwatch.streams.console import alerts_table
+
+        alerts_table(shown, file=sys.stderr)
+    click.echo(orjson.dumps(tally.to_json()).decode())
+
+
+# -- models ------------------------------------------------------------------------------
+@main.group()
+def models() -> None:
+    """List, inspect, promote and roll back model versions."""
+
+
+_registry_option = click.option(
+    "--registry", default=str(DEFAULT_REGISTRY), show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+)
+
+
+@models.command("list")
+@_registry_option
+@_fail_on_errors
+def models_list(registry: Path) -> None:
+    """Versions, newest last; * marks the promoted one."""
+    from reachwatch.models.registry import Registry
+
+    store = Registry(registry)
+    current = store.current_version()
+    versions = store.versions()
+    if not versions:
+        raise Failure(f"no model versions in {registry}")
+    for version in versions:
+        meta = store.metadata(version)
+        counts = meta.get("counts", {})
+        mark = "*" if version == current else " "
+        click.echo(f"{mark} {version}  events={counts.get('events')}  "
+                   f"principals={counts.get('principals')}  resources={counts.get('resources')}")
+
+
+@models.command("show")
+@click.argument("version", default="current")
+@_registry_option
+@_fail_on_errors
+def models_show(version: str, registry: Path) -> None:
+    """A version's metadata (checksums verified)."""
+    from reachwatch.models.registry import Registry
+
+    meta = Registry(registry).metadata(version)
+    meta.pop("profiles", None)
+    meta.pop("feature_stats", None)
+    click.echo(orjson.dumps(meta, option=orjson.OPT_INDENT_2).decode())
+
+
+@models.command("promote")
+@click.argument("version")
+@_registry_option
+@_fail_on_errors
+def models_promote(version: str, registry: Path) -> None:
+    """Make VERSION the one workers score with (running workers switch without restart)."""
+    from reachwatch.models.registry import Registry
+
+    store = Registry(registry)
+    store.promote(version)
+    click.echo(f"promoted {store.current_version()}")
+
+
+@models.command("rollback")
+@_registry_option
+@_fail_on_errors
+def models_rollback(registry: Path) -> None:
+    """Re-promote the previously promoted version."""
+    from reachwatch.models.registry import Registry
+
+    click.echo(f"rolled back to {Registry(registry).rollback()}")
+
+
+def _register_service_commands() -> None:
+    try:
+        from reachwatch.streams import service_cli
+    except ImportError:  # the streaming service is optional for offline use
+        return
+    for name in ("run", "broker", "demo"):
+        command = getattr(service_cli, name, None)
+        if isinstance(command, click.Command):
+            main.add_command(command, name)
+
+
+_register_service_commands()
