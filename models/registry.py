@@ -247,7 +247,10 @@ class Registry:
         meta = self.verify(version)
         folder = self.root / version
         model_path = folder / MODEL_FILE
-        untrusted = sio.get_untrusted_types(file=model_path)
+        try:
+            untrusted = sio.get_untrusted_types(file=model_path)
+        except Exception as exc:  # not a skops zip at all (e.g. a pickle)
+            raise ModelIntegrityError(f"model {version}: not a skops file ({exc})") from None
         refused = sorted(set(untrusted) - set(ALLOWED_TYPES))
         if refused:
             raise ModelIntegrityError(

@@ -1,0 +1,100 @@
+from __future__ import annotations
+
+import hashlib
+import pickle
+import shutil
+from pathlib import Path
+
+import orjson
+import pytest
+
+from reachwatch.models.registry import Registry
+from reachwatch.streams.errors import ModelIntegrityError, RegistryError
+
+
+@pytest.fixture()
+def registry(tiny_registry: Registry, tmp_path: Path) -> Registry:
+    """A private copy, so tests may tamper with it."""
+    root = tmp_path / "models"
+    shutil.copytree(tiny_registry.root, root)
+    return Registry(root)
+
+
+def _resign_metadata(folder: Path, meta: dict) -> None:
+    raw = orjson.dumps(meta)
+    (folder / "metadata.json").write_bytes(raw)
+    (folder / "metadata.sha256").write_text(hashlib.sha256(raw).hexdigest())
+
+
+def test_load_returns_the_promoted_version(registry):
+    model = registry.load()
+    assert model.version == registry.current_version()
+    assert set(model.kinds) == {"broad_reader", "broad_audience"}
+
+
+def test_a_flipped_byte_in_the_model_is_refused(registry):
+    path = registry.root / registry.current_version() / "model.skops"
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(ModelIntegrityError, match="model.skops checksum mismatch"):
+        registry.load()
+
+
+def test_edited_thresholds_are_refused(registry):
+    meta_path = registry.root / registry.current_version() / "metadata.json"
+    meta = orjson.loads(meta_path.read_bytes())
+    meta["thresholds"]["broad_reader"]["score"] = 0.99  # silence the detector
+    meta_path.write_bytes(orjson.dumps(meta))
+    with pytest.raises(ModelIntegrityError, match="metadata.json checksum mismatch"):
+        registry.load()
+
+
+def test_a_pickle_payload_is_never_executed(registry, tmp_path):
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (Path.touch, (marker,))
+
+    folder = registry.root / registry.current_version()
+    (folder / "model.skops").write_bytes(pickle.dumps(Payload()))
+    meta = orjson.loads((folder / "metadata.json").read_bytes())
+    meta["sha256"]["model.skops"] = hashlib.sha256((folder / "model.skops").read_bytes()).hexdigest()
+    _resign_metadata(folder, meta)  # an attacker who can also rewrite the checksums
+    with pytest.raises(ModelIntegrityError):
+        registry.load()
+    assert not marker.exists()
+
+
+def test_a_model_with_other_features_is_refused(registry):
+    folder = registry.root / registry.current_version()
+    meta = orjson.loads((folder / "metadata.json").read_bytes())
+    meta["features"]["broad_reader"] = meta["features"]["broad_reader"][:-1]
+    _resign_metadata(folder, meta)
+    with pytest.raises(ModelIntegrityError, match="features differ"):
+        registry.load()
+
+
+def test_promote_and_rollback_move_the_pointer(registry, tiny_history):
+    from reachwatch.models.training import TrainingParams, fit
+
+    first = registry.current_version()
+    fitted = fit(tiny_history[:5000], params=TrainingParams(n_estimators=10, seed=9))
+    fitted.metadata["created_ts"] += 5  # a later stamp than the fixture's version
+    second = registry.write(fitted.forests, fitted.profiles, fitted.metadata)
+    assert second != first
+    registry.promote(second)
+    assert registry.load().version == second
+    assert registry.rollback() == first
+    assert registry.current_version() == first
+
+
+def test_unknown_version_is_a_clear_error(registry):
+    with pytest.raises(RegistryError, match="unknown model version 'nope'"):
+        registry.load("nope")
+
+
+def test_empty_registry_says_so(tmp_path):
+    with pytest.raises(RegistryError, match="no model versions"):
+        Registry(tmp_path).load()

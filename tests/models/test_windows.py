@@ -1,0 +1,101 @@
+from __future__ import annotations
+
+from reachwatch.models.windows import (
+    CountWindow,
+    DecayedHistogram,
+    DistinctWindow,
+    Memory,
+    PrincipalState,
+    bucket_of,
+    bucket_value,
+    decode_state,
+    encode_state,
+)
+
+
+def test_bucket_edges_are_monotonic_and_cover_the_value():
+    values = [0, 0.5, 1, 2, 3, 7, 100, 12345]
+    buckets = [bucket_of(v) for v in values]
+    assert buckets == sorted(buckets)
+    for v in values[1:]:
+        assert bucket_value(bucket_of(v)) >= v
+
+
+def test_histogram_quantile_tracks_the_high_end():
+    hist = DecayedHistogram()
+    for _ in range(99):
+        hist.add(2, day=0)
+    hist.add(50, day=0)
+    assert hist.quantile(0.5) < 3
+    assert hist.quantile(0.999) >= 50
+
+
+def test_histogram_forgets_old_days():
+    hist = DecayedHistogram(half_life_days=1.0)
+    hist.add(100, day=0)
+    for _ in range(10):
+        hist.add(1, day=20)
+    # 20 half-lives later the old high is negligible weight.
+    assert hist.quantile(0.99) < 2
+
+
+def test_distinct_window_counts_distinct_keys_and_expires_them():
+    w = DistinctWindow(span=60.0, n_attrs=1)
+    assert w.add(0.0, "a", "g1", (1.0,))
+    assert not w.add(10.0, "a", "g1", (1.0,))
+    assert w.add(20.0, "b", "g2", (2.0,))
+    assert (w.distinct, w.distinct_categories, w.sums) == (2, 2, [3.0])
+    w.expire(75.0)  # "a" last read at 10, "b" at 20: only "b" left
+    assert (w.distinct, w.sums) == (1, [2.0])
+    w.expire(200.0)
+    assert (w.distinct, w.distinct_categories, w.sums) == (0, 0, [0.0])
+
+
+def test_distinct_window_keeps_a_key_that_is_read_again():
+    w = DistinctWindow(span=60.0, n_attrs=1)
+    for t in range(0, 300, 5):  # read every 5 s for 5 minutes
+        w.add(float(t), "a", "g", (1.0,))
+        w.expire(float(t))
+    assert w.distinct == 1
+
+
+def test_distinct_window_cap_bounds_memory_but_still_counts():
+    w = DistinctWindow(span=3600.0, n_attrs=1, cap=100)
+    for i in range(1000):
+        w.add(float(i), f"k{i}", "g", (1.0,))
+    assert len(w.keys) == 100
+    assert w.distinct == 1000
+    assert w.sums == [1000.0]
+
+
+def test_count_window_sums_and_expires():
+    w = CountWindow(span=300.0)
+    w.add(0.0, (1.0, 10.0, 100.0, 0.0))
+    w.add(100.0, (1.0, 5.0, 50.0, 1.0))
+    assert w.sums == [2.0, 15.0, 150.0, 1.0]
+    w.expire(350.0)
+    assert w.sums == [1.0, 5.0, 50.0, 1.0]
+
+
+def test_memory_is_capped_and_remembers_recent_keys():
+    m = Memory(cap=3)
+    for key in "abcd":
+        assert not m.check_and_add(key, day=0)
+    assert len(m) == 3
+    assert m.check_and_add("d", day=1)
+    assert not m.check_and_add("a", day=1)  # evicted as the oldest
+
+
+def test_state_roundtrips_through_bytes():
+    state = PrincipalState((900.0, 3600.0, 86400.0), cap=100, memory_cap=100)
+    state.windows[1].add(10.0, "r1", "g", (1.0,) * state.n_attrs)
+    state.counts.add(10.0, (1.0, 2.0, 3.0, 0.0))
+    state.memory.check_and_add("r1", 0)
+    state.roll_time(10.0)
+    state.track((1.0, 2.0, 3.0), (4.0,))
+    state.roll_time(10.0 + 3600.0)
+    restored = decode_state(encode_state(state))
+    assert isinstance(restored, PrincipalState)
+    assert encode_state(restored) == encode_state(state)
+    assert restored.windows[1].distinct == 1
+    assert restored.baseline("weighted_1h", 0.99)[1] == 1.0
