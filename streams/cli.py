@@ -96,6 +96,8 @@ def resolve_model_ref(ref: str | None) -> tuple[Path, str]:
     if ":" in ref:
         root, _, version = ref.rpartition(":")
         return Path(root), version
+    if "/" in ref or ref.startswith("."):
+        raise Failure(f"model registry or version folder {ref} does not exist", 2)
     return DEFAULT_REGISTRY, ref
 
 
