@@ -8,6 +8,7 @@ The native wire format is one JSON object per Kafka message or JSONL line; see
 from __future__ import annotations
 
 import math
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -31,6 +32,10 @@ MAX_NESTING = 64
 # 1990-01-01 .. 2100-01-01: anything outside is a broken clock or a unit mistake.
 MIN_TS = 631152000.0
 MAX_TS = 4102444800.0
+# Control characters and line/paragraph separators break log lines and terminals. Other
+# non-printables (no-break spaces, the zero-width joiners of emoji) occur in real file
+# names, so str.isprintable() alone would reject legitimate resources.
+_CONTROL_CATEGORIES = frozenset({"Cc", "Zl", "Zp"})
 
 REASONS = (
     "not_utf8",
@@ -144,7 +149,9 @@ def _text(obj: dict[str, Any], field: str, *, required: bool, limit: int) -> str
         return None
     if len(value) > limit:
         raise SchemaError("too_large", f"{field} is {len(value)} characters, limit {limit}")
-    if not value.isprintable():
+    if not value.isprintable() and any(
+        unicodedata.category(ch) in _CONTROL_CATEGORIES for ch in value
+    ):
         raise SchemaError("bad_value", f"{field} contains control characters")
     return value
 
