@@ -32,8 +32,9 @@ def one_seed(seed: int, scale: float, out: Path) -> dict:
     simulate(folder, seed=seed, scale=scale)
     labels = orjson.loads((folder / "labels.json").read_bytes())
     adapter = get_adapter("native")
-    history = [e for b in collect_events([folder / "history.jsonl"], adapter, None, Tally())
-               for e in b]
+    history = [
+        e for b in collect_events([folder / "history.jsonl"], adapter, None, Tally()) for e in b
+    ]
     test = [e for b in collect_events([folder / "test.jsonl"], adapter, None, Tally()) for e in b]
     started = time.perf_counter()
     fitted = fit(history)
@@ -51,14 +52,23 @@ def one_seed(seed: int, scale: float, out: Path) -> dict:
     rule = fit_threshold_rule(history)
     rule_alerts = rule.alerts(test)
     theirs = evaluate(labels, rule_alerts)
-    print(f"== seed {seed}: {len(history):,} history + {len(test):,} test reads; "
-          f"train {train_s:.1f}s, replay {replay_s:.1f}s "
-          f"({(len(history) + len(test)) / replay_s:,.0f} ev/s)")
-    print("-- reachwatch"); print(ours.render())
-    print("-- threshold rule (p99.9 distinct per hour)"); print(theirs.render())
-    return {"seed": seed, "reachwatch": ours.to_json(), "threshold_rule": theirs.to_json(),
-            "train_seconds": train_s, "replay_seconds": replay_s,
-            "events": len(history) + len(test)}
+    print(
+        f"== seed {seed}: {len(history):,} history + {len(test):,} test reads; "
+        f"train {train_s:.1f}s, replay {replay_s:.1f}s "
+        f"({(len(history) + len(test)) / replay_s:,.0f} ev/s)"
+    )
+    print("-- reachwatch")
+    print(ours.render())
+    print("-- threshold rule (p99.9 distinct per hour)")
+    print(theirs.render())
+    return {
+        "seed": seed,
+        "reachwatch": ours.to_json(),
+        "threshold_rule": theirs.to_json(),
+        "train_seconds": train_s,
+        "replay_seconds": replay_s,
+        "events": len(history) + len(test),
+    }
 
 
 def main() -> None:

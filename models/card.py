@@ -9,7 +9,7 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
 
 def _when(ts: float) -> str:
@@ -23,8 +23,12 @@ def plot_scores(metadata: dict[str, Any], path: Path) -> None:
         hist = metadata["calibration"][kind]["score_histogram"]
         edges = hist["edges"]
         ax.bar(edges[:-1], hist["counts"], width=edges[1] - edges[0], align="edge", log=True)
-        ax.axvline(metadata["thresholds"][kind]["score"], color="red", linestyle="--",
-                   label="score threshold")
+        ax.axvline(
+            metadata["thresholds"][kind]["score"],
+            color="red",
+            linestyle="--",
+            label="score threshold",
+        )
         ax.set_title(kind)
         ax.set_xlabel("anomaly score (higher = more anomalous)")
         ax.set_ylabel("training reads (log)")

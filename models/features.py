@@ -45,7 +45,10 @@ class DetectionConfig:
     spans: tuple[float, float, float] = (15 * 60.0, HOUR, DAY)
     sensitivity_weights: dict[str, float] = field(
         default_factory=lambda: {
-            "public": 0.2, "internal": 1.0, "confidential": 3.0, "restricted": 9.0
+            "public": 0.2,
+            "internal": 1.0,
+            "confidential": 3.0,
+            "restricted": 9.0,
         }
     )
     # Pseudo-count added to both sides of every value/baseline ratio, so one odd read
@@ -384,9 +387,7 @@ class FeatureBuilder:
             own_excess[metric] = (
                 _excess(metrics[metric], own_value, smoothing) if mature else peer_excess[metric]
             )
-        breadth_metric = max(
-            PRINCIPAL_BREADTH, key=lambda m: min(own_excess[m], peer_excess[m])
-        )
+        breadth_metric = max(PRINCIPAL_BREADTH, key=lambda m: min(own_excess[m], peer_excess[m]))
         breadth = min(own_excess[breadth_metric], peer_excess[breadth_metric])
         reads, records, nbytes, denied_n = state.counts.sums
         distinct_1h = max(1, w1h.distinct)
@@ -417,8 +418,17 @@ class FeatureBuilder:
             1.0 if event.principal_type == "service" else 0.0,
         ]
         return View(
-            "broad_reader", event.principal, event, vector, metrics, own, peer,
-            own_mature, breadth, breadth_metric, state,
+            "broad_reader",
+            event.principal,
+            event,
+            vector,
+            metrics,
+            own,
+            peer,
+            own_mature,
+            breadth,
+            breadth_metric,
+            state,
         )
 
     # -- resource side ----------------------------------------------------------------
@@ -512,6 +522,15 @@ class FeatureBuilder:
             peer_excess["reader_groups_1h"],
         ]
         return View(
-            "broad_audience", event.resource, event, vector, metrics, own, peer,
-            own_mature, breadth, breadth_metric, state,
+            "broad_audience",
+            event.resource,
+            event,
+            vector,
+            metrics,
+            own,
+            peer,
+            own_mature,
+            breadth,
+            breadth_metric,
+            state,
         )

@@ -110,7 +110,9 @@ class Registry:
             for group, k in profiles.resources.items()
         }
         content = hashlib.sha256(model_bytes).hexdigest()
-        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(metadata.get("created_ts", time.time())))
+        stamp = time.strftime(
+            "%Y%m%dT%H%M%SZ", time.gmtime(metadata.get("created_ts", time.time()))
+        )
         version = f"{stamp}-{content[:8]}"
         folder = self.root / version
         tmp = self.root / f".{version}.partial"

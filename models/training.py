@@ -178,8 +178,8 @@ def fit(
         stats[kind] = {"median": median.tolist(), "scale": scale.tolist()}
         hist, edges = np.histogram(scores, bins=40, range=(0.0, 1.0))
         calibration[kind] = {
-            "rows": int(len(X)),
-            "fit_rows": int(len(rows)),
+            "rows": len(X),
+            "fit_rows": len(rows),
             "score_quantiles": detector.train_score_quantiles_,
             "breadth_quantile_of_passing": breadth_q,
             "training_alert_rate": float(

@@ -32,7 +32,7 @@ def bucket_of(value: float) -> int:
     """Histogram bucket of a non-negative value (0 -> 0, 1 -> 1, 2 -> 5, 4 -> 9...)."""
     if value <= 0:
         return 0
-    return max(1, int(math.floor(math.log2(value) * _BUCKETS_PER_OCTAVE)) + 1)
+    return max(1, math.floor(math.log2(value) * _BUCKETS_PER_OCTAVE) + 1)
 
 
 def bucket_value(index: int) -> float:
@@ -54,7 +54,7 @@ class DecayedHistogram:
     True
     """
 
-    __slots__ = ("half_life_days", "weights", "day", "total")
+    __slots__ = ("day", "half_life_days", "total", "weights")
 
     def __init__(self, half_life_days: float = 10.0) -> None:
         self.half_life_days = half_life_days
@@ -115,7 +115,7 @@ class DistinctWindow:
     individually (bounded memory); ``overflow`` says how many such keys were counted.
     """
 
-    __slots__ = ("span", "slot", "cap", "keys", "log", "sums", "categories", "overflow", "n_attrs")
+    __slots__ = ("cap", "categories", "keys", "log", "n_attrs", "overflow", "slot", "span", "sums")
 
     def __init__(self, span: float, n_attrs: int, cap: int = 5000) -> None:
         self.span = span
@@ -211,7 +211,7 @@ class CountWindow:
     """Sums of per-read quantities (reads, records, bytes, denied) over ``span`` seconds,
     kept in ``span / 30`` buckets."""
 
-    __slots__ = ("span", "slot", "buckets", "sums")
+    __slots__ = ("buckets", "slot", "span", "sums")
 
     def __init__(self, span: float, n: int = 4) -> None:
         self.span = span
@@ -312,8 +312,15 @@ class OpenAlert:
     score: float
 
     def to_obj(self) -> list[Any]:
-        return [self.alert_id, self.first_ts, self.last_ts, self.revision, self.severity,
-                self.breadth, self.score]
+        return [
+            self.alert_id,
+            self.first_ts,
+            self.last_ts,
+            self.revision,
+            self.severity,
+            self.breadth,
+            self.score,
+        ]
 
     @classmethod
     def from_obj(cls, obj: list[Any]) -> OpenAlert:

@@ -36,9 +36,7 @@ EVIDENCE_SIZE = 5
 
 
 def rfc3339(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace(
-        "+00:00", "Z"
-    )
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def alert_id_for(kind: str, entity: str, ts: float, counterpart: str) -> str:
@@ -93,7 +91,7 @@ def _fmt(value: float) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "n/a"
     if abs(value - round(value)) < 1e-9:
-        return str(int(round(value)))
+        return str(round(value))
     return f"{value:.1f}"
 
 
@@ -126,7 +124,8 @@ def summary_of(view: View) -> str:
         else:
             head = (
                 f"read {_fmt(m['distinct_1h'])} datasets in the last hour, "
-                f"{_fmt(m['outside_1h'])} of them from {_teams(m['outside_groups_1h'])} other than its own "
+                f"{_fmt(m['outside_1h'])} of them from "
+                f"{_teams(m['outside_groups_1h'])} other than its own "
                 f"({_fmt(m['sensitive_1h'])} confidential/restricted)"
             )
         unit = "sensitivity-weighted breadth"
@@ -143,7 +142,9 @@ def summary_of(view: View) -> str:
         if not math.isnan(own[metric])
         else "no own history yet"
     )
-    peers = "peers'" if view.kind == "broad_reader" else f"similar {view.event.sensitivity} datasets'"
+    peers = (
+        "peers'" if view.kind == "broad_reader" else f"similar {view.event.sensitivity} datasets'"
+    )
     return f"{head}; {unit} {_fmt(m[metric])} vs {own_text}, {peers} p99 is {_fmt(peer[metric])}"
 
 
@@ -217,7 +218,9 @@ class AlertPolicy:
             return None
         severity = severity_of(view, model.breadth_threshold)
         if current is None:
-            counterpart = view.event.resource if view.kind == "broad_reader" else view.event.principal
+            counterpart = (
+                view.event.resource if view.kind == "broad_reader" else view.event.principal
+            )
             current = OpenAlert(
                 alert_id=alert_id_for(view.kind, view.entity, ts, counterpart),
                 first_ts=ts,

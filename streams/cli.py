@@ -72,7 +72,10 @@ def _enrich_option(func: Any) -> Any:
 
 def _inputs(func: Any) -> Any:
     return click.argument(
-        "files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+        "files",
+        nargs=-1,
+        required=True,
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
     )(func)
 
 
@@ -140,8 +143,14 @@ def evaluate(labels: Path, alerts: Path, as_json: bool) -> None:
 @_inputs
 @_format_option
 @_enrich_option
-@click.option("--out", "registry", default=str(DEFAULT_REGISTRY), show_default=True,
-              type=click.Path(file_okay=False, path_type=Path), help="Registry directory.")
+@click.option(
+    "--out",
+    "registry",
+    default=str(DEFAULT_REGISTRY),
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Registry directory.",
+)
 @click.option("--promote", is_flag=True, help="Promote the new version right away.")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--rejects-out", type=click.Path(dir_okay=False, path_type=Path))
@@ -180,8 +189,13 @@ def train(
         if rejects:
             rejects.close()
     events.sort(key=lambda e: e.ts)
-    bar = tqdm(total=2 * len(events), unit="ev", disable=quiet or not sys.stderr.isatty(),
-               desc="train", file=sys.stderr)
+    bar = tqdm(
+        total=2 * len(events),
+        unit="ev",
+        disable=quiet or not sys.stderr.isatty(),
+        desc="train",
+        file=sys.stderr,
+    )
     fitted = fit(events, params=TrainingParams(seed=seed), progress=bar.update)
     bar.close()
     fitted.metadata["inputs"] = {"files": [p.name for p in files], "format": fmt, **tally.to_json()}
@@ -197,8 +211,12 @@ def train(
 @_inputs
 @_format_option
 @_enrich_option
-@click.option("--model", "model_ref", default=None,
-              help="Registry dir (its promoted version), a version dir, or DIR:VERSION.")
+@click.option(
+    "--model",
+    "model_ref",
+    default=None,
+    help="Registry dir (its promoted version), a version dir, or DIR:VERSION.",
+)
 @click.option("--alerts-out", required=True, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--rejects-out", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--table", is_flag=True, help="Also print alerts as a table on stderr.")
@@ -257,7 +275,9 @@ def models() -> None:
 
 
 _registry_option = click.option(
-    "--registry", default=str(DEFAULT_REGISTRY), show_default=True,
+    "--registry",
+    default=str(DEFAULT_REGISTRY),
+    show_default=True,
     type=click.Path(file_okay=False, path_type=Path),
 )
 
@@ -278,8 +298,10 @@ def models_list(registry: Path) -> None:
         meta = store.metadata(version)
         counts = meta.get("counts", {})
         mark = "*" if version == current else " "
-        click.echo(f"{mark} {version}  events={counts.get('events')}  "
-                   f"principals={counts.get('principals')}  resources={counts.get('resources')}")
+        click.echo(
+            f"{mark} {version}  events={counts.get('events')}  "
+            f"principals={counts.get('principals')}  resources={counts.get('resources')}"
+        )
 
 
 @models.command("show")

@@ -8,14 +8,23 @@ from typing import IO, Any
 from rich.console import Console
 from rich.table import Table
 
-SEVERITY_STYLE = {"low": "cyan", "medium": "yellow", "high": "bold red", "critical": "bold white on red"}
+SEVERITY_STYLE = {
+    "low": "cyan",
+    "medium": "yellow",
+    "high": "bold red",
+    "critical": "bold white on red",
+}
 
 
 def alert_row(alert: dict[str, Any]) -> tuple[str, str, str, str, str]:
     """(time, kind, severity, entity, summary) of one alert JSON object."""
     ts = str(alert.get("ts", ""))[:19].replace("T", " ")
-    return ts, str(alert.get("kind")), str(alert.get("severity")), str(alert.get("entity")), str(
-        alert.get("summary")
+    return (
+        ts,
+        str(alert.get("kind")),
+        str(alert.get("severity")),
+        str(alert.get("entity")),
+        str(alert.get("summary")),
     )
 
 
@@ -28,7 +37,9 @@ def alerts_table(alerts: Iterable[dict[str, Any]], file: IO[str] | None = None) 
     table.add_column("summary", overflow="fold")
     for alert in alerts:
         ts, kind, severity, entity, summary = alert_row(alert)
-        table.add_row(ts, kind, f"[{SEVERITY_STYLE.get(severity, '')}]{severity}[/]", entity, summary)
+        table.add_row(
+            ts, kind, f"[{SEVERITY_STYLE.get(severity, '')}]{severity}[/]", entity, summary
+        )
     if file is not None:
         Console(file=file, width=160).print(table)
     return table

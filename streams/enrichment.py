@@ -26,6 +26,7 @@ from typing import Any, Generic, TypeVar
 
 import orjson
 import yaml
+
 from reachwatch.streams.errors import ConfigError
 from reachwatch.streams.records import (
     MAX_FIELD_LENGTH,

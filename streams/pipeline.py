@@ -76,11 +76,15 @@ class Pipeline:
         model = self.model.kinds[kind]
         if kind == "broad_reader":
             build, new_state, key_of = (
-                features.principal_view, features.new_principal, _principal_key
+                features.principal_view,
+                features.new_principal,
+                _principal_key,
             )
         else:
             build, new_state, key_of = (
-                features.resource_view, features.new_resource, _resource_key
+                features.resource_view,
+                features.new_resource,
+                _resource_key,
             )
         views: list[View] = []
         samples: list[list[dict[str, Any]] | None] = []

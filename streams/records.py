@@ -162,7 +162,9 @@ def _choice(obj: dict[str, Any], field: str, allowed: tuple[str, ...], default: 
         return default
     value = value.lower()
     if value not in allowed:
-        raise SchemaError("bad_value", f"{field} must be one of {'|'.join(allowed)}, got {value!r:.40}")
+        raise SchemaError(
+            "bad_value", f"{field} must be one of {'|'.join(allowed)}, got {value!r:.40}"
+        )
     return value
 
 

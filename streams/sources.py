@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import orjson
+
 from reachwatch.streams.adapters import Adapter
 from reachwatch.streams.enrichment import Enrichment
 from reachwatch.streams.errors import SchemaError
@@ -157,7 +158,7 @@ def _outcome(
             event = enrichment.apply(event)
     except SchemaError as exc:
         return Outcome(line, raw, None, exc, path)
-    except Exception as exc:  # noqa: BLE001 - one odd record must not end a replay
+    except Exception as exc:
         error = SchemaError("adapter_error", f"{adapter.name} failed: {type(exc).__name__}: {exc}")
         return Outcome(line, raw, None, error, path)
     return Outcome(line, raw, event, None, path)

@@ -42,8 +42,12 @@ def office_day(rng: random.Random, day: int) -> list[AccessEvent]:
                 resource, sensitivity = rng.choice(datasets(owner))
                 events.append(
                     AccessEvent(
-                        ts=ts, principal=person, resource=resource, principal_group=team,
-                        resource_group=owner, sensitivity=sensitivity,
+                        ts=ts,
+                        principal=person,
+                        resource=resource,
+                        principal_group=team,
+                        resource_group=owner,
+                        sensitivity=sensitivity,
                     )
                 )
     return events

@@ -60,7 +60,9 @@ def test_a_pickle_payload_is_never_executed(registry, tmp_path):
     folder = registry.root / registry.current_version()
     (folder / "model.skops").write_bytes(pickle.dumps(Payload()))
     meta = orjson.loads((folder / "metadata.json").read_bytes())
-    meta["sha256"]["model.skops"] = hashlib.sha256((folder / "model.skops").read_bytes()).hexdigest()
+    meta["sha256"]["model.skops"] = hashlib.sha256(
+        (folder / "model.skops").read_bytes()
+    ).hexdigest()
     _resign_metadata(folder, meta)  # an attacker who can also rewrite the checksums
     with pytest.raises(ModelIntegrityError):
         registry.load()

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from reachwatch.streams.adapters import ADAPTER_NAMES, NativeAdapter, get_adapter
 from reachwatch.streams.errors import ConfigError, SchemaError
 from reachwatch.streams.records import AccessEvent

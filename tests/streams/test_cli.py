@@ -33,16 +33,22 @@ def test_replay_writes_alerts_and_a_json_summary(runner, registry_dir, tiny_hist
     rejects = tmp_path / "rejects.jsonl"
     result = runner.invoke(
         main,
-        ["replay", str(events), "--model", str(registry_dir), "--alerts-out", str(alerts),
-         "--rejects-out", str(rejects)],
+        [
+            "replay",
+            str(events),
+            "--model",
+            str(registry_dir),
+            "--alerts-out",
+            str(alerts),
+            "--rejects-out",
+            str(rejects),
+        ],
     )
     assert result.exit_code == 0, result.output
     summary = orjson.loads(result.output.strip().splitlines()[-1])
     assert summary["events"] == 4003
     assert summary["accepted"] == 4000
-    assert summary["rejected_by_reason"] == {
-        "bad_timestamp": 1, "missing_field": 1, "not_json": 1
-    }
+    assert summary["rejected_by_reason"] == {"bad_timestamp": 1, "missing_field": 1, "not_json": 1}
     assert summary["alerts"] == len(alerts.read_bytes().splitlines())
     rows = [orjson.loads(line) for line in rejects.read_bytes().splitlines()]
     assert {r["reason"] for r in rows} == {"bad_timestamp", "missing_field", "not_json"}
@@ -70,8 +76,15 @@ def test_a_tampered_model_fails_in_one_line(runner, registry_dir, tiny_history, 
     (registry_dir / version / "model.skops").write_bytes(b"garbage")
     events = write_jsonl(tmp_path / "e.jsonl", tiny_history[:10])
     result = runner.invoke(
-        main, ["replay", str(events), "--model", str(registry_dir), "--alerts-out",
-               str(tmp_path / "a.jsonl")],
+        main,
+        [
+            "replay",
+            str(events),
+            "--model",
+            str(registry_dir),
+            "--alerts-out",
+            str(tmp_path / "a.jsonl"),
+        ],
     )
     assert result.exit_code != 0
     assert "checksum mismatch" in result.output

@@ -7,6 +7,7 @@ from typing import Any
 
 import orjson
 import pytest
+
 from reachwatch.streams.enrichment import Enrichment, PrincipalRule, ResourceRule
 from reachwatch.streams.errors import ConfigError
 from reachwatch.streams.records import AccessEvent

@@ -40,8 +40,14 @@ def insider(principal: str = "eng-3", at: float = 10.5) -> list[AccessEvent]:
     t0 = START + TEST_DAY * 86400 + at * 3600
     targets = [d for team in ("hr", "finance") for d in datasets(team) if d[1] != "internal"]
     return [
-        AccessEvent(ts=t0 + i * 40, principal=principal, resource=r, principal_group="eng",
-                    resource_group=r.split("/")[0], sensitivity=s)
+        AccessEvent(
+            ts=t0 + i * 40,
+            principal=principal,
+            resource=r,
+            principal_group="eng",
+            resource_group=r.split("/")[0],
+            sensitivity=s,
+        )
         for i, (r, s) in enumerate(targets)
     ]
 
@@ -51,8 +57,14 @@ def exposure(resource: str = "hr/ds3", sensitivity: str = "restricted") -> list[
     t0 = START + TEST_DAY * 86400 + 13 * 3600
     readers = [p for team in TEAMS if team != "hr" for p in people(team)]
     return [
-        AccessEvent(ts=t0 + i * 50, principal=p, resource=resource, principal_group=p.split("-")[0],
-                    resource_group="hr", sensitivity=sensitivity)
+        AccessEvent(
+            ts=t0 + i * 50,
+            principal=p,
+            resource=resource,
+            principal_group=p.split("-")[0],
+            resource_group="hr",
+            sensitivity=sensitivity,
+        )
         for i, p in enumerate(readers)
     ]
 
@@ -98,8 +110,14 @@ def test_a_newcomer_reading_own_team_data_is_quiet(tiny_model, tiny_history):
     t0 = START + TEST_DAY * 86400 + 9 * 3600
     rng = random.Random(5)
     newcomer = [
-        AccessEvent(ts=t0 + i * 300, principal="finance-new", resource=r, principal_group="finance",
-                    resource_group="finance", sensitivity=s)
+        AccessEvent(
+            ts=t0 + i * 300,
+            principal="finance-new",
+            resource=r,
+            principal_group="finance",
+            resource_group="finance",
+            sensitivity=s,
+        )
         for i, (r, s) in enumerate(rng.sample(datasets("finance"), 10))
     ]
     alerts = run(Pipeline(tiny_model), tiny_history, by_time(normal_day(), newcomer))
@@ -127,8 +145,9 @@ def test_reads_later_than_the_allowed_lateness_are_counted_not_applied(tiny_mode
     pipeline = Pipeline(tiny_model)
     principals: dict = {}
     first = AccessEvent(ts=START + 10_000, principal="p", resource="r")
-    late = AccessEvent(ts=START + 10_000 - tiny_model.config.allowed_lateness - 1, principal="p",
-                       resource="r2")
+    late = AccessEvent(
+        ts=START + 10_000 - tiny_model.config.allowed_lateness - 1, principal="p", resource="r2"
+    )
     result = pipeline.observe_principals([first, late], principals)
     assert (result.scored, result.late) == (1, 1)
     assert principals["p"].windows[1].distinct == 1

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+
 from reachwatch.streams.errors import SchemaError
 from reachwatch.streams.records import (
     MAX_COUNT,

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+
 from reachwatch.streams.adapters import NativeAdapter, get_adapter
 from reachwatch.streams.enrichment import Enrichment, ResourceRule
 from reachwatch.streams.records import AccessEvent
