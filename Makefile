@@ -16,7 +16,7 @@ demo: $(STAMP)
 
 # Prometheus, promtool, Alertmanager and amtool from Debian for the ops-config tests.
 tools:
-	@command -v promtool >/dev/null && command -v alertmanager >/dev/null && command -v amtool >/dev/null \
+	@command -v promtool >/dev/null && command -v prometheus-alertmanager >/dev/null && command -v amtool >/dev/null \
 	  || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
 	       prometheus prometheus-alertmanager kcat >/dev/null; } \
 	  || echo "warning: could not install prometheus/alertmanager from Debian; their tests will be skipped"

@@ -148,8 +148,15 @@ def resource_key(resource: str) -> int:
 
 
 def peer_group_of(event: AccessEvent) -> str:
-    """The peer group a principal is compared with: its team, else all of its type."""
-    return event.principal_group or f"~{event.principal_type}"
+    """The peer group a principal is compared with: same team *and* same principal type.
+
+    People are compared with people of their team, service accounts with the team's
+    service accounts: one nightly backup job in it-ops must not make every it-ops
+    engineer's peer baseline "reads everything". Without a team, all of its type.
+    """
+    if event.principal_group is None:
+        return f"~{event.principal_type}"
+    return f"{event.principal_group}/{event.principal_type}"
 
 
 def hour_of_week(ts: float) -> int:

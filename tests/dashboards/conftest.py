@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from opsstack import PrometheusProcess, find_binary, write_prometheus_config
+
+# `make tools` installs these from Debian (packages prometheus, prometheus-alertmanager).
+MISSING = "not installed; `make tools` (Debian prometheus, prometheus-alertmanager) provides it"
+
+
+def _binary(*names: str) -> str:
+    path = find_binary(*names)
+    if path is None:
+        pytest.skip(f"{names[0]} {MISSING}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def promtool() -> str:
+    return _binary("promtool")
+
+
+@pytest.fixture(scope="session")
+def amtool() -> str:
+    return _binary("amtool")
+
+
+@pytest.fixture(scope="session")
+def prometheus_bin() -> str:
+    return _binary("prometheus")
+
+
+@pytest.fixture(scope="session")
+def alertmanager_bin() -> str:
+    return _binary("alertmanager", "prometheus-alertmanager")
+
+
+def run_tool(*argv: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(list(argv), capture_output=True, text=True, timeout=120, cwd=cwd)
+
+
+@pytest.fixture(scope="session")
+def empty_prometheus(
+    prometheus_bin: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[PrometheusProcess]:
+    """A real Prometheus with an empty TSDB and no targets: a PromQL parser with an API."""
+    workdir = tmp_path_factory.mktemp("prometheus-empty")
+    config = write_prometheus_config(workdir / "prometheus.yml")
+    with PrometheusProcess(prometheus_bin, config, workdir) as prometheus:
+        prometheus.wait_ready()
+        yield prometheus
