@@ -1,0 +1,179 @@
+"""Judging alerts: caught, missed, time to detect, false positives, on hand-made alerts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+
+from reachwatch.models.evaluation import evaluate
+from reachwatch.streams.errors import SchemaError
+from reachwatch.streams.records import parse_timestamp
+
+EXPOSURE_START = "2026-03-23T10:00:00Z"
+EXPOSURE_END = "2026-03-23T11:00:00Z"
+
+
+@pytest.fixture
+def labels() -> dict[str, Any]:
+    return {
+        "schema_version": 1,
+        "test_start": "2026-03-23T00:00:00Z",
+        "test_end": "2026-03-24T00:00:00Z",
+        "incidents": [
+            {
+                "id": "INC-1",
+                "type": "exposure",
+                "kind": "broad_audience",
+                "entity": "hr.employee-monitoring",
+                "start": EXPOSURE_START,
+                "end": EXPOSURE_END,
+                "description": "exposed",
+            },
+            {
+                "id": "INC-2",
+                "type": "insider_broad_read",
+                "kind": "broad_reader",
+                "entity": "zoe",
+                "start": "2026-03-23T14:00:00Z",
+                "end": "2026-03-23T14:45:00Z",
+                "description": "insider",
+            },
+        ],
+        "benign": [
+            {
+                "id": "BEN-1",
+                "type": "nightly_backup",
+                "kind": "broad_reader",
+                "entity": "svc-backup",
+                "description": "backup",
+            },
+        ],
+    }
+
+
+def alert(kind: str, entity: str, ts: str | float, severity: str = "medium") -> dict[str, Any]:
+    return {"kind": kind, "entity": entity, "ts": ts, "severity": severity}
+
+
+def test_alert_in_window_catches_with_time_to_detect(labels: dict[str, Any]) -> None:
+    result = evaluate(
+        labels, [alert("broad_audience", "hr.employee-monitoring", "2026-03-23T10:07:30Z", "high")]
+    )
+    assert result.caught == ["INC-1"]
+    assert result.missed == ["INC-2"]
+    assert result.time_to_detect == {"INC-1": 450.0}
+    assert result.verdicts[0].severity == "high"
+
+
+def test_first_of_several_alerts_sets_time_to_detect(labels: dict[str, Any]) -> None:
+    later = alert("broad_reader", "zoe", "2026-03-23T14:40:00Z")
+    earlier = alert("broad_reader", "zoe", "2026-03-23T14:10:00Z")
+    assert evaluate(labels, [later, earlier]).time_to_detect == {"INC-2": 600.0}
+
+
+def test_epoch_seconds_and_milliseconds_are_accepted(labels: dict[str, Any]) -> None:
+    start = parse_timestamp(EXPOSURE_START)
+    seconds = evaluate(labels, [alert("broad_audience", "hr.employee-monitoring", start + 60)])
+    millis = evaluate(
+        labels, [alert("broad_audience", "hr.employee-monitoring", (start + 60) * 1000)]
+    )
+    assert seconds.time_to_detect == millis.time_to_detect == {"INC-1": 60.0}
+
+
+def test_grace_period_ends_two_hours_after_the_incident(labels: dict[str, Any]) -> None:
+    end = parse_timestamp(EXPOSURE_END)
+    on_edge = evaluate(labels, [alert("broad_audience", "hr.employee-monitoring", end + 7200)])
+    too_late = evaluate(labels, [alert("broad_audience", "hr.employee-monitoring", end + 7201)])
+    assert on_edge.caught == ["INC-1"]
+    assert too_late.caught == []
+
+
+def test_alert_before_the_incident_neither_catches_nor_counts_as_false_positive(
+    labels: dict[str, Any],
+) -> None:
+    result = evaluate(
+        labels, [alert("broad_audience", "hr.employee-monitoring", "2026-03-23T09:59:59Z")]
+    )
+    assert result.caught == []
+    assert result.false_positives == ()
+
+
+def test_right_entity_wrong_kind_is_a_false_positive(labels: dict[str, Any]) -> None:
+    result = evaluate(
+        labels, [alert("broad_reader", "hr.employee-monitoring", "2026-03-23T10:05:00Z")]
+    )
+    assert result.caught == []
+    assert [(fp.kind, fp.entity) for fp in result.false_positives] == [
+        ("broad_reader", "hr.employee-monitoring")
+    ]
+
+
+def test_false_positives_are_per_entity_and_name_benign_look_alikes(
+    labels: dict[str, Any],
+) -> None:
+    alerts = [
+        alert("broad_reader", "svc-backup", "2026-03-23T01:10:00Z"),
+        alert("broad_reader", "svc-backup", "2026-03-23T02:10:00Z"),
+        alert("broad_audience", "company.wiki", "2026-03-23T12:00:00Z"),
+    ]
+    result = evaluate(labels, alerts)
+    by_entity = {fp.entity: fp for fp in result.false_positives}
+    assert by_entity["svc-backup"].alerts == 2
+    assert by_entity["svc-backup"].benign_id == "BEN-1"
+    assert by_entity["company.wiki"].benign_id is None
+    assert result.benign_alerted == ["BEN-1"]
+
+
+def test_alerts_outside_the_test_period_are_ignored(labels: dict[str, Any]) -> None:
+    result = evaluate(
+        labels,
+        [
+            alert("broad_reader", "svc-backup", "2026-03-22T01:10:00Z"),
+            alert("broad_reader", "ana", "2026-03-24T00:00:01Z"),
+        ],
+    )
+    assert result.false_positives == ()
+    assert (result.alerts_counted, result.alerts_ignored) == (0, 2)
+
+
+def test_render_shows_every_incident_and_the_false_positives(labels: dict[str, Any]) -> None:
+    text = evaluate(
+        labels,
+        [
+            alert("broad_reader", "zoe", "2026-03-23T14:05:00Z"),
+            alert("broad_reader", "svc-backup", "2026-03-23T01:10:00Z"),
+        ],
+    ).render()
+    assert "INC-1" in text and "INC-2" in text
+    assert "NO" in text  # INC-1 missed
+    assert "5m00s" in text
+    assert "BEN-1 nightly_backup" in text
+
+
+def test_to_json_is_serialisable_and_agrees_with_the_attributes(labels: dict[str, Any]) -> None:
+    result = evaluate(
+        labels,
+        [
+            alert("broad_reader", "zoe", "2026-03-23T14:05:00Z"),
+            alert("broad_audience", "company.wiki", "2026-03-23T12:00:00Z"),
+        ],
+    )
+    document = orjson.loads(orjson.dumps(result.to_json()))
+    assert document["caught"] == result.caught == ["INC-2"]
+    assert document["missed"] == ["INC-1"]
+    assert document["false_positive_entities"] == 1
+    assert document["incidents"][1]["time_to_detect_s"] == 300.0
+
+
+def test_alert_without_entity_is_a_schema_error(labels: dict[str, Any]) -> None:
+    with pytest.raises(SchemaError) as error:
+        evaluate(labels, [{"kind": "broad_reader", "ts": "2026-03-23T14:05:00Z"}])
+    assert error.value.code == "missing_field"
+
+
+def test_labels_without_test_period_are_a_schema_error(labels: dict[str, Any]) -> None:
+    del labels["test_end"]
+    with pytest.raises(SchemaError):
+        evaluate(labels, [])
