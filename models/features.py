@@ -85,40 +85,32 @@ class DetectionConfig:
         return cls(**obj)
 
 
+# Compact on purpose: an IsolationForest isolates along randomly chosen features, so
+# every redundant column dilutes the ones that matter. Breadth enters as the *smaller* of
+# the own and peer excess ("unusual for me and for my team"), the quantity the gate uses.
 PRINCIPAL_FEATURES = (
-    "distinct_15m",
     "distinct_1h",
-    "distinct_24h",
     "groups_1h",
-    "sensitive_1h",
     "weighted_1h",
     "outside_share_1h",
-    "outside_weighted_1h",
     "outside_weighted_24h",
     "new_own_1h",
-    "new_peer_1h",
     "new_peer_24h",
+    "outside_new_sensitive_24h",
     "records_1h",
     "bytes_1h",
     "denied_ratio_1h",
     "hour_rarity",
-    "own_excess_weighted_1h",
-    "own_excess_outside_1h",
-    "own_excess_outside_24h",
-    "peer_excess_weighted_1h",
-    "peer_excess_outside_1h",
-    "peer_excess_outside_24h",
-    "is_service",
+    "breadth_weighted_1h",
+    "breadth_outside_1h",
+    "breadth_outside_24h",
 )
 
 RESOURCE_FEATURES = (
     "readers_15m",
     "readers_1h",
-    "readers_24h",
     "reader_groups_1h",
-    "outside_readers_15m",
     "outside_readers_1h",
-    "first_time_15m",
     "first_time_1h",
     "outside_share_1h",
     "service_share_1h",
@@ -126,12 +118,9 @@ RESOURCE_FEATURES = (
     "bytes_1h",
     "denied_ratio_1h",
     "sensitivity",
-    "own_excess_readers_1h",
-    "own_excess_outside_1h",
-    "own_excess_groups_1h",
-    "peer_excess_readers_1h",
-    "peer_excess_outside_1h",
-    "peer_excess_groups_1h",
+    "breadth_readers_1h",
+    "breadth_outside_1h",
+    "breadth_groups_1h",
 )
 
 FEATURE_NAMES = {"broad_reader": PRINCIPAL_FEATURES, "broad_audience": RESOURCE_FEATURES}
@@ -340,6 +329,7 @@ class FeatureBuilder:
             new_own,
             new_peer,
             1.0 if event.sensitivity == "restricted" else 0.0,
+            outside * new_own if event.sensitivity in SENSITIVE else 0.0,
         )
         category = event.resource_group or UNKNOWN_GROUP
         for window in state.windows:
@@ -360,6 +350,7 @@ class FeatureBuilder:
             "groups_1h": float(w1h.distinct_categories),
             "outside_weighted_24h": w24.sums[3],
             "distinct_1h": float(w1h.distinct),
+            "distinct_15m": float(w15.distinct),
             "sensitive_1h": w1h.sums[1],
             "outside_1h": w1h.sums[2],
             "outside_groups_1h": float(
@@ -399,30 +390,23 @@ class FeatureBuilder:
         reads, records, nbytes, denied_n = state.counts.sums
         distinct_1h = max(1, w1h.distinct)
         log1p = math.log1p
+        breadth_of = {m: min(own_excess[m], peer_excess[m]) for m in PRINCIPAL_BREADTH}
         vector = [
-            log1p(w15.distinct),
             log1p(w1h.distinct),
-            log1p(w24.distinct),
             log1p(w1h.distinct_categories),
-            log1p(w1h.sums[1]),
             log1p(w1h.sums[0]),
             w1h.sums[2] / distinct_1h,
-            log1p(w1h.sums[3]),
             log1p(w24.sums[3]),
             log1p(w1h.sums[4]),
-            log1p(w1h.sums[5]),
             log1p(w24.sums[5]),
+            log1p(w24.sums[7]),
             log1p(records),
             log1p(nbytes),
             denied_n / reads if reads > 0 else 0.0,
             rarity,
-            own_excess["weighted_1h"],
-            own_excess["outside_weighted_1h"],
-            own_excess["outside_weighted_24h"],
-            peer_excess["weighted_1h"],
-            peer_excess["outside_weighted_1h"],
-            peer_excess["outside_weighted_24h"],
-            1.0 if event.principal_type == "service" else 0.0,
+            breadth_of["weighted_1h"],
+            breadth_of["outside_weighted_1h"],
+            breadth_of["outside_weighted_24h"],
         ]
         return View(
             "broad_reader",
@@ -506,14 +490,12 @@ class FeatureBuilder:
         reads, records, nbytes, denied_n = state.counts.sums
         readers = max(1, w1h.distinct)
         log1p = math.log1p
+        breadth_of = {m: min(own_excess[m], peer_excess[m]) for m in RESOURCE_BREADTH}
         vector = [
             log1p(w15.distinct),
             log1p(w1h.distinct),
-            log1p(w24.distinct),
             log1p(w1h.distinct_categories),
-            log1p(w15.sums[0]),
             log1p(w1h.sums[0]),
-            log1p(w15.sums[1]),
             log1p(w1h.sums[1]),
             w1h.sums[0] / readers,
             w1h.sums[2] / readers,
@@ -521,12 +503,9 @@ class FeatureBuilder:
             log1p(nbytes),
             denied_n / reads if reads > 0 else 0.0,
             float(SENSITIVITIES.index(event.sensitivity)),
-            own_excess["readers_1h"],
-            own_excess["outside_readers_1h"],
-            own_excess["reader_groups_1h"],
-            peer_excess["readers_1h"],
-            peer_excess["outside_readers_1h"],
-            peer_excess["reader_groups_1h"],
+            breadth_of["readers_1h"],
+            breadth_of["outside_readers_1h"],
+            breadth_of["reader_groups_1h"],
         ]
         return View(
             "broad_audience",

@@ -330,8 +330,8 @@ class OpenAlert:
 # Principal-side window attributes per distinct resource:
 #   0 sensitivity weight, 1 is sensitive (confidential/restricted),
 #   2 outside own group, 3 outside-weighted, 4 new to principal, 5 new to peers,
-#   6 is restricted
-PRINCIPAL_ATTRS = 7
+#   6 is restricted, 7 outside and sensitive and new to the principal
+PRINCIPAL_ATTRS = 8
 # Resource-side window attributes per distinct reader:
 #   0 outside owner group, 1 first-time reader, 2 service account
 RESOURCE_ATTRS = 3

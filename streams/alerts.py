@@ -123,7 +123,8 @@ def summary_of(view: View) -> str:
             )
         else:
             head = (
-                f"read {_fmt(m['distinct_1h'])} datasets in the last hour, "
+                f"read {_fmt(m['distinct_1h'])} datasets in the last hour "
+                f"({_fmt(m['distinct_15m'])} in the last 15 min), "
                 f"{_fmt(m['outside_1h'])} of them from "
                 f"{_teams(m['outside_groups_1h'])} other than its own "
                 f"({_fmt(m['sensitive_1h'])} confidential/restricted)"
