@@ -32,7 +32,7 @@ class BreadthDetector(BaseEstimator):
 
     def __init__(
         self,
-        n_estimators: int = 150,
+        n_estimators: int = 100,
         max_samples: int | str = 512,
         quantile: float = 0.995,
         random_state: int | None = 0,

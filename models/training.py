@@ -44,7 +44,7 @@ from reachwatch.streams.records import AccessEvent
 class TrainingParams:
     """Hyper-parameters of the fit and of threshold calibration (stored with the model)."""
 
-    n_estimators: int = 150
+    n_estimators: int = 100
     max_samples: int = 512
     max_rows: int = 200_000  # rows per kind used to fit (uniform sample, seeded)
     score_quantile: float = 0.995

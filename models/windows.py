@@ -362,6 +362,8 @@ class EntityState:
         self.last_group: str | None = None
         self.open_alert: OpenAlert | None = None
         self.sample: deque[list[Any]] = deque(maxlen=5)
+        # Baselines change only when an hour or day finishes: cache their quantiles.
+        self._baselines: dict[tuple[str, float], tuple[float, float]] = {}
 
     # -- serialisation ---------------------------------------------------------------
     def to_obj(self) -> list[Any]:
@@ -404,6 +406,9 @@ class EntityState:
         t = self.tracker
         hour = int(ts // HOUR)
         finished: list[tuple[str, float]] = []
+        if hour <= t.hour:
+            return finished
+        self._baselines.clear()
         if hour > t.hour:
             if t.hour >= 0:
                 day_of_sample = int(t.hour * HOUR // DAY)
@@ -422,18 +427,27 @@ class EntityState:
             t.daily_max = [0.0] * len(self.daily_metrics)
         return finished
 
-    def track(self, hourly_values: Iterable[float], daily_values: Iterable[float]) -> None:
-        t = self.tracker
-        t.hourly_max = [max(a, b) for a, b in zip(t.hourly_max, hourly_values, strict=True)]
-        t.daily_max = [max(a, b) for a, b in zip(t.daily_max, daily_values, strict=True)]
+    def track(self, hourly_values: tuple[float, ...], daily_values: tuple[float, ...]) -> None:
+        hourly_max = self.tracker.hourly_max
+        for i, value in enumerate(hourly_values):
+            if value > hourly_max[i]:
+                hourly_max[i] = value
+        daily_max = self.tracker.daily_max
+        for i, value in enumerate(daily_values):
+            if value > daily_max[i]:
+                daily_max[i] = value
 
     def baseline(self, metric: str, q: float) -> tuple[float, float]:
-        """(quantile, weight) of an hourly or daily metric's own history, this hour included."""
+        """(quantile, weight) of an hourly or daily metric's own finished hours/days."""
+        cached = self._baselines.get((metric, q))
+        if cached is not None:
+            return cached
         if metric in self.hourly_metrics:
-            i = self.hourly_metrics.index(metric)
-            return self.hourly[i].quantile(q), self.hourly[i].total
-        i = self.daily_metrics.index(metric)
-        return self.daily[i].quantile(q), self.daily[i].total
+            hist = self.hourly[self.hourly_metrics.index(metric)]
+        else:
+            hist = self.daily[self.daily_metrics.index(metric)]
+        result = self._baselines[(metric, q)] = (hist.quantile(q), hist.total)
+        return result
 
     def size(self) -> int:
         """Rough number of remembered keys (for state-size metrics and caps)."""
