@@ -15,6 +15,7 @@ suspicious in itself.
 from __future__ import annotations
 
 import math
+from array import array
 from dataclasses import dataclass, field
 from hashlib import blake2b
 from typing import Any
@@ -61,6 +62,9 @@ class DetectionConfig:
     min_own_hours: float = 8.0
     min_own_days: float = 4.0
     allowed_lateness: float = 600.0
+    # An entity with no read for this long is forgotten (bounded memory); by then its
+    # decayed baselines carry under a tenth of their weight anyway.
+    idle_ttl_days: float = 35.0
     window_cap: int = 5000
     memory_cap: int = 4096
 
@@ -74,6 +78,7 @@ class DetectionConfig:
             "min_own_hours": self.min_own_hours,
             "min_own_days": self.min_own_days,
             "allowed_lateness": self.allowed_lateness,
+            "idle_ttl_days": self.idle_ttl_days,
             "window_cap": self.window_cap,
             "memory_cap": self.memory_cap,
         }
@@ -236,12 +241,14 @@ def _hour_rarity(state: EntityState, peer_hours: list[float] | None, ts: float) 
     """How unusual this hour of the week is for the entity (0 usual .. 1 never seen)."""
     how = hour_of_week(ts)
     hours = state.hour_of_week
-    total = sum(hours)
+    total = sum(hours) if hours is not None else 0.0
     if total < 20 and peer_hours:
         hours_seq: Any = peer_hours
     else:
         hours_seq = hours
-    peak = max(hours_seq) if len(hours_seq) else 0.0
+    if hours_seq is None:
+        return 0.0
+    peak = max(hours_seq)
     if peak <= 0:
         return 0.0
     return 1.0 - min(1.0, (hours_seq[how] + 0.5) / (peak + 0.5)) ** 0.5
@@ -249,8 +256,11 @@ def _hour_rarity(state: EntityState, peer_hours: list[float] | None, ts: float) 
 
 def _note_hour(state: EntityState, ts: float) -> None:
     hours = state.hour_of_week
-    hours[hour_of_week(ts)] += 1.0
-    if hours[hour_of_week(ts)] > 1000.0:  # keep it a profile, not a lifetime counter
+    if hours is None:
+        hours = state.hour_of_week = array("f", bytes(4 * 168))
+    how = hour_of_week(ts)
+    hours[how] += 1.0
+    if hours[how] > 1000.0:  # keep it a profile, not a lifetime counter
         for i in range(168):
             hours[i] *= 0.5
 
@@ -341,7 +351,7 @@ class FeatureBuilder:
         if self.collector is not None:
             self.collector.add_read(group, key, ts)
         state.events += 1
-        state.sample.append([ts, event.resource, event.sensitivity, event.resource_group])
+        state.remember([ts, event.resource, event.sensitivity, event.resource_group])
 
         w15, w1h, w24 = state.windows
         metrics = {
@@ -453,9 +463,8 @@ class FeatureBuilder:
             window.add(ts, event.principal, category, attrs)
         denied = 1.0 if event.outcome == "denied" else 0.0
         state.counts.add(ts, (1.0, float(event.records or 0), float(event.bytes or 0), denied))
-        _note_hour(state, ts)
         state.events += 1
-        state.sample.append([ts, event.principal, event.principal_group, event.principal_type])
+        state.remember([ts, event.principal, event.principal_group, event.principal_type])
 
         w15, w1h, w24 = state.windows
         metrics = {

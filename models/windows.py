@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import math
 from array import array
-from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -115,7 +114,18 @@ class DistinctWindow:
     individually (bounded memory); ``overflow`` says how many such keys were counted.
     """
 
-    __slots__ = ("cap", "categories", "keys", "log", "n_attrs", "overflow", "slot", "span", "sums")
+    __slots__ = (
+        "cap",
+        "categories",
+        "head",
+        "keys",
+        "log",
+        "n_attrs",
+        "overflow",
+        "slot",
+        "span",
+        "sums",
+    )
 
     def __init__(self, span: float, n_attrs: int, cap: int = 5000) -> None:
         self.span = span
@@ -124,7 +134,11 @@ class DistinctWindow:
         self.n_attrs = n_attrs
         # key -> [last_ts, category, attrs tuple]
         self.keys: dict[str, list[Any]] = {}
-        self.log: deque[tuple[float, str]] = deque()
+        # (ts, key) in arrival order; entries before ``head`` are consumed. A list with a
+        # head index instead of a deque: an empty deque costs ~600 bytes, and most
+        # entities have a handful of keys.
+        self.log: list[tuple[float, str]] = []
+        self.head = 0
         self.sums = [0.0] * n_attrs
         self.categories: dict[str, int] = {}
         self.overflow = 0
@@ -153,8 +167,10 @@ class DistinctWindow:
     def expire(self, now: float) -> None:
         horizon = now - self.span
         log, keys = self.log, self.keys
-        while log and log[0][0] < horizon:
-            ts, key = log.popleft()
+        head, end = self.head, len(log)
+        while head < end and log[head][0] < horizon:
+            ts, key = log[head]
+            head += 1
             entry = keys.get(key)
             if entry is None:
                 continue
@@ -168,9 +184,14 @@ class DistinctWindow:
                     self.categories[category] = left
                 else:
                     del self.categories[category]
-            elif entry[0] > ts and (not log or log[-1][1] != key):
+            elif entry[0] > ts and log[-1][1] != key:
                 # Still live (read again without a new log entry): look at it again later.
                 log.append((entry[0], key))
+                end += 1
+        if head > 32 and head * 2 > len(log):
+            del log[:head]
+            head = 0
+        self.head = head
         if not keys and self.overflow:
             self.overflow = 0
             self.sums = [0.0] * self.n_attrs
@@ -186,7 +207,7 @@ class DistinctWindow:
     def to_obj(self) -> list[Any]:
         return [
             [[k, e[0], e[1], list(e[2])] for k, e in self.keys.items()],
-            [list(x) for x in self.log],
+            [list(x) for x in self.log[self.head :]],
             self.overflow,
             self.sums if self.overflow else None,
         ]
@@ -200,7 +221,7 @@ class DistinctWindow:
             for i, value in enumerate(attrs_t):
                 w.sums[i] += value
             w.categories[category] = w.categories.get(category, 0) + 1
-        w.log = deque((ts, key) for ts, key in obj[1])
+        w.log = [(ts, key) for ts, key in obj[1]]
         w.overflow = obj[2]
         if obj[3] is not None:
             w.sums = list(obj[3])
@@ -216,7 +237,7 @@ class CountWindow:
     def __init__(self, span: float, n: int = 4) -> None:
         self.span = span
         self.slot = span / 30.0
-        self.buckets: deque[list[float]] = deque()  # [bucket_index, *values]
+        self.buckets: list[list[float]] = []  # [bucket_index, *values], at most ~31
         self.sums = [0.0] * n
 
     def add(self, ts: float, values: tuple[float, ...]) -> None:
@@ -236,7 +257,7 @@ class CountWindow:
         horizon_index = (now - self.span) // self.slot
         buckets = self.buckets
         while buckets and buckets[0][0] < horizon_index:
-            old = buckets.popleft()
+            old = buckets.pop(0)
             for i in range(len(self.sums)):
                 self.sums[i] -= old[i + 1]
         if not buckets:
@@ -327,6 +348,8 @@ class OpenAlert:
         return cls(*obj)
 
 
+SAMPLE_SIZE = 5
+
 # Principal-side window attributes per distinct resource:
 #   0 sensitivity weight, 1 is sensitive (confidential/restricted),
 #   2 outside own group, 3 outside-weighted, 4 new to principal, 5 new to peers,
@@ -356,12 +379,13 @@ class EntityState:
         self.tracker = HourTracker(
             hourly_max=[0.0] * len(self.hourly_metrics), daily_max=[0.0] * len(self.daily_metrics)
         )
-        self.hour_of_week = array("f", bytes(4 * 168))
+        # Hour-of-week activity profile, created on first use (only principals need it).
+        self.hour_of_week: array[float] | None = None
         self.watermark = 0.0
         self.events = 0
         self.last_group: str | None = None
         self.open_alert: OpenAlert | None = None
-        self.sample: deque[list[Any]] = deque(maxlen=5)
+        self.sample: list[list[Any]] = []  # the last SAMPLE_SIZE reads, oldest first
         # Baselines change only when an hour or day finishes: cache their quantiles.
         self._baselines: dict[tuple[str, float], tuple[float, float]] = {}
 
@@ -376,12 +400,12 @@ class EntityState:
             [h.to_obj() for h in self.hourly],
             [h.to_obj() for h in self.daily],
             [t.hour, t.day, t.hourly_max, t.daily_max],
-            list(self.hour_of_week),
+            list(self.hour_of_week) if self.hour_of_week is not None else None,
             self.watermark,
             self.events,
             self.last_group,
             self.open_alert.to_obj() if self.open_alert else None,
-            list(self.sample),
+            self.sample,
         ]
 
     def load_obj(self, obj: list[Any]) -> None:
@@ -395,10 +419,10 @@ class EntityState:
         self.daily = [DecayedHistogram.from_obj(o) for o in obj[5]]
         hour, day, hourly_max, daily_max = obj[6]
         self.tracker = HourTracker(hour, day, list(hourly_max), list(daily_max))
-        self.hour_of_week = array("f", obj[7])
+        self.hour_of_week = array("f", obj[7]) if obj[7] is not None else None
         self.watermark, self.events, self.last_group = obj[8], obj[9], obj[10]
         self.open_alert = OpenAlert.from_obj(obj[11]) if obj[11] else None
-        self.sample = deque(obj[12], maxlen=5)
+        self.sample = list(obj[12])
 
     # -- baselines -------------------------------------------------------------------
     def roll_time(self, ts: float) -> list[tuple[str, float]]:
@@ -448,6 +472,13 @@ class EntityState:
             hist = self.daily[self.daily_metrics.index(metric)]
         result = self._baselines[(metric, q)] = (hist.quantile(q), hist.total)
         return result
+
+    def remember(self, read: list[Any]) -> None:
+        """Keep ``read`` in the bounded sample of recent reads (data minimisation)."""
+        sample = self.sample
+        sample.append(read)
+        if len(sample) > SAMPLE_SIZE:
+            del sample[0]
 
     def size(self) -> int:
         """Rough number of remembered keys (for state-size metrics and caps)."""

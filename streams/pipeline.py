@@ -17,7 +17,7 @@ import numpy as np
 
 from reachwatch.models.features import FeatureBuilder, View
 from reachwatch.models.registry import LoadedModel
-from reachwatch.models.windows import EntityState, PrincipalState, ResourceState
+from reachwatch.models.windows import EntityState
 from reachwatch.streams.alerts import Alert, AlertPolicy, sample_of
 from reachwatch.streams.records import AccessEvent
 
@@ -50,6 +50,17 @@ class Pipeline:
         """
         self.model = model
         self.features = FeatureBuilder(model.config, model.profiles)
+
+    def expire_idle(self, states: MutableMapping[str, Any], now: float) -> list[str]:
+        """Forget entities idle for longer than the model's ``idle_ttl_days``.
+
+        Returns the removed keys (the stream deletes them from its table too).
+        """
+        horizon = now - self.model.config.idle_ttl_days * 86400.0
+        idle = [key for key, state in states.items() if state.watermark < horizon]
+        for key in idle:
+            del states[key]
+        return idle
 
     def observe_principals(
         self,
@@ -132,7 +143,3 @@ def _principal_key(event: AccessEvent) -> str:
 def _resource_key(event: AccessEvent) -> str:
     return event.resource
 
-
-def new_states() -> tuple[dict[str, PrincipalState], dict[str, ResourceState]]:
-    """Empty in-memory state stores for offline runs."""
-    return {}, {}

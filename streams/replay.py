@@ -23,6 +23,7 @@ from reachwatch.streams.records import AccessEvent
 from reachwatch.streams.sources import Outcome, read_outcomes
 
 BATCH_SIZE = 2000
+SWEEP_INTERVAL = 86400.0
 
 
 @dataclass
@@ -33,6 +34,7 @@ class Tally:
     accepted: int = 0
     skipped: int = 0
     late: int = 0
+    expired: int = 0  # idle entities forgotten
     rejected: Counter[str] = field(default_factory=Counter)
     alerts: int = 0
     alerts_by_kind: Counter[str] = field(default_factory=Counter)
@@ -47,6 +49,7 @@ class Tally:
             "rejected_by_reason": dict(sorted(self.rejected.items())),
             "alerts": self.alerts,
             "alerts_by_kind": dict(sorted(self.alerts_by_kind.items())),
+            "expired_entities": self.expired,
         }
 
 
@@ -102,9 +105,16 @@ def run_replay(
     """Drive the pipeline over ordered events, in the stream's micro-batch shape."""
     principals: dict[str, EntityState] = {}
     resources: dict[str, EntityState] = {}
+    next_sweep = None
     for events in batches:
         for start in range(0, len(events), batch_size):
             chunk = events[start : start + batch_size]
+            now = chunk[-1].ts
+            if next_sweep is None or now >= next_sweep:
+                # Once per event-time day, like the stream's periodic sweep.
+                tally.expired += len(pipeline.expire_idle(principals, now))
+                tally.expired += len(pipeline.expire_idle(resources, now))
+                next_sweep = now + SWEEP_INTERVAL
             left = pipeline.observe_principals(chunk, principals)
             right = pipeline.observe_resources(chunk, resources)
             tally.late += left.late

@@ -161,3 +161,16 @@ def test_swapping_the_model_keeps_state(tiny_model, tiny_history, kind):
     pipeline.swap_model(tiny_model)
     assert len(principals) + len(resources) == before
     assert pipeline.model_version == tiny_model.version
+
+
+def test_idle_entities_are_forgotten_and_active_ones_kept(tiny_model):
+    pipeline = Pipeline(tiny_model)
+    principals: dict = {}
+    ttl = tiny_model.config.idle_ttl_days * 86400
+    old = [AccessEvent(ts=START + i, principal=f"gone-{i}", resource="r") for i in range(50)]
+    pipeline.observe_principals(old, principals)
+    recent = AccessEvent(ts=START + ttl, principal="active", resource="r")
+    pipeline.observe_principals([recent], principals)
+    removed = pipeline.expire_idle(principals, now=START + ttl + 100)
+    assert sorted(removed) == sorted(f"gone-{i}" for i in range(50))
+    assert list(principals) == ["active"]
