@@ -1,0 +1,241 @@
+r"""The worker's agents: thin loops that move data between Kafka and the pure core.
+
+    input topics --ingest--> dead-letter topic            (bad messages, verbatim)
+                        \--> events-by-principal topic    (keyed by principal)
+                        \--> events-by-resource topic     (keyed by resource)
+    events-by-X  --score (micro-batches)--> alerts topic  (keyed by entity)
+                                       \--> X-state table (changelog-backed)
+
+Order inside a scoring batch matters for at-least-once delivery: alerts are published (and
+their delivery awaited) *before* the window state is written, and offsets are committed
+after both. A crash in between replays the batch; the replay recomputes the same alerts
+with the same ``alert_id``, so a SIEM de-duplicates them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, MutableMapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+import orjson
+from faust.types import StreamT
+
+from reachwatch.models.windows import decode_state, encode_state
+from reachwatch.streams.adapters import Adapter
+from reachwatch.streams.alerts import Alert
+from reachwatch.streams.deadletter import DeadLetter
+from reachwatch.streams.intake import admit
+from reachwatch.streams.metrics import Metrics
+from reachwatch.streams.pipeline import BatchResult, Pipeline
+from reachwatch.streams.records import AccessEvent, parse_event
+from reachwatch.streams.reload import ModelWatcher
+from reachwatch.streams.settings import Settings
+from reachwatch.streams.topics import ServiceTables, ServiceTopics
+
+log = logging.getLogger(__name__)
+
+RETRY_BACKOFF_S = (0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
+
+
+@dataclass(frozen=True, slots=True)
+class Forwarded:
+    """A validated event on an internal topic, with where and when it entered the service."""
+
+    event: AccessEvent
+    topic: str
+    received: float
+
+    def encode(self) -> bytes:
+        return orjson.dumps({"t": self.topic, "r": self.received, "e": self.event.to_json()})
+
+    @classmethod
+    def decode(cls, raw: bytes) -> Forwarded:
+        obj = orjson.loads(raw)
+        return cls(event=parse_event(obj["e"]), topic=obj["t"], received=obj["r"])
+
+
+@dataclass
+class Worker:
+    """What the agents share: the pipeline (swapped on promotion), topics, tables, metrics."""
+
+    settings: Settings
+    pipeline: Pipeline
+    watcher: ModelWatcher
+    adapter: Adapter
+    topics: ServiceTopics
+    tables: ServiceTables
+    metrics: Metrics
+    events_in: int = 0
+    alerts_out: int = 0
+
+    # -- ingest -----------------------------------------------------------------------
+    async def ingest(self, stream: StreamT) -> None:
+        async for event in stream.events():
+            message = event.message
+            intake = admit(message.value, self.adapter, self.settings.max_message_bytes)
+            self.events_in += 1
+            counter = self.metrics.events_consumed
+            if intake.skipped:
+                counter.labels(topic=message.topic, outcome="skipped").inc(intake.skipped)
+            if intake.rejected is not None:
+                error = intake.rejected
+                counter.labels(topic=message.topic, outcome="invalid").inc()
+                self.metrics.events_dead_lettered.labels(reason=error.code).inc()
+                letter = DeadLetter(
+                    reason=error.code,
+                    detail=error.detail,
+                    topic=message.topic,
+                    partition=message.partition,
+                    offset=message.offset,
+                    value=message.value,
+                    key=message.key,
+                    message_ts=message.timestamp,
+                    rejected_ts=time.time(),
+                )
+                self.topics.dead_letters.send_soon(key=message.key, value=letter.encode())
+            received = time.time()
+            for access in intake.events:
+                self.metrics.record_event_lag(access.ts, received)
+                payload = Forwarded(access, message.topic, received).encode()
+                # Buffered sends: the consumer flushes the producer before it commits
+                # offsets, so a crash replays rather than loses (at-least-once).
+                self.topics.by_principal.send_soon(key=access.principal.encode(), value=payload)
+                self.topics.by_resource.send_soon(key=access.resource.encode(), value=payload)
+
+    # -- scoring ----------------------------------------------------------------------
+    async def score_principals(self, stream: StreamT) -> None:
+        async for batch in stream.take(self.settings.batch_size, self.settings.batch_max_wait):
+            await self.score_batch(batch, "principal")
+
+    async def score_resources(self, stream: StreamT) -> None:
+        async for batch in stream.take(self.settings.batch_size, self.settings.batch_max_wait):
+            await self.score_batch(batch, "resource")
+
+    async def score_batch(self, batch: Sequence[bytes], side: str) -> None:
+        forwarded = [Forwarded.decode(raw) for raw in batch]
+        events = [f.event for f in forwarded]
+        if side == "principal":
+            table, kind = self.tables.principals, "broad_reader"
+            keys = {e.principal for e in events}
+            observe: Callable[..., BatchResult] = self.pipeline.observe_principals
+        else:
+            table, kind = self.tables.resources, "broad_audience"
+            keys = {e.resource for e in events}
+            observe = self.pipeline.observe_resources
+        states: MutableMapping[str, Any] = {}
+        for key in keys:
+            raw = table.get(key.encode())
+            if raw is not None:
+                states[key] = decode_state(raw)
+        started = time.perf_counter()
+        result = observe(events, states)
+        self.metrics.record_batch(
+            side, len(events), time.perf_counter() - started, kind, result.scores
+        )
+        if side == "principal":
+            # Count each event once (it is scored on both sides): on the principal side.
+            self._count_outcomes(forwarded, result)
+        if result.alerts:
+            await self.publish_alerts(result.alerts, forwarded)
+        for key in result.touched:
+            table[key.encode()] = encode_state(states[key])
+
+    def _count_outcomes(self, forwarded: Sequence[Forwarded], result: BatchResult) -> None:
+        per_topic: dict[str, int] = {}
+        for item in forwarded:
+            per_topic[item.topic] = per_topic.get(item.topic, 0) + 1
+        # The pipeline reports late events per batch, not per event: with several input
+        # topics in one batch they are booked on the busiest one.
+        busiest = max(per_topic, key=per_topic.__getitem__)
+        counter = self.metrics.events_consumed
+        for topic, count in per_topic.items():
+            late = result.late if topic == busiest else 0
+            counter.labels(topic=topic, outcome="scored").inc(count - late)
+            if late:
+                counter.labels(topic=topic, outcome="late").inc(late)
+
+    async def publish_alerts(self, alerts: Sequence[Alert], forwarded: Sequence[Forwarded]) -> None:
+        received = {(f.event.ts, f.event.principal): f.received for f in forwarded}
+        received.update({(f.event.ts, f.event.resource): f.received for f in forwarded})
+        for alert in alerts:
+            body = alert.to_json()
+            await self._publish_with_retry(alert.entity.encode(), orjson.dumps(body))
+            self.alerts_out += 1
+            self.metrics.record_alert(alert.kind, alert.severity, _highest_sensitivity(body))
+            started = received.get((alert.ts, alert.entity))
+            if started is not None:
+                self.metrics.event_to_alert.observe(max(0.0, time.time() - started))
+
+    async def _publish_with_retry(self, key: bytes, value: bytes) -> None:
+        limit = self.settings.alert_publish_retries
+        attempt = 0
+        while True:
+            try:
+                delivery = await self.topics.alerts.send(key=key, value=value)
+                await delivery
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                attempt += 1
+                if limit and attempt > limit:
+                    self.metrics.alert_publish_failures.inc()
+                    log.error("alert publish failed %d times, giving up: %s", attempt, exc)
+                    raise
+                self.metrics.alert_publish_retries.inc()
+                delay = RETRY_BACKOFF_S[min(attempt, len(RETRY_BACKOFF_S)) - 1]
+                log.warning("alert publish failed (attempt %d), retrying in %.1fs: %s",
+                            attempt, delay, exc)
+                await asyncio.sleep(delay)
+
+    # -- model reload -----------------------------------------------------------------
+    async def reload_model(self) -> None:
+        model = await asyncio.to_thread(self.watcher.poll)
+        if model is not None:
+            # Between two batches: scoring is synchronous, so no batch sees two models.
+            self.pipeline.swap_model(model)
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "model_version": self.pipeline.model_version,
+            "messages_in": self.events_in,
+            "alerts_out": self.alerts_out,
+            "principals": len(self.tables.principals),
+            "resources": len(self.tables.resources),
+        }
+
+
+def _highest_sensitivity(alert: dict[str, Any]) -> str:
+    order = ("public", "internal", "confidential", "restricted")
+    found = [
+        item.get("sensitivity")
+        for section in ("evidence", "sample")
+        for item in alert.get(section) or ()
+        if isinstance(item, dict)
+    ]
+    context = alert.get("context") or {}
+    found.append(context.get("sensitivity"))
+    ranked = [order.index(s) for s in found if s in order]
+    return order[max(ranked)] if ranked else "internal"
+
+
+def register_agents(app: faust.App, worker: Worker) -> None:
+    """Attach the worker's loops to ``app``."""
+    topics = worker.topics
+    app.agent(topics.inputs, name="reachwatch.ingest")(worker.ingest)
+    app.agent(topics.by_principal, name="reachwatch.score_principals")(worker.score_principals)
+    app.agent(topics.by_resource, name="reachwatch.score_resources")(worker.score_resources)
+    if worker.watcher.follows_promotions:
+        app.timer(worker.settings.reload_poll_interval, name="reachwatch.reload_model")(
+            worker.reload_model
+        )
+
+    @app.task
+    async def declare_outputs() -> None:
+        for topic in topics.declared_outputs():
+            await topic.maybe_declare()

@@ -1,0 +1,67 @@
+"""Intake: one raw input message to the access events it holds, or the reason it holds none.
+
+A message can carry several records (a CloudTrail envelope, an M365 array). Good records go
+on even when a sibling is malformed; the malformed ones are reported so the whole message
+is dead-lettered once, with the first failure as its reason.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from reachwatch.streams.adapters import Adapter
+from reachwatch.streams.errors import SchemaError
+from reachwatch.streams.records import AccessEvent, decode_json
+
+
+@dataclass(slots=True)
+class Intake:
+    """What became of one message."""
+
+    events: list[AccessEvent] = field(default_factory=list)
+    skipped: int = 0
+    rejected: SchemaError | None = None
+    bad_records: int = 0
+
+
+def admit(raw: bytes | None, adapter: Adapter, max_bytes: int) -> Intake:
+    """Decode, split and validate one message.
+
+    >>> from reachwatch.streams.adapters import get_adapter
+    >>> admit(b'{"ts": 1767600000, "principal": "ana"}', get_adapter("native"), 1000).rejected.code
+    'missing_field'
+    """
+    intake = Intake()
+    if raw is None:
+        intake.rejected = SchemaError("not_json", "message has no value (tombstone)")
+        return intake
+    if len(raw) > max_bytes:
+        detail = f"message is {len(raw)} bytes, limit {max_bytes}"
+        intake.rejected = SchemaError("too_large", detail)
+        return intake
+    try:
+        records = list(adapter.records(decode_json(raw)))
+    except SchemaError as exc:
+        intake.rejected = exc
+        return intake
+    except Exception as exc:  # an adapter bug must not stop the stream
+        intake.rejected = SchemaError("adapter_error", f"{type(exc).__name__}: {exc}"[:300])
+        return intake
+    for index, record in enumerate(records):
+        try:
+            event = adapter.event(record)
+        except SchemaError as exc:
+            error = exc
+        except Exception as exc:
+            error = SchemaError("adapter_error", f"{type(exc).__name__}: {exc}"[:300])
+        else:
+            if event is None:
+                intake.skipped += 1
+            else:
+                intake.events.append(event)
+            continue
+        intake.bad_records += 1
+        if intake.rejected is None:
+            where = f"record {index + 1} of {len(records)}: " if len(records) > 1 else ""
+            intake.rejected = SchemaError(error.code, where + error.detail)
+    return intake

@@ -1,0 +1,155 @@
+"""reachwatch's own service knobs: one frozen object, read once at start-up.
+
+Two layers of configuration, as in any Faust service: Faust's own env settings still apply
+underneath, and these ``REACHWATCH_*`` settings (or the matching ``reachwatch run`` flags,
+which win) hold reachwatch's knobs. This is the only module that reads ``os.environ``.
+
+Broker timing (``broker_session_timeout`` & co.) defaults are tuned for the embedded tansu
+broker, which holds a new group's first JoinGroup for half the session timeout: with
+Faust's default 60 s every worker start and rebalance stalls ~30 s; 6 s makes it ~3 s. They
+are also sane on Apache Kafka (its group.min.session.timeout.ms is 6 s).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+from reachwatch.streams.errors import ConfigError
+
+ENV_PREFIX = "REACHWATCH_"
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything the service reads from its environment, validated once."""
+
+    broker_url: str = "kafka://127.0.0.1:9092"
+    app_id: str = "reachwatch"
+    input_topics: tuple[str, ...] = ("access-events",)
+    alerts_topic: str = "access-alerts"
+    dlq_topic: str = "access-events-dlq"
+    format: str = "native"
+    registry_dir: Path = Path("var/registry")
+    model_ref: str = "current"
+    # Partitions of the internal by-principal / by-resource topics and their changelogs;
+    # the ceiling on how many workers share the scoring.
+    partitions: int = 4
+    web_host: str = "127.0.0.1"
+    web_port: int = 6066
+    web_enabled: bool = True
+    batch_size: int = 500
+    batch_max_wait: float = 0.25
+    # None: the lateness the model was trained with (its DetectionConfig).
+    allowed_lateness: float | None = None
+    max_message_bytes: int = 1_000_000
+    reload_poll_interval: float = 2.0
+    alert_publish_retries: int = 0  # 0 = retry until it goes through (never drop an alert)
+    broker_session_timeout: float = 6.0
+    broker_heartbeat_interval: float = 1.5
+    broker_request_timeout: float = 30.0
+    broker_commit_interval: float = 1.0
+    data_dir: Path = Path("var/worker")
+    broker_bin: str | None = None
+    log_level: str = "info"
+    security_protocol: str = "PLAINTEXT"
+    ssl_cafile: Path | None = None
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+    sasl_mechanism: str = "PLAIN"
+    sasl_username: str | None = None
+    sasl_password: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.input_topics:
+            raise ConfigError("at least one input topic is required")
+        if self.security_protocol not in SECURITY_PROTOCOLS:
+            raise ConfigError(
+                f"security_protocol must be one of {'|'.join(SECURITY_PROTOCOLS)}, "
+                f"got {self.security_protocol!r}"
+            )
+        if self.sasl_mechanism not in SASL_MECHANISMS:
+            raise ConfigError(
+                f"sasl_mechanism must be one of {'|'.join(SASL_MECHANISMS)}, "
+                f"got {self.sasl_mechanism!r}"
+            )
+        if self.security_protocol.startswith("SASL") and not self.sasl_username:
+            raise ConfigError(f"{self.security_protocol} needs sasl_username and sasl_password")
+        for name in ("batch_size", "partitions", "max_message_bytes"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1")
+        for name in ("batch_max_wait", "reload_poll_interval", "broker_session_timeout"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be positive")
+        if self.allowed_lateness is not None and self.allowed_lateness < 0:
+            raise ConfigError("allowed_lateness must not be negative")
+        if not 0 <= self.web_port <= 65535:
+            raise ConfigError(f"web_port {self.web_port} is not a port")
+
+    @property
+    def uses_registry_version(self) -> bool:
+        """True when the service follows the registry's promoted version (hot reload)."""
+        return self.model_ref == "current"
+
+    @property
+    def principal_topic(self) -> str:
+        return f"{self.app_id}-events-by-principal"
+
+    @property
+    def resource_topic(self) -> str:
+        return f"{self.app_id}-events-by-resource"
+
+
+def _convert(name: str, raw: str, default: Any) -> Any:
+    try:
+        if name == "allowed_lateness":
+            return float(raw) if raw else None
+        if name == "input_topics":
+            return tuple(t.strip() for t in raw.split(",") if t.strip())
+        if isinstance(default, bool):
+            if raw.lower() in ("1", "true", "yes", "on"):
+                return True
+            if raw.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(raw)
+        if isinstance(default, int):
+            return int(raw)
+        if isinstance(default, float):
+            return float(raw)
+        if isinstance(default, Path) or name.startswith("ssl_") or name == "registry_dir":
+            return Path(raw) if raw else None
+    except ValueError:
+        raise ConfigError(f"{ENV_PREFIX}{name.upper()}={raw!r} is not valid") from None
+    return raw or None if default is None else raw
+
+
+def load_settings(
+    overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Defaults, then ``REACHWATCH_*`` env, then ``overrides`` (CLI flags; ``None`` = unset).
+
+    >>> load_settings({"batch_size": 50}, environ={"REACHWATCH_ALERTS_TOPIC": "a"}).alerts_topic
+    'a'
+    """
+    env = os.environ if environ is None else environ
+    base = Settings()
+    values: dict[str, Any] = {}
+    for field in fields(Settings):
+        raw = env.get(ENV_PREFIX + field.name.upper())
+        if raw is not None:
+            values[field.name] = _convert(field.name, raw, getattr(base, field.name))
+    for name, value in (overrides or {}).items():
+        if value is None or value == ():
+            continue
+        if name not in Settings.__dataclass_fields__:
+            raise ConfigError(f"unknown setting {name!r}")
+        values[name] = tuple(value) if name == "input_topics" else value
+    try:
+        return replace(base, **values)
+    except TypeError as exc:  # pragma: no cover - guarded by the field check above
+        raise ConfigError(str(exc)) from None

@@ -1,0 +1,46 @@
+"""Two workers in one consumer group split the partitions; one leaving hands them over."""
+
+from __future__ import annotations
+
+import signal
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+
+def _scoring_partitions(status, service):
+    prefix = f"{service.app_id}-events-by-principal:"
+    return {p for p in status["assigned"] if p.startswith(prefix)}
+
+
+def test_two_workers_split_partitions_and_survivor_takes_over(
+    company, service, start_worker, clients
+):
+    first = start_worker()
+    first.wait_assigned()
+    second = start_worker()
+    second.wait_assigned()
+    # After the rebalance each holds part of the scoring partitions, none twice.
+    first_status = first.wait_until(
+        lambda s: 0 < len(_scoring_partitions(s, service)) < 4, 60, "a share of partitions"
+    )
+    second_status = second.status()
+    mine, theirs = _scoring_partitions(first_status, service), _scoring_partitions(
+        second_status, service
+    )
+    assert mine and theirs
+    assert not mine & theirs
+    assert len(mine | theirs) == 4
+
+    assert second.stop(signal.SIGTERM) == 0  # graceful: exits 0 within the timeout
+    first.wait_until(lambda s: len(_scoring_partitions(s, service)) == 4, 60, "all partitions")
+    clients.produce_confluent(
+        service.input_topic,
+        company.lines_between(company.incident_start - 1800, company.incident_end),
+    )
+    entity = company.incident["entity"]
+    alerts = clients.read_topic(
+        service.alerts_topic, lambda r: any(a["entity"] == entity for a in r), timeout=90
+    )
+    assert any(a["entity"] == entity for a in alerts), (first.status(), first.log_tail(60))
