@@ -47,7 +47,10 @@ class TrainingParams:
     n_estimators: int = 100
     max_samples: int = 512
     max_rows: int = 200_000  # rows per kind used to fit (uniform sample, seeded)
-    score_quantile: float = 0.995
+    # The score threshold is the lowest of these training-score quantiles whose alerts,
+    # replayed on the (presumed mostly benign) history, stay within the alert budget.
+    score_quantiles: tuple[float, ...] = (0.95, 0.97, 0.98, 0.99, 0.995, 0.999)
+    alert_budget_per_day: float = 0.15  # alerting entity-days per day of history
     breadth_quantile: float = 0.999
     # An alert needs at least this ratio over both own and peer baselines, whatever the
     # training data says: a "broad" read that is not even twice the usual is not broad.
@@ -55,7 +58,9 @@ class TrainingParams:
     seed: int = 0
 
     def to_json(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        out = dict(self.__dict__)
+        out["score_quantiles"] = list(self.score_quantiles)
+        return out
 
 
 @dataclass
@@ -95,26 +100,41 @@ def build_profiles(
     return collector.build()
 
 
+@dataclass
+class TrainingRows:
+    """One kind's training reads: feature vectors, breadth, and whose read on which day."""
+
+    vectors: np.ndarray
+    breadth: np.ndarray
+    entities: list[str]
+    days: np.ndarray
+
+
 def build_vectors(
     events: Sequence[AccessEvent],
     config: DetectionConfig,
     profiles: PeerProfiles,
     progress: Callable[[int], None] | None = None,
-) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """(vectors, breadths) per kind for every read of the history."""
+) -> dict[str, TrainingRows]:
+    """Feature rows per kind for every read of the history."""
     builder = FeatureBuilder(config, profiles)
     principals: dict[str, Any] = {}
     resources: dict[str, Any] = {}
     vectors: dict[str, list[list[float]]] = {kind: [] for kind in KINDS}
     breadths: dict[str, list[float]] = {kind: [] for kind in KINDS}
+    entities: dict[str, list[str]] = {kind: [] for kind in KINDS}
+    days: dict[str, list[int]] = {kind: [] for kind in KINDS}
     for i, event in enumerate(events):
         p = principals.get(event.principal)
         if p is None:
             p = principals[event.principal] = builder.new_principal()
         view = builder.principal_view(event, p)
+        day = int(event.ts // 86400)
         if view is not None:
             vectors["broad_reader"].append(view.vector)
             breadths["broad_reader"].append(view.breadth)
+            entities["broad_reader"].append(event.principal)
+            days["broad_reader"].append(day)
         r = resources.get(event.resource)
         if r is None:
             r = resources[event.resource] = builder.new_resource()
@@ -122,12 +142,16 @@ def build_vectors(
         if view is not None and event.sensitivity != "public":
             vectors["broad_audience"].append(view.vector)
             breadths["broad_audience"].append(view.breadth)
+            entities["broad_audience"].append(event.resource)
+            days["broad_audience"].append(day)
         if progress is not None and i % 10000 == 9999:
             progress(10000)
     return {
-        kind: (
+        kind: TrainingRows(
             np.asarray(vectors[kind], dtype=np.float64).reshape(-1, len(FEATURE_NAMES[kind])),
             np.asarray(breadths[kind], dtype=np.float64),
+            entities[kind],
+            np.asarray(days[kind], dtype=np.int64),
         )
         for kind in KINDS
     }
@@ -154,7 +178,8 @@ def fit(
     stats: dict[str, dict[str, list[float]]] = {}
     calibration: dict[str, dict[str, Any]] = {}
     for kind in KINDS:
-        X, breadth = data[kind]
+        rows_of = data[kind]
+        X, breadth = rows_of.vectors, rows_of.breadth
         if len(X) < 50:
             raise ReachwatchError(f"too few {kind} training rows ({len(X)}) to fit a model")
         rows = X
@@ -163,13 +188,18 @@ def fit(
         detector = BreadthDetector(
             n_estimators=params.n_estimators,
             max_samples=params.max_samples,
-            quantile=params.score_quantile,
+            quantile=params.score_quantiles[-1],
             random_state=params.seed,
         ).fit(rows)
         scores = detector.score(X)
-        passing = breadth[scores >= detector.threshold_]
-        breadth_q = float(np.quantile(passing, params.breadth_quantile)) if len(passing) else 0.0
+        # Breadth: "unusual for me and for my peers" must be at least min_breadth_ratio,
+        # and rarer than almost every training read.
+        breadth_q = float(np.quantile(breadth, params.breadth_quantile))
         breadth_threshold = max(breadth_q, math.log(params.min_breadth_ratio))
+        score_threshold, budget_rows = calibrate_score(
+            scores, breadth >= breadth_threshold, rows_of, params
+        )
+        detector.threshold_ = score_threshold
         forests[kind] = detector.forest_
         thresholds[kind] = {"score": detector.threshold_, "breadth": breadth_threshold}
         median = np.median(X, axis=0)
@@ -181,7 +211,8 @@ def fit(
             "rows": len(X),
             "fit_rows": len(rows),
             "score_quantiles": detector.train_score_quantiles_,
-            "breadth_quantile_of_passing": breadth_q,
+            "breadth_quantile": breadth_q,
+            "budget": budget_rows,
             "training_alert_rate": float(
                 np.mean((scores >= detector.threshold_) & (breadth >= breadth_threshold))
             ),
@@ -211,6 +242,35 @@ def fit(
         "fit_seconds": round(time.time() - started, 2),
     }
     return FittedModel(forests, profiles, metadata)
+
+
+def calibrate_score(
+    scores: np.ndarray,
+    broad: np.ndarray,
+    rows: TrainingRows,
+    params: TrainingParams,
+) -> tuple[float, list[dict[str, float]]]:
+    """The lowest score quantile whose history alerts fit the alert budget.
+
+    Alerts need both gates, so the breadth gate already removes nearly every training
+    read; the score threshold can then be as permissive as the budget allows. Returns
+    the threshold and, per candidate quantile, the alerting entity-days on history.
+    """
+    n_days = max(1, len(np.unique(rows.days)))
+    budget = params.alert_budget_per_day * n_days
+    entities = np.asarray(rows.entities, dtype=object)
+    table: list[dict[str, float]] = []
+    chosen: float | None = None
+    for q in params.score_quantiles:
+        threshold = float(np.quantile(scores, q))
+        hit = (scores >= threshold) & broad
+        entity_days = len(set(zip(entities[hit].tolist(), rows.days[hit].tolist(), strict=True)))
+        table.append({"quantile": q, "score": threshold, "entity_days": entity_days})
+        if chosen is None and entity_days <= budget:
+            chosen = threshold
+    if chosen is None:  # even the strictest quantile is over budget: use it anyway
+        chosen = table[-1]["score"]
+    return chosen, table
 
 
 def sort_by_time(events: Iterable[AccessEvent]) -> list[AccessEvent]:

@@ -8,8 +8,9 @@ is what public means.
 
 There is at most one open alert per (entity, kind). Later qualifying reads update it
 (same ``alert_id``, ``revision`` + 1) only when its severity rises or its breadth doubles,
-so a scraping session produces a handful of messages, not thousands. It closes after
-``quiet_period`` seconds of event time without a qualifying read.
+so a scraping session produces a handful of messages, not thousands. It stays open while
+the entity's reads remain unusually broad and closes after ``quiet_period`` seconds of
+event time without such a read.
 
 ``alert_id`` is derived from the kind, the entity and the read that opened the alert, so
 replaying the same history yields the same ids and a SIEM can de-duplicate.
@@ -193,7 +194,9 @@ def sample_of(view: View) -> list[dict[str, Any]]:
 class AlertPolicy:
     """When a scored read becomes, updates or leaves alone an alert."""
 
-    quiet_period: float = 4 * 3600.0
+    # As long as the longest window: until then the reads that raised an alert are still
+    # in the windows, and alerting again would re-report the same evidence.
+    quiet_period: float = 24 * 3600.0
     # A new message for an open alert needs the breadth to have grown by this log-ratio.
     update_growth: float = math.log(2.0)
 
@@ -215,6 +218,10 @@ class AlertPolicy:
         current = state.open_alert
         if current is not None and ts - current.last_ts > self.quiet_period:
             state.open_alert = current = None
+        if current is not None and view.breadth >= model.breadth_threshold:
+            # Still unusually broad: the incident goes on, keep its alert open even when
+            # this particular read does not score high.
+            current.last_ts = max(current.last_ts, ts)
         if not self.qualifies(view, score, model):
             return None
         severity = severity_of(view, model.breadth_threshold)

@@ -6,6 +6,7 @@ a traceback for an expected problem.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -68,6 +69,41 @@ def _enrich_option(func: Any) -> Any:
         type=click.Path(exists=True, dir_okay=False, path_type=Path),
         help="Mapping file: resource/prefix -> group, sensitivity; principal -> group.",
     )(func)
+
+
+def _pseudonym_options(func: Any) -> Any:
+    func = click.option(
+        "--pseudonymize",
+        type=click.Choice(("principals", "resources")),
+        default=None,
+        help="What to replace by keyed pseudonyms: principals, or principals and resources "
+        "(default with a key: principals).",
+    )(func)
+    return click.option(
+        "--pseudonym-key-file",
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        help="Pseudonymise identities with this HMAC key (keep it out of the repository).",
+    )(func)
+
+
+def _load_pseudonymizer(key_file: Path | None, mode: str | None) -> Any:
+    if key_file is None:
+        if mode is not None:
+            raise Failure("--pseudonymize needs --pseudonym-key-file", 2)
+        return None
+    from reachwatch.streams.pseudonyms import Pseudonymizer
+
+    return Pseudonymizer.from_key_file(key_file, resources=mode == "resources")
+
+
+def _reader(fmt: str, enrich: Path | None, pseudonymizer: Any) -> tuple[Any, Any]:
+    """(adapter, enrichment) to read with; pseudonyms replace ids after enrichment."""
+    from reachwatch.streams.adapters import get_adapter
+
+    adapter, enrichment = get_adapter(fmt), _load_enrichment(enrich)
+    if pseudonymizer is None:
+        return adapter, enrichment
+    return pseudonymizer.wrap(adapter, enrichment), None
 
 
 def _inputs(func: Any) -> Any:
@@ -155,6 +191,7 @@ def evaluate(labels: Path, alerts: Path, as_json: bool) -> None:
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--rejects-out", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@_pseudonym_options
 @_fail_on_errors
 def train(
     files: Sequence[Path],
@@ -165,6 +202,8 @@ def train(
     seed: int,
     rejects_out: Path | None,
     quiet: bool,
+    pseudonym_key_file: Path | None,
+    pseudonymize: str | None,
 ) -> None:
     """Build features from history, fit, calibrate, and store a new model version."""
     from tqdm import tqdm
@@ -172,18 +211,15 @@ def train(
     from reachwatch.models.card import write_card
     from reachwatch.models.registry import Registry
     from reachwatch.models.training import TrainingParams, fit
-    from reachwatch.streams.adapters import get_adapter
     from reachwatch.streams.replay import Tally, collect_events
 
+    pseudonymizer = _load_pseudonymizer(pseudonym_key_file, pseudonymize)
+    adapter, enrichment = _reader(fmt, enrich, pseudonymizer)
     tally = Tally()
     rejects = rejects_out.open("wb") if rejects_out else None
     try:
         events = [
-            e
-            for batch in collect_events(
-                files, get_adapter(fmt), _load_enrichment(enrich), tally, rejects
-            )
-            for e in batch
+            e for batch in collect_events(files, adapter, enrichment, tally, rejects) for e in batch
         ]
     finally:
         if rejects:
@@ -199,6 +235,8 @@ def train(
     fitted = fit(events, params=TrainingParams(seed=seed), progress=bar.update)
     bar.close()
     fitted.metadata["inputs"] = {"files": [p.name for p in files], "format": fmt, **tally.to_json()}
+    if pseudonymizer is not None:
+        fitted.metadata["pseudonymization"] = pseudonymizer.describe()
     store = Registry(registry)
     version = store.write(fitted.forests, fitted.profiles, fitted.metadata)
     write_card(store.root / version, fitted.metadata)
@@ -220,6 +258,7 @@ def train(
 @click.option("--alerts-out", required=True, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--rejects-out", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--table", is_flag=True, help="Also print alerts as a table on stderr.")
+@_pseudonym_options
 @_fail_on_errors
 def replay(
     files: Sequence[Path],
@@ -229,17 +268,20 @@ def replay(
     alerts_out: Path,
     rejects_out: Path | None,
     table: bool,
+    pseudonym_key_file: Path | None,
+    pseudonymize: str | None,
 ) -> None:
     """Run files through the streaming logic in event-time order; write alert JSON lines."""
     from reachwatch.models.registry import Registry
-    from reachwatch.streams.adapters import get_adapter
     from reachwatch.streams.pipeline import Pipeline
+    from reachwatch.streams.pseudonyms import check_model
     from reachwatch.streams.replay import Tally, collect_events, run_replay
 
+    pseudonymizer = _load_pseudonymizer(pseudonym_key_file, pseudonymize)
     root, ref = resolve_model_ref(model_ref)
     model = Registry(root).load(ref)
-    adapter = get_adapter(fmt)
-    enrichment = _load_enrichment(enrich)
+    check_model(model.metadata, pseudonymizer)
+    adapter, enrichment = _reader(fmt, enrich, pseudonymizer)
     tally = Tally()
     shown: list[dict[str, Any]] = []
     rejects = rejects_out.open("wb") if rejects_out else None
@@ -339,6 +381,77 @@ def models_rollback(registry: Path) -> None:
     from reachwatch.models.registry import Registry
 
     click.echo(f"rolled back to {Registry(registry).rollback()}")
+
+
+# -- pseudonyms ---------------------------------------------------------------------------
+@main.group("pseudonymize-key")
+def pseudonymize_key() -> None:
+    """Make the HMAC key that pseudonymises principals and resources."""
+
+
+@pseudonymize_key.command("new")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@_fail_on_errors
+def pseudonymize_key_new(file: Path) -> None:
+    """Write a fresh random key to FILE (mode 0600; never overwrites); print its key id."""
+    from reachwatch.streams.pseudonyms import new_key
+
+    click.echo(new_key(file))
+
+
+@main.command()
+@click.argument("pseudonym")
+@click.option(
+    "--key-file", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
+@click.option(
+    "--candidates",
+    "candidates_file",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Ids to try: one per line (a directory export), or a JSON/JSONL event log.",
+)
+@_format_option
+@click.option(
+    "--audit-log",
+    default="var/reveal-audit.jsonl",
+    show_default=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+)
+@_fail_on_errors
+def reveal(
+    pseudonym: str, key_file: Path, candidates_file: Path, fmt: str, audit_log: Path
+) -> None:
+    """Map a pseudonym back to an id among candidates; every attempt is audit-logged."""
+    import getpass
+
+    from reachwatch.streams.adapters import get_adapter
+    from reachwatch.streams.pseudonyms import Pseudonymizer, audit_reveal, candidate_ids
+    from reachwatch.streams.pseudonyms import reveal as find
+
+    pseudonymizer = Pseudonymizer.from_key_file(key_file)
+    try:
+        identity, tried = find(
+            pseudonym, pseudonymizer, candidate_ids(candidates_file, get_adapter(fmt))
+        )
+    except ReachwatchError as exc:
+        raise Failure(str(exc), 2) from None
+    try:
+        who = getpass.getuser()
+    except (KeyError, OSError):  # no login name and no passwd entry (some containers)
+        who = f"uid:{os.getuid()}"
+    audit_reveal(
+        audit_log,
+        who=who,
+        pseudonym=pseudonym,
+        found=identity is not None,
+        key_id=pseudonymizer.fingerprint,
+        candidates=candidates_file,
+    )
+    click.echo(f"reveal of {pseudonym} by {who} logged to {audit_log}", err=True)
+    if identity is None:
+        raise Failure(f"{pseudonym} matches none of {tried} candidates in {candidates_file}")
+    click.echo(identity)
 
 
 def _register_service_commands() -> None:

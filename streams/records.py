@@ -28,6 +28,10 @@ OUTCOMES = ("allowed", "denied")
 MAX_ID_LENGTH = 1024
 MAX_FIELD_LENGTH = 256
 MAX_COUNT = 10**15  # records or bytes in one read: a petabyte is absurd enough
+# Deepest JSON nesting accepted. Real formats nest about ten levels (CloudTrail's
+# requestParameters); orjson itself stops at 1024, reported as not_json. Between the two
+# the document is valid JSON but no log format looks like that, and every deeper level
+# is one more frame for whoever walks it next (orjson.dumps of a dead letter stops at 255).
 MAX_NESTING = 64
 # 1990-01-01 .. 2100-01-01: anything outside is a broken clock or a unit mistake.
 MIN_TS = 631152000.0
@@ -80,20 +84,51 @@ class AccessEvent:
         return out
 
 
-def decode_json(raw: bytes | str) -> Any:
-    """Decode one message or line into a JSON value, or raise ``SchemaError``."""
+def decode_json(raw: bytes | str, max_bytes: int | None = None) -> Any:
+    """Decode one message or line into a JSON value, or raise ``SchemaError``.
+
+    ``max_bytes`` bounds the input (``too_large``); nesting deeper than ``MAX_NESTING``
+    is ``too_large`` too.
+    """
+    if max_bytes is not None and len(raw) > max_bytes:
+        unit = "bytes" if isinstance(raw, bytes) else "characters"
+        raise SchemaError("too_large", f"message is {len(raw)} {unit}, limit {max_bytes}")
     if isinstance(raw, bytes):
         try:
             raw.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise SchemaError("not_utf8", f"invalid UTF-8 at byte {exc.start}") from None
     try:
-        return orjson.loads(raw)
+        value = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         msg = str(exc).split("\n", 1)[0]
-        if "recursion" in msg.lower():
+        if "recursion" in msg.lower() or "depth" in msg.lower():
             raise SchemaError("not_json", f"nesting deeper than orjson allows: {msg}") from None
         raise SchemaError("not_json", msg[:200]) from None
+    # Counting brackets runs at C speed and spares the walk for nearly every message.
+    if isinstance(value, (dict, list)) and _brackets(raw) > MAX_NESTING:
+        if _nested_deeper(value, MAX_NESTING):
+            raise SchemaError("too_large", f"JSON nested deeper than {MAX_NESTING} levels")
+    return value
+
+
+def _brackets(raw: bytes | str) -> int:
+    if isinstance(raw, bytes):
+        return raw.count(b"[") + raw.count(b"{")
+    return raw.count("[") + raw.count("{")
+
+
+def _nested_deeper(value: dict[str, Any] | list[Any], limit: int) -> bool:
+    # An explicit stack: recursion here would be the very stack risk being guarded against.
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return True
+        for child in node.values() if isinstance(node, dict) else node:
+            if isinstance(child, (dict, list)):
+                stack.append((child, depth + 1))
+    return False
 
 
 def parse_timestamp(value: Any, field: str = "ts") -> float:

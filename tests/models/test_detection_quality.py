@@ -34,7 +34,9 @@ def judged(tmp_path_factory: pytest.TempPathFactory):
     fitted = fit(history)
     model = registry.load(registry.write(fitted.forests, fitted.profiles, fitted.metadata))
     alerts: list[dict] = []
-    run_replay(iter([history, test]), Pipeline(model), Tally(), lambda a: alerts.append(a.to_json()))
+    run_replay(
+        iter([history, test]), Pipeline(model), Tally(), lambda a: alerts.append(a.to_json())
+    )
     labels = orjson.loads((folder / "labels.json").read_bytes())
     return labels, alerts, evaluate(labels, alerts)
 

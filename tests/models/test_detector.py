@@ -29,7 +29,8 @@ def test_fast_scorer_equals_sklearn_on_real_feature_rows(tiny_model, tiny_histor
     from reachwatch.models.training import build_vectors
 
     data = build_vectors(tiny_history[:3000], tiny_model.config, tiny_model.profiles)
-    for kind, (X, _) in data.items():
+    for kind, rows in data.items():
+        X = rows.vectors
         model = tiny_model.kinds[kind]
         reference = -model.forest.score_samples(X)
         assert np.max(np.abs(model.score(X) - reference)) < 1e-9
