@@ -35,7 +35,7 @@ class Settings:
     alerts_topic: str = "access-alerts"
     dlq_topic: str = "access-events-dlq"
     format: str = "native"
-    registry_dir: Path = Path("var/registry")
+    registry_dir: Path = Path("var/models")
     model_ref: str = "current"
     # Partitions of the internal by-principal / by-resource topics and their changelogs;
     # the ceiling on how many workers share the scoring.
