@@ -1,67 +1,13 @@
-"""Shared fixtures: a tiny hand-made organisation and a model trained on it.
-
-The tiny organisation is deliberately simpler than ``reachwatch simulate``: four teams
-of 12 people reading mostly their own team's datasets during office hours for two weeks.
-Tests that need the full simulated company use ``models.simulation`` directly.
-"""
+"""Shared fixtures: the tiny organisation (tests/tinyorg.py) and a model trained on it."""
 
 from __future__ import annotations
 
-import random
-from pathlib import Path
-
-import orjson
 import pytest
+from tinyorg import history
 
 from reachwatch.models.registry import Registry
 from reachwatch.models.training import TrainingParams, fit
 from reachwatch.streams.records import AccessEvent
-
-TEAMS = ("hr", "finance", "eng", "sales")
-START = 1772409600.0  # 2026-03-02T00:00:00Z, a Monday
-SENSITIVITY_MIX = ("internal", "internal", "confidential", "restricted")
-
-
-def people(team: str) -> list[str]:
-    return [f"{team}-{i}" for i in range(12)]
-
-
-def datasets(team: str) -> list[tuple[str, str]]:
-    return [(f"{team}/ds{i}", SENSITIVITY_MIX[i % 4]) for i in range(24)]
-
-
-def office_day(rng: random.Random, day: int) -> list[AccessEvent]:
-    events = []
-    if day % 7 >= 5:  # weekend
-        return events
-    for team in TEAMS:
-        for person in people(team):
-            for _ in range(rng.randint(4, 20)):
-                ts = START + day * 86400 + rng.uniform(8 * 3600, 18 * 3600)
-                owner = team if rng.random() < 0.9 else rng.choice(TEAMS)
-                resource, sensitivity = rng.choice(datasets(owner))
-                events.append(
-                    AccessEvent(
-                        ts=ts,
-                        principal=person,
-                        resource=resource,
-                        principal_group=team,
-                        resource_group=owner,
-                        sensitivity=sensitivity,
-                    )
-                )
-    return events
-
-
-def history(days: int = 14, seed: int = 1) -> list[AccessEvent]:
-    rng = random.Random(seed)
-    events = [e for day in range(days) for e in office_day(rng, day)]
-    return sorted(events, key=lambda e: e.ts)
-
-
-def write_jsonl(path: Path, events: list[AccessEvent]) -> Path:
-    path.write_bytes(b"".join(orjson.dumps(e.to_json()) + b"\n" for e in events))
-    return path
 
 
 @pytest.fixture(scope="session")

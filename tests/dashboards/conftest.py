@@ -1,11 +1,9 @@
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from opsstack import PrometheusProcess, find_binary, write_prometheus_config
+from opsstack import PrometheusProcess, find_binary, run_tool, write_prometheus_config  # noqa: F401
 
 # `make tools` installs these from Debian (packages prometheus, prometheus-alertmanager).
 MISSING = "not installed; `make tools` (Debian prometheus, prometheus-alertmanager) provides it"
@@ -36,10 +34,6 @@ def prometheus_bin() -> str:
 @pytest.fixture(scope="session")
 def alertmanager_bin() -> str:
     return _binary("alertmanager", "prometheus-alertmanager")
-
-
-def run_tool(*argv: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(list(argv), capture_output=True, text=True, timeout=120, cwd=cwd)
 
 
 @pytest.fixture(scope="session")

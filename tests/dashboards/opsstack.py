@@ -259,3 +259,8 @@ def write_alertmanager_config(path: Path, webhook_url: str) -> Path:
     shrink(config["route"])
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
+
+
+def run_tool(*argv: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Run a command-line tool (promtool, amtool...) and capture its output."""
+    return subprocess.run(list(argv), capture_output=True, text=True, timeout=120, cwd=cwd)

@@ -4,11 +4,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import run_tool
 from opsstack import (
     ALERTMANAGER_CONFIG,
     AlertmanagerProcess,
     WebhookReceiver,
+    run_tool,
     wait_until,
     write_alertmanager_config,
 )

@@ -6,8 +6,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import run_tool
-from opsstack import DASHBOARDS, REPO, RULES_DIR
+from opsstack import DASHBOARDS, REPO, RULES_DIR, run_tool
 
 PROMETHEUS_DIR = DASHBOARDS / "prometheus"
 RULE_FILES = sorted(RULES_DIR.glob("*.yml"))

@@ -6,7 +6,7 @@ from pathlib import Path
 import orjson
 import pytest
 from click.testing import CliRunner
-from conftest import write_jsonl
+from tinyorg import write_jsonl
 
 from reachwatch.streams.cli import main
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import random
 
 import pytest
-from conftest import START, TEAMS, datasets, office_day, people
+from tinyorg import START, TEAMS, datasets, office_day, people
 
 from reachwatch.streams.pipeline import Pipeline
 from reachwatch.streams.records import AccessEvent
