@@ -97,7 +97,13 @@ def _fmt(value: float) -> str:
 
 
 def severity_of(view: View, breadth_threshold: float) -> str:
-    """Sensitivity sets the base level; a breadth twice past the threshold adds one."""
+    """Sensitivity sets the base level; breadth moves it.
+
+    Base: restricted data involved -> high, confidential -> medium, otherwise low (for
+    ``broad_audience``, the dataset's own sensitivity). A breadth at least twice the
+    threshold (log-ratio, i.e. the ratio squared) adds a level; one barely past it (under
+    1.5 times) removes one, so marginal cases land in tickets, not pages.
+    """
     if view.kind == "broad_reader":
         m = view.metrics
         if m["restricted_1h"] + m["restricted_24h"] > 0:
@@ -108,9 +114,12 @@ def severity_of(view: View, breadth_threshold: float) -> str:
             level = 0
     else:
         level = SENSITIVITY_BASE[view.event.sensitivity]
-    if view.breadth >= 2.0 * max(breadth_threshold, 1e-9):
+    threshold = max(breadth_threshold, 1e-9)
+    if view.breadth >= 2.0 * threshold:
         level += 1
-    return SEVERITIES[min(level, 3)]
+    elif view.breadth < 1.5 * threshold:
+        level -= 1
+    return SEVERITIES[min(max(level, 0), 3)]
 
 
 def summary_of(view: View) -> str:
