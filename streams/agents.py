@@ -1,10 +1,13 @@
 r"""The worker's agents: thin loops that move data between Kafka and the pure core.
 
-    input topics --ingest--> dead-letter topic            (bad messages, verbatim)
-                        \--> events-by-principal topic    (keyed by principal)
-                        \--> events-by-resource topic     (keyed by resource)
+    input topics --ingest (micro-batches)--> dead-letter topic  (bad messages, verbatim)
+                                        \--> events-by-principal  (envelopes, partitioned
+                                        \--> events-by-resource    by principal / resource)
     events-by-X  --score (micro-batches)--> alerts topic  (keyed by entity)
                                        \--> X-state table (changelog-backed)
+
+Internal topics carry envelopes (``streams.envelopes``): all events of one ingest batch
+bound for one partition in one message, because Faust's cost is per message, not per byte.
 
 Order inside a scoring batch matters for at-least-once delivery: alerts are published (and
 their delivery awaited) *before* the window state is written, and offsets are committed
@@ -18,7 +21,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, MutableMapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import faust
@@ -29,34 +32,24 @@ from reachwatch.models.windows import decode_state, encode_state
 from reachwatch.streams.adapters import Adapter
 from reachwatch.streams.alerts import Alert
 from reachwatch.streams.deadletter import DeadLetter
+from reachwatch.streams.envelopes import (
+    MAX_ENVELOPE_EVENTS,
+    Forwarded,
+    decode_envelope,
+    encode_envelope,
+)
+from reachwatch.streams.errors import SchemaError
 from reachwatch.streams.intake import admit
 from reachwatch.streams.metrics import Metrics
 from reachwatch.streams.pipeline import BatchResult, Pipeline
-from reachwatch.streams.records import AccessEvent, parse_event
+from reachwatch.streams.recent import RecentAlerts
 from reachwatch.streams.reload import ModelWatcher
 from reachwatch.streams.settings import Settings
-from reachwatch.streams.topics import ServiceTables, ServiceTopics
+from reachwatch.streams.topics import ServiceTables, ServiceTopics, partition_of
 
 log = logging.getLogger(__name__)
 
 RETRY_BACKOFF_S = (0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
-
-
-@dataclass(frozen=True, slots=True)
-class Forwarded:
-    """A validated event on an internal topic, with where and when it entered the service."""
-
-    event: AccessEvent
-    topic: str
-    received: float
-
-    def encode(self) -> bytes:
-        return orjson.dumps({"t": self.topic, "r": self.received, "e": self.event.to_json()})
-
-    @classmethod
-    def decode(cls, raw: bytes) -> Forwarded:
-        obj = orjson.loads(raw)
-        return cls(event=parse_event(obj["e"]), topic=obj["t"], received=obj["r"])
 
 
 @dataclass
@@ -72,52 +65,99 @@ class Worker:
     metrics: Metrics
     events_in: int = 0
     alerts_out: int = 0
+    # What /alerts/recent serves: the alerts this worker published, as published.
+    recent: RecentAlerts = field(default_factory=RecentAlerts)
+    # Decoded window state by side and entity, with the table bytes it was decoded from:
+    # saves decoding every touched entity's state from JSON on every batch.
+    decoded: dict[str, dict[str, tuple[bytes, Any]]] = field(
+        default_factory=lambda: {"principal": {}, "resource": {}}
+    )
 
     # -- ingest -----------------------------------------------------------------------
     async def ingest(self, stream: StreamT) -> None:
-        async for event in stream.events():
-            message = event.message
+        # Micro-batches of input messages: their events leave as one envelope per internal
+        # partition (see ``envelopes``), not as two messages per event.
+        async for events in stream.take_events(self.settings.batch_size, self.stage_wait):
+            self.ingest_batch([event.message for event in events])
+
+    def ingest_batch(self, messages: Sequence[Any]) -> None:
+        received = time.time()
+        partitions = self.settings.partitions
+        by_principal: dict[int, list[Forwarded]] = {}
+        by_resource: dict[int, list[Forwarded]] = {}
+        counter = self.metrics.events_consumed
+        for message in messages:
             intake = admit(message.value, self.adapter, self.settings.max_message_bytes)
             self.events_in += 1
-            counter = self.metrics.events_consumed
             if intake.skipped:
                 counter.labels(topic=message.topic, outcome="skipped").inc(intake.skipped)
             if intake.rejected is not None:
-                error = intake.rejected
-                counter.labels(topic=message.topic, outcome="invalid").inc()
-                self.metrics.events_dead_lettered.labels(reason=error.code).inc()
-                letter = DeadLetter(
-                    reason=error.code,
-                    detail=error.detail,
-                    topic=message.topic,
-                    partition=message.partition,
-                    offset=message.offset,
-                    value=message.value,
-                    key=message.key,
-                    message_ts=message.timestamp,
-                    rejected_ts=time.time(),
-                )
-                self.topics.dead_letters.send_soon(key=message.key, value=letter.encode())
-            received = time.time()
+                self._dead_letter(message, intake.rejected)
             for access in intake.events:
                 self.metrics.record_event_lag(access.ts, received)
-                payload = Forwarded(access, message.topic, received).encode()
-                # Buffered sends: the consumer flushes the producer before it commits
-                # offsets, so a crash replays rather than loses (at-least-once).
-                self.topics.by_principal.send_soon(key=access.principal.encode(), value=payload)
-                self.topics.by_resource.send_soon(key=access.resource.encode(), value=payload)
+                item = Forwarded(access, message.topic, received)
+                by_principal.setdefault(
+                    partition_of(access.principal.encode(), partitions), []
+                ).append(item)
+                by_resource.setdefault(
+                    partition_of(access.resource.encode(), partitions), []
+                ).append(item)
+        # Buffered sends: the consumer flushes the producer before it commits offsets,
+        # so a crash replays rather than loses (at-least-once).
+        for topic, groups in ((self.topics.by_principal, by_principal),
+                              (self.topics.by_resource, by_resource)):
+            for partition, items in groups.items():
+                for start in range(0, len(items), MAX_ENVELOPE_EVENTS):
+                    chunk = items[start : start + MAX_ENVELOPE_EVENTS]
+                    topic.send_soon(value=encode_envelope(chunk), partition=partition)
+
+    def _dead_letter(self, message: Any, error: SchemaError) -> None:
+        self.metrics.events_consumed.labels(topic=message.topic, outcome="invalid").inc()
+        self.metrics.events_dead_lettered.labels(reason=error.code).inc()
+        letter = DeadLetter(
+            reason=error.code,
+            detail=error.detail,
+            topic=message.topic,
+            partition=message.partition,
+            offset=message.offset,
+            value=message.value,
+            key=message.key,
+            message_ts=message.timestamp,
+            rejected_ts=time.time(),
+        )
+        self.topics.dead_letters.send_soon(key=message.key, value=letter.encode())
 
     # -- scoring ----------------------------------------------------------------------
+    # A batch is one envelope per partition of the side's topic at most, i.e. about one
+    # ingest batch: scoring batches stay ~batch_size events however the load is spread.
     async def score_principals(self, stream: StreamT) -> None:
-        async for batch in stream.take(self.settings.batch_size, self.settings.batch_max_wait):
+        async for batch in stream.take(self.settings.partitions, self.stage_wait):
             await self.score_batch(batch, "principal")
 
     async def score_resources(self, stream: StreamT) -> None:
-        async for batch in stream.take(self.settings.batch_size, self.settings.batch_max_wait):
+        async for batch in stream.take(self.settings.partitions, self.stage_wait):
             await self.score_batch(batch, "resource")
 
+    @property
+    def stage_wait(self) -> float:
+        # Faust's take() waits its whole timeout unless the batch fills, and an event
+        # passes two batching stages (ingest, scoring): each gets half the allowed wait.
+        return self.settings.batch_max_wait / 2
+
     async def score_batch(self, batch: Sequence[bytes], side: str) -> None:
-        forwarded = [Forwarded.decode(raw) for raw in batch]
+        forwarded: list[Forwarded] = []
+        for raw in batch:
+            try:
+                forwarded.extend(decode_envelope(raw))
+            except SchemaError as exc:
+                # Only reachwatch writes these topics: a bad envelope is a bug or a foreign
+                # producer. Count it and go on rather than stop scoring.
+                log.error("dropped a bad envelope on the %s side: %s", side, exc)
+                self.metrics.events_consumed.labels(
+                    topic=self.settings.input_topics[0], outcome="error"
+                ).inc()
+        if not forwarded:
+            return
         events = [f.event for f in forwarded]
         if side == "principal":
             table, kind = self.tables.principals, "broad_reader"
@@ -127,10 +167,20 @@ class Worker:
             table, kind = self.tables.resources, "broad_audience"
             keys = {e.resource for e in events}
             observe = self.pipeline.observe_resources
+        cache = self.decoded[side]
         states: MutableMapping[str, Any] = {}
         for key in keys:
             raw = table.get(key.encode())
-            if raw is not None:
+            if raw is None:
+                continue
+            # Popped, not read: observe() mutates states in place, so a batch that fails
+            # half-way must not leave them behind; the next try decodes the table's bytes.
+            cached = cache.pop(key, None)
+            # The table holds the bytes we wrote last; the same object means nobody (a
+            # changelog recovery, a rebalance) replaced them since we decoded them.
+            if cached is not None and cached[0] is raw:
+                states[key] = cached[1]
+            else:
                 states[key] = decode_state(raw)
         started = time.perf_counter()
         result = observe(events, states)
@@ -143,7 +193,10 @@ class Worker:
         if result.alerts:
             await self.publish_alerts(result.alerts, forwarded)
         for key in result.touched:
-            table[key.encode()] = encode_state(states[key])
+            state = states[key]
+            encoded = encode_state(state)
+            table[key.encode()] = encoded
+            cache[key] = (encoded, state)
 
     def _count_outcomes(self, forwarded: Sequence[Forwarded], result: BatchResult) -> None:
         per_topic: dict[str, int] = {}
@@ -166,6 +219,7 @@ class Worker:
             body = alert.to_json()
             await self._publish_with_retry(alert.entity.encode(), orjson.dumps(body))
             self.alerts_out += 1
+            self.recent.add(body)
             self.metrics.record_alert(alert.kind, alert.severity, _highest_sensitivity(body))
             started = received.get((alert.ts, alert.entity))
             if started is not None:
@@ -218,8 +272,8 @@ def _highest_sensitivity(alert: dict[str, Any]) -> str:
         for item in alert.get(section) or ()
         if isinstance(item, dict)
     ]
-    context = alert.get("context") or {}
-    found.append(context.get("sensitivity"))
+    # Alert.to_json flattens its context: the triggering event's sensitivity is top-level.
+    found.append(alert.get("sensitivity"))
     ranked = [order.index(s) for s in found if s in order]
     return order[max(ranked)] if ranked else "internal"
 
@@ -234,6 +288,13 @@ def register_agents(app: faust.App, worker: Worker) -> None:
         app.timer(worker.settings.reload_poll_interval, name="reachwatch.reload_model")(
             worker.reload_model
         )
+
+    @app.on_partitions_revoked.connect
+    async def forget_decoded(app: faust.App, revoked: Any, **kwargs: Any) -> None:
+        # Entities of revoked partitions may move to another worker: drop their decoded
+        # copies (the identity check would skip them anyway; this bounds memory).
+        for cache in worker.decoded.values():
+            cache.clear()
 
     @app.task
     async def declare_outputs() -> None:

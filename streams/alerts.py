@@ -101,8 +101,8 @@ def severity_of(view: View, breadth_threshold: float) -> str:
 
     Base: restricted data involved -> high, confidential -> medium, otherwise low (for
     ``broad_audience``, the dataset's own sensitivity). A breadth at least twice the
-    threshold (log-ratio, i.e. the ratio squared) adds a level; one barely past it (under
-    1.5 times) removes one, so marginal cases land in tickets, not pages.
+    threshold (log-ratio, i.e. the ratio squared) adds a level; for ``broad_reader`` one
+    barely past it (under 1.5 times) removes one, so marginal cases land in tickets.
     """
     if view.kind == "broad_reader":
         m = view.metrics
@@ -117,7 +117,8 @@ def severity_of(view: View, breadth_threshold: float) -> str:
     threshold = max(breadth_threshold, 1e-9)
     if view.breadth >= 2.0 * threshold:
         level += 1
-    elif view.breadth < 1.5 * threshold:
+    elif view.breadth < 1.5 * threshold and view.kind == "broad_reader":
+        # Exposures keep their level: restricted data read by everyone is a page.
         level -= 1
     return SEVERITIES[min(max(level, 0), 3)]
 

@@ -13,7 +13,8 @@ Faust settings chosen for the embedded tansu broker (and fine on Apache Kafka):
 - ``broker_heartbeat_interval`` 1.5 s: must stay well under the session timeout.
 - ``store="memory://"``: tables live in memory and are rebuilt from their changelog
   topics on start and on rebalance (no RocksDB to install; state is small per partition).
-- ``web_bind`` 127.0.0.1 by default: /metrics and /status are not for the network.
+- ``web_bind`` 127.0.0.1 by default: /metrics, /alerts/recent and /status are not for the
+  network; ``web_token_file`` adds a bearer-token guard when they must be (streams/web.py).
 """
 
 from __future__ import annotations
@@ -22,16 +23,19 @@ import ssl
 from typing import Any
 
 import faust
-from faust.web import Request, Response, View
 
 from reachwatch.models.registry import Registry
 from reachwatch.streams.adapters import get_adapter
 from reachwatch.streams.agents import Worker, register_agents
-from reachwatch.streams.metrics import Metrics, faust_monitor, render
+from reachwatch.streams.health import HealthProbe
+from reachwatch.streams.metrics import Metrics, faust_monitor
 from reachwatch.streams.pipeline import Pipeline
+from reachwatch.streams.recent import RecentAlerts
 from reachwatch.streams.reload import ModelWatcher
 from reachwatch.streams.settings import Settings, load_settings
 from reachwatch.streams.topics import define_tables, define_topics
+from reachwatch.streams.transport import use_short_fetch_wait
+from reachwatch.streams.web import read_token, register_views
 
 
 def broker_credentials(settings: Settings) -> Any:
@@ -61,6 +65,7 @@ def broker_credentials(settings: Settings) -> Any:
 
 def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
     """A ready-to-start worker app: topics, tables, agents, model watcher, web pages."""
+    token = read_token(settings.web_token_file)  # first: a bad token file fails fast
     metrics = metrics or Metrics(topics=settings.input_topics)
     app = faust.App(
         settings.app_id,
@@ -82,7 +87,15 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
         consumer_max_fetch_size=max(settings.max_message_bytes * 4, 4_194_304),
         table_standby_replicas=0,
         autodiscover=False,
+        # Faust's own pages would serve window state per entity (/table) and key placement
+        # (/router): the web server answers only reachwatch's views (streams/web.py).
+        web_router_enabled=False,
+        web_tables_enabled=False,
+        web_graph_enabled=False,
+        web_stats_enabled=False,
+        web_metrics_enabled=False,
     )
+    use_short_fetch_wait(app)  # before any topic: they bind to the app's transport
     app.monitor = faust_monitor(metrics.registry)
     watcher = ModelWatcher(
         Registry(settings.registry_dir),
@@ -98,22 +111,24 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
         topics=define_topics(app, settings),
         tables=define_tables(app, settings),
         metrics=metrics,
+        recent=RecentAlerts(settings.recent_alerts),
     )
     register_agents(app, worker)
 
-    @app.page("/metrics")
-    class MetricsPage(View):
-        async def get(self, request: Request) -> Response:
-            body, content_type = render(metrics.registry)
-            # aiohttp refuses a charset inside content_type=, so set the header itself.
-            return self.bytes(body, headers={"Content-Type": content_type})
+    probe = HealthProbe(app, worker.tables, metrics, timeout=settings.health_interval)
+    app.timer(settings.health_interval, name="reachwatch.sample_health")(probe.sample)
 
-    @app.page("/status")
-    class StatusPage(View):
-        async def get(self, request: Request) -> Response:
-            assigned = sorted(f"{tp.topic}:{tp.partition}" for tp in app.consumer.assignment())
-            return self.json({**worker.status(), "assigned": assigned})
+    def status() -> dict[str, Any]:
+        assigned = sorted(f"{tp.topic}:{tp.partition}" for tp in app.consumer.assignment())
+        return {**worker.status(), "assigned": assigned}
 
+    register_views(
+        app,
+        metrics=metrics,
+        recent=worker.recent,
+        status=status,
+        token=token,
+    )
     return app
 
 

@@ -45,7 +45,7 @@ def _train(workdir: Path, scale: float, console: Console) -> tuple[Path, str, Pa
 
     data = workdir / "data"
     with console.status(f"Simulating a company (scale {scale})..."):
-        summary = simulate(data, seed=7, scale=scale)
+        summary = simulate(data, seed=7, scale=scale, history_days=14)
     console.print(
         f"[green]✓[/] simulated {summary.people} people, {summary.services} services, "
         f"{summary.datasets} datasets: {summary.history_events} history events, "

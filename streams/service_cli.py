@@ -39,8 +39,10 @@ def start_worker(settings: Settings) -> int:
     from faust.worker import Worker as FaustWorker
 
     from reachwatch.streams.app import create_app
+    from reachwatch.streams.client_logs import throttle_client_logs
 
     app = create_app(settings)
+    throttle_client_logs()
     worker = FaustWorker(
         app,
         loglevel=settings.log_level,

@@ -43,6 +43,13 @@ class Settings:
     web_host: str = "127.0.0.1"
     web_port: int = 6066
     web_enabled: bool = True
+    # A file holding the bearer token /metrics and /alerts/recent demand; None = open
+    # (the web server binds loopback by default). A file, so the token never sits in env.
+    web_token_file: Path | None = None
+    # How many of this worker's latest published alerts /alerts/recent keeps (in memory).
+    recent_alerts: int = 200
+    # Seconds between samples of broker health, consumer lag and table sizes.
+    health_interval: float = 5.0
     batch_size: int = 500
     batch_max_wait: float = 0.25
     # None: the lateness the model was trained with (its DetectionConfig).
@@ -80,10 +87,19 @@ class Settings:
             )
         if self.security_protocol.startswith("SASL") and not self.sasl_username:
             raise ConfigError(f"{self.security_protocol} needs sasl_username and sasl_password")
-        for name in ("batch_size", "partitions", "max_message_bytes"):
+        # Checked here, not when the first connection fails minutes later with an ssl error.
+        for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+            path = getattr(self, name)
+            if path is not None and not Path(path).is_file():
+                raise ConfigError(f"{name} {str(path)!r} is not a readable file")
+        if self.ssl_keyfile is not None and self.ssl_certfile is None:
+            raise ConfigError("ssl_keyfile is set but ssl_certfile is not")
+        for name in ("batch_size", "partitions", "max_message_bytes", "recent_alerts"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1")
-        for name in ("batch_max_wait", "reload_poll_interval", "broker_session_timeout"):
+        for name in (
+            "batch_max_wait", "reload_poll_interval", "broker_session_timeout", "health_interval"
+        ):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive")
         if self.allowed_lateness is not None and self.allowed_lateness < 0:
@@ -121,7 +137,7 @@ def _convert(name: str, raw: str, default: Any) -> Any:
             return int(raw)
         if isinstance(default, float):
             return float(raw)
-        if isinstance(default, Path) or name.startswith("ssl_") or name == "registry_dir":
+        if isinstance(default, Path) or name.startswith("ssl_") or name.endswith("_file"):
             return Path(raw) if raw else None
     except ValueError:
         raise ConfigError(f"{ENV_PREFIX}{name.upper()}={raw!r} is not valid") from None

@@ -16,8 +16,10 @@ topics were written with, so both agree.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import faust
+from aiokafka.partitioner import murmur2
 from faust.types import TableT, TopicT
 
 from reachwatch.streams.settings import Settings
@@ -46,6 +48,20 @@ class ServiceTables:
 
     principals: TableT
     resources: TableT
+
+
+@lru_cache(maxsize=1 << 16)
+def partition_of(key: bytes, partitions: int) -> int:
+    """The partition the producer's default (Java-compatible murmur2) partitioner gives ``key``.
+
+    Envelopes are sent to an explicit partition: it must be the one a keyed message (and the
+    table's changelog entry, ``use_partitioner``) for the same entity would get. Cached:
+    aiokafka's murmur2 is pure Python and entities repeat.
+
+    >>> partition_of(b"ana", 4) == partition_of(b"ana", 4) < 4
+    True
+    """
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
 
 
 def define_topics(app: faust.App, settings: Settings) -> ServiceTopics:

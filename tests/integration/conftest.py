@@ -264,11 +264,12 @@ class OutsideClients:
         deadline = time.monotonic() + timeout
         try:
             partitions = None
-            while partitions is None and time.monotonic() < deadline:
+            # An empty set, not only None, while a just-created topic has no leaders yet.
+            while not partitions and time.monotonic() < deadline:
                 partitions = consumer.partitions_for_topic(topic)
-                if partitions is None:
+                if not partitions:
                     time.sleep(0.3)
-            if partitions is None:
+            if not partitions:
                 return records
             consumer.assign([TopicPartition(topic, p) for p in sorted(partitions)])
             consumer.seek_to_beginning()
