@@ -57,7 +57,9 @@ class Pipeline:
         Returns the removed keys (the stream deletes them from its table too).
         """
         horizon = now - self.model.config.idle_ttl_days * 86400.0
-        idle = [key for key, state in states.items() if state.watermark < horizon]
+        watermarks = getattr(states, "watermarks", None)  # StateStore: no decoding
+        pairs = watermarks() if watermarks else ((k, s.watermark) for k, s in states.items())
+        idle = [key for key, watermark in pairs if watermark < horizon]
         for key in idle:
             del states[key]
         return idle

@@ -15,12 +15,12 @@ from typing import IO, Any
 
 import orjson
 
-from reachwatch.models.windows import EntityState
 from reachwatch.streams.alerts import Alert
 from reachwatch.streams.enrichment import Enrichment
 from reachwatch.streams.pipeline import Pipeline
 from reachwatch.streams.records import AccessEvent
 from reachwatch.streams.sources import Outcome, read_outcomes
+from reachwatch.streams.statestore import StateStore
 
 BATCH_SIZE = 2000
 SWEEP_INTERVAL = 86400.0
@@ -103,8 +103,8 @@ def run_replay(
     batch_size: int = BATCH_SIZE,
 ) -> None:
     """Drive the pipeline over ordered events, in the stream's micro-batch shape."""
-    principals: dict[str, EntityState] = {}
-    resources: dict[str, EntityState] = {}
+    principals = StateStore()
+    resources = StateStore()
     next_sweep = None
     for events in batches:
         for start in range(0, len(events), batch_size):
@@ -117,6 +117,8 @@ def run_replay(
                 next_sweep = now + SWEEP_INTERVAL
             left = pipeline.observe_principals(chunk, principals)
             right = pipeline.observe_resources(chunk, resources)
+            principals.flush()
+            resources.flush()
             tally.late += left.late
             alerts = sorted(left.alerts + right.alerts, key=lambda a: (a.ts, a.kind))
             for alert in alerts:
