@@ -9,8 +9,9 @@ Two passes over the same event-time-ordered history, both through ``FeatureBuild
    read and side. An IsolationForest per alert kind is fitted on them (the two kinds
    describe different entities with different features, so one joint model would mix
    incomparable rows), and both thresholds are calibrated on the training reads: the
-   score threshold at the score quantile, the breadth threshold at the breadth quantile
-   of reads that already pass the score threshold, never below a 2x ratio.
+   breadth threshold at a high quantile of training breadth (never below 2.5x), the score
+   threshold at the lowest training-score quantile whose alerts on the history stay
+   within an alert budget (see ``calibrate_score``).
 """
 
 from __future__ import annotations
@@ -53,8 +54,8 @@ class TrainingParams:
     alert_budget_per_day: float = 0.15  # alerting entity-days per day of history
     breadth_quantile: float = 0.999
     # An alert needs at least this ratio over both own and peer baselines, whatever the
-    # training data says: a "broad" read that is not even twice the usual is not broad.
-    min_breadth_ratio: float = 2.0
+    # training data says: "far more / far wider" than the usual high (p99), not a bit more.
+    min_breadth_ratio: float = 2.5
     seed: int = 0
 
     def to_json(self) -> dict[str, Any]:
