@@ -20,6 +20,7 @@ writes ``bench/out/bench.json`` and ``bench/out/bench.png``. Takes a few minutes
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import tempfile
 import time
@@ -129,7 +130,7 @@ def chart(rows: list[dict[str, Any]], latencies: list[Latency], path: Path) -> N
     right.set_title("reachwatch latency")
     right.axhline(1.0, color="grey", linewidth=0.8)
     right.legend()
-    fig.suptitle(f"reachwatch bench, {platform.node()}, {platform.processor() or 'cpu'}")
+    fig.suptitle(f"reachwatch bench on {platform.node()} ({os.cpu_count()} CPUs), one worker")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 

@@ -94,6 +94,9 @@ class ForestScorer:
         self.roots = roots
         self.max_depth = max_depth
         self.denominator = denominator
+        # Both children of node i at 2i (left) and 2i+1 (right): one gather per level
+        # instead of two gathers and a select.
+        self.children = np.stack([left, right], axis=1).ravel()
 
     @classmethod
     def from_forest(cls, forest: IsolationForest) -> ForestScorer:
@@ -139,15 +142,19 @@ class ForestScorer:
 
     def score(self, X: np.ndarray) -> np.ndarray:
         # sklearn's trees compare float32 inputs with float64 thresholds: do the same.
-        X32 = np.asarray(X, dtype=np.float32)
+        X32 = np.ascontiguousarray(X, dtype=np.float32)
         n = X32.shape[0]
         if n == 0:
             return np.zeros(0)
-        rows = np.arange(n)[:, None]
+        # Rows flattened: a sample's feature value is one gather at row offset + feature.
+        values = X32.ravel()
+        offsets = (np.arange(n, dtype=np.intp) * X32.shape[1])[:, None]
+        feature, threshold, children = self.feature, self.threshold, self.children
         node = np.broadcast_to(self.roots, (n, len(self.roots))).copy()
         for _ in range(self.max_depth):
-            go_left = X32[rows, self.feature[node]] <= self.threshold[node]
-            node = np.where(go_left, self.left[node], self.right[node])
+            # "not <=" rather than ">": a NaN goes right, as in sklearn.
+            go_right = ~(values[offsets + feature[node]] <= threshold[node])
+            node = children[2 * node + go_right]
         depths = self.leaf_depth[node].sum(axis=1)
         if self.denominator == 0:
             return np.ones(n)

@@ -124,6 +124,7 @@ class Worker:
             key=message.key,
             message_ts=message.timestamp,
             rejected_ts=time.time(),
+            value_limit=self.settings.max_message_bytes,
         )
         self.topics.dead_letters.send_soon(key=message.key, value=letter.encode())
 
@@ -197,6 +198,10 @@ class Worker:
             encoded = encode_state(state)
             table[key.encode()] = encoded
             cache[key] = (encoded, state)
+        # Bounded (bench/soak.py: ~13 KB per decoded state, unbounded it grew with every
+        # entity ever seen). Reads pop and writes re-insert, so the first key is the LRU one.
+        while len(cache) > self.settings.decoded_state_cache:
+            del cache[next(iter(cache))]
 
     def _count_outcomes(self, forwarded: Sequence[Forwarded], result: BatchResult) -> None:
         per_topic: dict[str, int] = {}

@@ -83,6 +83,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
         broker_heartbeat_interval=settings.broker_heartbeat_interval,
         broker_request_timeout=settings.broker_request_timeout,
         broker_commit_interval=settings.broker_commit_interval,
+        producer_max_batch_size=settings.producer_max_batch_size,
         producer_max_request_size=max(settings.max_message_bytes * 2, 1_048_576),
         consumer_max_fetch_size=max(settings.max_message_bytes * 4, 4_194_304),
         table_standby_replicas=0,

@@ -5,11 +5,18 @@ A dead letter is a JSON object (``schema_version`` 1) carrying the original mess
 key, where it came from (topic/partition/offset), the reason code (a ``SchemaError`` code
 from ``records.REASONS``) with a human detail, and when it was rejected. Replaying a fixed
 message means decoding ``value`` and producing it to ``source.topic`` again.
+
+A message larger than ``value_limit`` (the worker passes its ``max_message_bytes``) keeps
+only its first ``value_limit`` bytes, with ``value_bytes`` (the full size),
+``value_sha256`` and ``value_truncated``: copied whole, a message above the limit would make
+a dead letter above the producer's maximum request size, and one such message would crash
+the worker on every restart (found by tests/integration/test_faults_hostile.py).
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -34,8 +41,12 @@ class DeadLetter:
     key: bytes | None = None
     message_ts: float | None = None
     rejected_ts: float = 0.0
+    value_limit: int | None = None  # None: the whole value, however large
 
     def to_json(self) -> dict[str, Any]:
+        value = self.value
+        if value is not None and self.value_limit is not None and len(value) > self.value_limit:
+            value = value[: self.value_limit]
         out: dict[str, Any] = {
             "schema_version": DEAD_LETTER_SCHEMA_VERSION,
             "reason": self.reason,
@@ -44,11 +55,15 @@ class DeadLetter:
                        "timestamp": self.message_ts},
             "rejected_ts": self.rejected_ts or time.time(),
             "key": _b64(self.key),
-            "value": _b64(self.value),
+            "value": _b64(value),
         }
-        if self.value is not None:
+        if value is not None and self.value is not None and len(value) < len(self.value):
+            out["value_truncated"] = True
+            out["value_bytes"] = len(self.value)
+            out["value_sha256"] = hashlib.sha256(self.value).hexdigest()
+        if value is not None:
             try:
-                out["value_text"] = self.value.decode("utf-8")[:TEXT_PREVIEW_CHARS]
+                out["value_text"] = value.decode("utf-8")[:TEXT_PREVIEW_CHARS]
             except UnicodeDecodeError:
                 pass
         return out

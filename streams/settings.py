@@ -51,6 +51,9 @@ class Settings:
     # Seconds between samples of broker health, consumer lag and table sizes.
     health_interval: float = 5.0
     batch_size: int = 500
+    # Decoded window states the worker keeps per side (principal, resource) to skip decoding
+    # hot entities again; least recently used beyond it are dropped (the table keeps them).
+    decoded_state_cache: int = 10_000
     batch_max_wait: float = 0.25
     # None: the lateness the model was trained with (its DetectionConfig).
     allowed_lateness: float | None = None
@@ -61,6 +64,11 @@ class Settings:
     broker_heartbeat_interval: float = 1.5
     broker_request_timeout: float = 30.0
     broker_commit_interval: float = 1.0
+    # Bytes the producer buffers per partition before a batch is sent (Faust's default).
+    # 1 = one record per batch, needed on the embedded tansu 0.6.0: it reports a partition's
+    # end offset as (first offset of the last batch + 1), so with multi-record batches Faust
+    # stops changelog recovery early (losing the tail of the state) and lag reads too low.
+    producer_max_batch_size: int = 16384
     data_dir: Path = Path("var/worker")
     broker_bin: str | None = None
     log_level: str = "info"
@@ -94,7 +102,10 @@ class Settings:
                 raise ConfigError(f"{name} {str(path)!r} is not a readable file")
         if self.ssl_keyfile is not None and self.ssl_certfile is None:
             raise ConfigError("ssl_keyfile is set but ssl_certfile is not")
-        for name in ("batch_size", "partitions", "max_message_bytes", "recent_alerts"):
+        for name in (
+            "batch_size", "partitions", "max_message_bytes", "recent_alerts",
+            "producer_max_batch_size", "decoded_state_cache",
+        ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1")
         for name in (

@@ -106,7 +106,13 @@ def test_nasty_messages_are_dead_lettered_good_ones_scored_worker_never_restarts
         (None if letter["value"] is None else base64.b64decode(letter["value"]), letter["reason"])
         for letter in letters
     )
-    assert by_value == Counter(rejected)  # verbatim, with the reason intake gives it
+    # Verbatim with the reason intake gives it; above the size limit only a prefix is kept
+    # (a whole copy would exceed the producer's request size and crash the worker).
+    assert by_value == Counter(
+        (None if m is None else m[:MAX_MESSAGE_BYTES], code) for m, code in rejected
+    )
+    truncated = [letter for letter in letters if letter.get("value_truncated")]
+    assert len(truncated) == sum(1 for m, _ in rejected if m and len(m) > MAX_MESSAGE_BYTES)
     assert all(letter["detail"] for letter in letters)
 
     # Good events around the bad ones are all scored (or counted late), none lost.
@@ -127,3 +133,52 @@ def test_nasty_messages_are_dead_lettered_good_ones_scored_worker_never_restarts
     log = worker.log_path.read_bytes()
     assert CANARY.encode() not in log
     assert b"x" * 100 not in log and b"hr/ds" not in log
+
+
+ATTACK_RATE = 10_000  # new principals per second
+ATTACK_SECONDS = 30
+RSS_BOUND_MB = 1536
+
+
+def rss_mb(pid: int) -> tuple[float, float]:
+    """(current, peak) resident set of ``pid`` in MB, from /proc."""
+    found = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            found[key] = int(value.split()[0]) / 1024
+    return found["VmRSS"], found["VmHWM"]
+
+
+@pytest.mark.slow
+def test_cardinality_attack_keeps_worker_memory_bounded_and_alive(service, start_worker):
+    from confluent_kafka import Producer
+
+    worker = start_worker(REACHWATCH_LOG_LEVEL="warning")
+    worker.wait_assigned()
+    pid = worker.pid
+    producer = Producer({"bootstrap.servers": service.broker.bootstrap, "linger.ms": 20,
+                         "queue.buffering.max.messages": 500_000})
+    started = time.monotonic()
+    samples = []
+    for second in range(ATTACK_SECONDS):
+        for i in range(ATTACK_RATE):
+            n = second * ATTACK_RATE + i
+            producer.produce(service.input_topic, value=orjson.dumps({
+                "ts": 1773738000 + n * 0.0001, "principal": f"flood-{n}",
+                "resource": f"hr/ds{n % 50}", "sensitivity": "internal"}))
+        producer.poll(0)
+        samples.append((worker.status()["messages_in"], *rss_mb(pid)))
+        time.sleep(max(0.0, started + second + 1 - time.monotonic()))
+    assert producer.flush(60) == 0
+    # Then let it work through the backlog for as long as the flood lasted.
+    for _ in range(ATTACK_SECONDS):
+        time.sleep(1)
+        samples.append((worker.status()["messages_in"], *rss_mb(pid)))
+    consumed, _, peak = samples[-1]
+    print(f"\ncardinality attack: {ATTACK_RATE * ATTACK_SECONDS:,} new principals in "
+          f"{ATTACK_SECONDS}s; worker read {consumed:,} in {2 * ATTACK_SECONDS}s, "
+          f"peak RSS {peak:,.0f} MB")
+    assert worker.pid == pid and worker.process.poll() is None, worker.log_tail()
+    assert peak < RSS_BOUND_MB
+    assert consumed > samples[ATTACK_SECONDS - 1][0]  # still making progress after the flood

@@ -23,6 +23,9 @@ from reachwatch.streams.records import parse_event, parse_timestamp
 
 pytestmark = pytest.mark.integration
 
+# Exact end offsets on tansu, so changelog recovery reads the whole state (settings.py).
+ONE_RECORD_BATCHES = {"REACHWATCH_PRODUCER_MAX_BATCH_SIZE": "1"}
+
 TAKEOVER_BOUND_S = 60.0  # session timeout + rebalance + changelog replay, with headroom
 
 
@@ -57,7 +60,7 @@ def test_sigkilled_worker_partitions_and_state_move_to_the_survivor(
     before = [line for line in lines if _ts(line) < split]
     after = lines[len(before):]
 
-    workers = [start_worker(), start_worker()]
+    workers = [start_worker(**ONE_RECORD_BATCHES), start_worker(**ONE_RECORD_BATCHES)]
     for worker in workers:
         worker.wait_assigned()
     for worker in workers:
