@@ -54,7 +54,7 @@ def broker_credentials(settings: Settings) -> Any:
     if protocol.startswith("SASL"):
         return faust.SASLCredentials(
             username=settings.sasl_username,
-            password=settings.sasl_password,
+            password=settings.sasl_secret(),
             mechanism=settings.sasl_mechanism,
             ssl_context=context,
         )

@@ -79,6 +79,8 @@ class Settings:
     sasl_mechanism: str = "PLAIN"
     sasl_username: str | None = None
     sasl_password: str | None = None
+    # Preferred over sasl_password: a secret in a file does not show in `ps e` or /proc.
+    sasl_password_file: Path | None = None
 
     def __post_init__(self) -> None:
         if not self.input_topics:
@@ -95,6 +97,10 @@ class Settings:
             )
         if self.security_protocol.startswith("SASL") and not self.sasl_username:
             raise ConfigError(f"{self.security_protocol} needs sasl_username and sasl_password")
+        if self.sasl_password_file is not None and not Path(self.sasl_password_file).is_file():
+            raise ConfigError(
+                f"sasl_password_file {str(self.sasl_password_file)!r} is not a readable file"
+            )
         # Checked here, not when the first connection fails minutes later with an ssl error.
         for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
             path = getattr(self, name)
@@ -117,6 +123,12 @@ class Settings:
             raise ConfigError("allowed_lateness must not be negative")
         if not 0 <= self.web_port <= 65535:
             raise ConfigError(f"web_port {self.web_port} is not a port")
+
+    def sasl_secret(self) -> str | None:
+        """The SASL password: from ``sasl_password_file`` when set, else ``sasl_password``."""
+        if self.sasl_password_file is not None:
+            return Path(self.sasl_password_file).read_text().strip()
+        return self.sasl_password
 
     @property
     def uses_registry_version(self) -> bool:

@@ -132,3 +132,15 @@ def test_missing_client_certificate_is_a_config_error(tiny_registry, tmp_path):
 def test_sasl_without_username_is_refused():
     with pytest.raises(ConfigError, match="sasl_username"):
         load_settings(environ={"REACHWATCH_SECURITY_PROTOCOL": "SASL_SSL"})
+
+
+def test_sasl_password_can_come_from_a_file(tiny_registry, tmp_path):
+    secret = tmp_path / "kafka-password"
+    secret.write_text("from-a-file\n")
+    env = {
+        "REACHWATCH_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+        "REACHWATCH_SASL_USERNAME": "reachwatch-svc",
+        "REACHWATCH_SASL_PASSWORD_FILE": str(secret),
+    }
+    for role, client in kafka_clients(env, tiny_registry.root).items():
+        assert client["sasl_plain_password"] == "from-a-file", role
