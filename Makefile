@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench tools clean
+.PHONY: demo test lint bench tools clean audit
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -30,3 +30,8 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache
+
+# Vulnerability audit of the pinned dependencies (needs PyPI's or OSV's API reachable).
+audit:
+	$(PYTHON) -m venv .audit-venv && .audit-venv/bin/pip install --quiet pip-audit
+	.audit-venv/bin/pip-audit -r constraints.txt --strict
