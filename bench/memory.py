@@ -17,13 +17,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from tinyorg import START, history  # noqa: E402
+from tinyorg import START, history
 
-from reachwatch.models.registry import Registry  # noqa: E402
-from reachwatch.models.training import TrainingParams, fit  # noqa: E402
-from reachwatch.streams.pipeline import Pipeline  # noqa: E402
-from reachwatch.streams.records import SENSITIVITIES, AccessEvent  # noqa: E402
-from reachwatch.streams.replay import Tally, run_replay  # noqa: E402
+from reachwatch.models.registry import Registry
+from reachwatch.models.training import TrainingParams, fit
+from reachwatch.streams.pipeline import Pipeline
+from reachwatch.streams.records import SENSITIVITIES, AccessEvent
+from reachwatch.streams.replay import Tally, run_replay
 
 
 def main() -> None:

@@ -4,10 +4,11 @@ Everything here is plain Python, deterministic for a given event order, and seri
 to JSON-compatible lists (``encode_state`` / ``decode_state``) so the stream can keep it in
 changelog-backed Faust tables and recover it after a crash.
 
-Windows are *approximately* sliding: a key read again within ``slot`` seconds is not
-logged again, so a window may hold a key up to one slot longer than its span. That keeps
-memory per entity proportional to distinct keys, not to reads (a backup job re-reading the
-same 10k objects every minute costs 10k entries, not 600k).
+A distinct window keeps one log entry per distinct key, not one per read: a key read again
+only moves its last-read time, and when its log entry reaches the end of the window it is
+either dropped (not read since) or moved to its last-read time. Memory per entity is
+proportional to distinct keys, not to reads (a backup job re-reading the same 10k objects
+every minute costs 10k entries, not 600k).
 """
 
 from __future__ import annotations
@@ -148,9 +149,7 @@ class DistinctWindow:
         entry = self.keys.get(key)
         if entry is not None:
             if ts > entry[0]:
-                if ts - entry[0] >= self.slot:
-                    self.log.append((ts, key))
-                entry[0] = ts
+                entry[0] = ts  # its log entry is moved when it reaches the window's end
             return False
         if len(self.keys) >= self.cap:
             self.overflow += 1
@@ -168,13 +167,21 @@ class DistinctWindow:
         horizon = now - self.span
         log, keys = self.log, self.keys
         head, end = self.head, len(log)
-        while head < end and log[head][0] < horizon:
-            ts, key = log[head]
+        if head >= end or log[head][0] >= horizon:
+            return  # the common case: nothing left the window since the last read
+        get, append = keys.get, log.append
+        while head < end:
+            item = log[head]
+            ts = item[0]
+            if ts >= horizon:
+                break
             head += 1
-            entry = keys.get(key)
+            key = item[1]
+            entry = get(key)
             if entry is None:
                 continue
-            if entry[0] < horizon:
+            last = entry[0]
+            if last < horizon:
                 del keys[key]
                 for i, value in enumerate(entry[2]):
                     self.sums[i] -= value
@@ -184,9 +191,9 @@ class DistinctWindow:
                     self.categories[category] = left
                 else:
                     del self.categories[category]
-            elif entry[0] > ts and log[-1][1] != key:
-                # Still live (read again without a new log entry): look at it again later.
-                log.append((entry[0], key))
+            elif last > ts:
+                # Read again since it was logged: its single log entry moves to that time.
+                append((last, key))
                 end += 1
         if head > 32 and head * 2 > len(log):
             del log[:head]

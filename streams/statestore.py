@@ -3,8 +3,9 @@
 A decoded entity state costs several kilobytes of Python objects; serialised (the same JSON
 bytes the stream keeps in its changelog-backed tables) it costs a few hundred bytes. The
 offline replay keeps the most recently used states decoded and the rest as compressed
-bytes, so 100k principals and 1M resources fit in memory. ``flush`` must be called between batches only:
-the pipeline holds references to the states of the batch it is processing.
+bytes, so 100k principals and 1M resources fit in memory. ``flush`` must be called
+between batches only: the pipeline holds references to the states of the batch it is
+processing.
 """
 
 from __future__ import annotations
