@@ -296,6 +296,34 @@ class FeatureBuilder:
         now = max(state.watermark, ts)
         return now
 
+    def _compare(
+        self,
+        metrics: dict[str, float],
+        state: EntityState,
+        peer: dict[str, float],
+        smoothing: float,
+    ) -> tuple[dict[str, float], dict[str, float], dict[str, float]]:
+        """Own baselines (nan while immature), peer baselines, and per-metric breadth.
+
+        Breadth is the smaller of the excess over the own and over the peer baseline
+        (log-ratios): unusual for the entity *and* for its peers. Without enough own
+        history the entity is judged against its peers only.
+        """
+        cfg = self.config
+        own: dict[str, float] = {}
+        breadth: dict[str, float] = {}
+        for metric, peer_value in peer.items():
+            own_value, own_weight = state.baseline(metric, self._q)
+            needed = cfg.min_own_days if metric.endswith("24h") else cfg.min_own_hours
+            peer_excess = _excess(metrics[metric], peer_value, smoothing)
+            if own_weight >= needed:
+                own[metric] = own_value
+                breadth[metric] = min(_excess(metrics[metric], own_value, smoothing), peer_excess)
+            else:
+                own[metric] = math.nan
+                breadth[metric] = peer_excess
+        return own, peer, breadth
+
     # -- principal side ---------------------------------------------------------------
     def principal_view(self, event: AccessEvent, state: PrincipalState) -> View | None:
         now = self._advance(state, event.ts)
@@ -379,28 +407,17 @@ class FeatureBuilder:
             (metrics["weighted_1h"], metrics["outside_weighted_1h"], metrics["groups_1h"]),
             (metrics["outside_weighted_24h"],),
         )
-        own: dict[str, float] = {}
-        peer: dict[str, float] = {}
-        own_excess: dict[str, float] = {}
-        peer_excess: dict[str, float] = {}
-        smoothing = cfg.principal_smoothing
-        for metric in PRINCIPAL_BREADTH:
-            peer[metric] = profiles.baseline(group, fallback, metric)
-            own_value, own_weight = state.baseline(metric, self._q)
-            mature = own_weight >= (
-                cfg.min_own_days if metric.endswith("24h") else cfg.min_own_hours
-            )
-            own[metric] = own_value if mature else math.nan
-            peer_excess[metric] = _excess(metrics[metric], peer[metric], smoothing)
-            own_excess[metric] = (
-                _excess(metrics[metric], own_value, smoothing) if mature else peer_excess[metric]
-            )
-        breadth_metric = max(PRINCIPAL_BREADTH, key=lambda m: min(own_excess[m], peer_excess[m]))
-        breadth = min(own_excess[breadth_metric], peer_excess[breadth_metric])
+        own, peer, breadth_of = self._compare(
+            metrics,
+            state,
+            {m: profiles.baseline(group, fallback, m) for m in PRINCIPAL_BREADTH},
+            cfg.principal_smoothing,
+        )
+        breadth_metric = max(breadth_of, key=breadth_of.__getitem__)
+        breadth = breadth_of[breadth_metric]
         reads, records, nbytes, denied_n = state.counts.sums
         distinct_1h = max(1, w1h.distinct)
         log1p = math.log1p
-        breadth_of = {m: min(own_excess[m], peer_excess[m]) for m in PRINCIPAL_BREADTH}
         vector = [
             log1p(w1h.distinct),
             log1p(w1h.distinct_categories),
@@ -479,27 +496,18 @@ class FeatureBuilder:
             (metrics["readers_1h"], metrics["outside_readers_1h"], metrics["reader_groups_1h"]),
             (metrics["readers_24h"],),
         )
-        own: dict[str, float] = {}
-        peer: dict[str, float] = {}
-        own_excess: dict[str, float] = {}
-        peer_excess: dict[str, float] = {}
-        smoothing = cfg.resource_smoothing
         own_mature = state.hourly[0].total >= cfg.min_own_hours
-        for metric in RESOURCE_BREADTH:
-            peer[metric] = profiles.baseline(peer_key, "sensitivity:internal", metric)
-            own_value, own_weight = state.baseline(metric, self._q)
-            mature = own_weight >= cfg.min_own_hours
-            own[metric] = own_value if mature else math.nan
-            peer_excess[metric] = _excess(metrics[metric], peer[metric], smoothing)
-            own_excess[metric] = (
-                _excess(metrics[metric], own_value, smoothing) if mature else peer_excess[metric]
-            )
-        breadth_metric = max(RESOURCE_BREADTH, key=lambda m: min(own_excess[m], peer_excess[m]))
-        breadth = min(own_excess[breadth_metric], peer_excess[breadth_metric])
+        own, peer, breadth_of = self._compare(
+            metrics,
+            state,
+            {m: profiles.baseline(peer_key, "sensitivity:internal", m) for m in RESOURCE_BREADTH},
+            cfg.resource_smoothing,
+        )
+        breadth_metric = max(breadth_of, key=breadth_of.__getitem__)
+        breadth = breadth_of[breadth_metric]
         reads, records, nbytes, denied_n = state.counts.sums
         readers = max(1, w1h.distinct)
         log1p = math.log1p
-        breadth_of = {m: min(own_excess[m], peer_excess[m]) for m in RESOURCE_BREADTH}
         vector = [
             log1p(w15.distinct),
             log1p(w1h.distinct),
