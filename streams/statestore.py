@@ -10,7 +10,6 @@ processing.
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Iterator, MutableMapping
 from typing import Any
 
@@ -31,7 +30,7 @@ class StateStore(MutableMapping[str, EntityState]):
             watermark_and_raw = self._cold.pop(key, None)
             if watermark_and_raw is None:
                 raise KeyError(key)
-            state = decode_state(zlib.decompress(watermark_and_raw[1]))
+            state = decode_state(watermark_and_raw[1])
         self._hot[key] = state  # most recently used last
         return state
 
@@ -75,6 +74,5 @@ class StateStore(MutableMapping[str, EntityState]):
         hot = self._hot
         for key in list(hot)[:excess]:
             state = hot.pop(key)
-            # JSON of windows and histograms compresses 3-4x even at the fastest level.
-            self._cold[key] = (state.watermark, zlib.compress(encode_state(state), 1))
+            self._cold[key] = (state.watermark, encode_state(state))  # compressed JSON
         return excess

@@ -99,3 +99,15 @@ def test_state_roundtrips_through_bytes():
     assert encode_state(restored) == encode_state(state)
     assert restored.windows[1].distinct == 1
     assert restored.baseline("weighted_1h", 0.99)[1] == 1.0
+
+
+def test_encoded_state_is_compressed_and_plain_json_still_decodes():
+    import orjson
+
+    state = PrincipalState((900.0, 3600.0, 86400.0), cap=100, memory_cap=100)
+    for i in range(50):
+        state.windows[2].add(float(i), f"dataset-{i}", "team", (1.0,) * state.n_attrs)
+    encoded = encode_state(state)
+    plain = orjson.dumps([state.spans, state.cap, state.memory.cap, state.to_obj()])
+    assert len(encoded) < len(plain) / 2
+    assert encode_state(decode_state(plain)) == encoded
