@@ -101,6 +101,8 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=1800.0)
     parser.add_argument("--workdir", type=Path)
     args = parser.parse_args()
+    # SIGTERM unwinds like Ctrl-C, so the worker and broker are stopped by their PIDs.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     events = args.events or args.resources
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="reachwatch-soak-"))
     workdir.mkdir(parents=True, exist_ok=True)
