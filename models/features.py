@@ -254,6 +254,17 @@ def _hour_rarity(state: EntityState, peer_hours: list[float] | None, ts: float) 
     return 1.0 - min(1.0, (hours_seq[how] + 0.5) / (peak + 0.5)) ** 0.5
 
 
+def _outside(event: AccessEvent) -> float:
+    """1.0 when the reader's team is known and is not the dataset's owning team."""
+    return (
+        1.0
+        if event.principal_group is not None
+        and event.resource_group is not None
+        and event.resource_group != event.principal_group
+        else 0.0
+    )
+
+
 def _note_hour(state: EntityState, ts: float) -> None:
     hours = state.hour_of_week
     if hours is None:
@@ -289,11 +300,21 @@ class FeatureBuilder:
         c = self.config
         return ResourceState(c.spans, c.window_cap, c.memory_cap)
 
-    def _advance(self, state: EntityState, ts: float) -> float | None:
-        """Move the state's clock; None when the read is later than allowed."""
+    def _advance(self, state: EntityState, ts: float, peer_key: str) -> float | None:
+        """Move the state's clock to ``ts``: finish past hours/days into the baselines,
+        expire the windows. None (and nothing changed) when the read is later than allowed.
+        """
         if state.events and ts < state.watermark - self.config.allowed_lateness:
             return None
         now = max(state.watermark, ts)
+        finished = state.roll_time(now)
+        if self.collector is not None and finished:
+            self.collector.add_samples(state.last_group or peer_key, finished)
+        state.last_group = peer_key
+        state.watermark = now
+        for window in state.windows:
+            window.expire(now)
+        state.counts.expire(now)
         return now
 
     def _compare(
@@ -326,20 +347,11 @@ class FeatureBuilder:
 
     # -- principal side ---------------------------------------------------------------
     def principal_view(self, event: AccessEvent, state: PrincipalState) -> View | None:
-        now = self._advance(state, event.ts)
-        if now is None:
+        group = peer_group_of(event)
+        if self._advance(state, event.ts, group) is None:
             return None
         cfg, profiles = self.config, self.profiles
-        group = peer_group_of(event)
         fallback = f"~{event.principal_type}"
-        finished = state.roll_time(now)
-        if self.collector is not None and finished:
-            self.collector.add_samples(state.last_group or group, finished)
-        state.last_group = group
-        state.watermark = now
-        for window in state.windows:
-            window.expire(now)
-        state.counts.expire(now)
 
         ts = event.ts
         day = int(ts // DAY)
@@ -352,13 +364,7 @@ class FeatureBuilder:
         # until its own history matures it inherits its peers' novelty instead.
         new_own = (0.0 if seen else 1.0) if own_mature else new_peer
         weight = self.weights.get(event.sensitivity, 1.0)
-        outside = (
-            1.0
-            if event.principal_group is not None
-            and event.resource_group is not None
-            and event.resource_group != event.principal_group
-            else 0.0
-        )
+        outside = _outside(event)
         attrs = (
             weight,
             1.0 if event.sensitivity in SENSITIVE else 0.0,
@@ -451,29 +457,14 @@ class FeatureBuilder:
 
     # -- resource side ----------------------------------------------------------------
     def resource_view(self, event: AccessEvent, state: ResourceState) -> View | None:
-        now = self._advance(state, event.ts)
-        if now is None:
+        peer_key = f"sensitivity:{event.sensitivity}"
+        if self._advance(state, event.ts, peer_key) is None:
             return None
         cfg, profiles = self.config, self.profiles
-        peer_key = f"sensitivity:{event.sensitivity}"
-        finished = state.roll_time(now)
-        if self.collector is not None and finished:
-            self.collector.add_samples(state.last_group or peer_key, finished)
-        state.last_group = peer_key
-        state.watermark = now
-        for window in state.windows:
-            window.expire(now)
-        state.counts.expire(now)
 
         ts = event.ts
         seen = state.memory.check_and_add(event.principal, int(ts // DAY))
-        outside = (
-            1.0
-            if event.principal_group is not None
-            and event.resource_group is not None
-            and event.resource_group != event.principal_group
-            else 0.0
-        )
+        outside = _outside(event)
         attrs = (outside, 0.0 if seen else 1.0, 1.0 if event.principal_type == "service" else 0.0)
         category = event.principal_group or f"~{event.principal_type}"
         for window in state.windows:
