@@ -22,6 +22,8 @@ from typing import Any
 
 import orjson
 
+from reachwatch.models.sketch import OverflowSketch
+
 HOUR = 3600.0
 DAY = 86400.0
 
@@ -112,8 +114,10 @@ class DistinctWindow:
     resource's sensitivity weight, whether it is outside the reader's group, ...). The
     window keeps the sum of each attribute over the distinct keys inside it, plus a
     reference count per *category* (e.g. owning group) for a distinct-category count.
-    Above ``cap`` distinct keys new keys are still counted but no longer remembered
-    individually (bounded memory); ``overflow`` says how many such keys were counted.
+    Above ``cap`` distinct keys, new keys go into an approximate sketch
+    (``models.sketch``: HyperLogLog slices) instead of being remembered individually, so
+    memory stays bounded; ``overflow`` is the sketch's distinct estimate, and ``sums``
+    include its estimated attribute sums.
     """
 
     __slots__ = (
@@ -124,6 +128,8 @@ class DistinctWindow:
         "log",
         "n_attrs",
         "overflow",
+        "sketch",
+        "sketch_sums",
         "slot",
         "span",
         "sums",
@@ -143,7 +149,9 @@ class DistinctWindow:
         self.head = 0
         self.sums = [0.0] * n_attrs
         self.categories: dict[str, int] = {}
-        self.overflow = 0
+        self.sketch: OverflowSketch | None = None
+        self.overflow = 0  # the sketch's estimate at its last refresh
+        self.sketch_sums: list[float] | None = None  # its share of ``sums``
 
     def add(self, ts: float, key: str, category: str, attrs: tuple[float, ...]) -> bool:
         """Record a read of ``key``; True when the key is new to the window."""
@@ -153,9 +161,10 @@ class DistinctWindow:
                 entry[0] = ts  # its log entry is moved when it reaches the window's end
             return False
         if len(self.keys) >= self.cap:
-            self.overflow += 1
-            for i, value in enumerate(attrs):
-                self.sums[i] += value
+            if self.sketch is None:
+                self.sketch = OverflowSketch(self.span, self.n_attrs)
+            if self.sketch.add(ts, key, category, attrs):
+                self._refresh_sketch(self.sketch)
             return True
         self.keys[key] = [ts, category, attrs]
         self.log.append((ts, key))
@@ -166,6 +175,8 @@ class DistinctWindow:
 
     def expire(self, now: float) -> None:
         horizon = now - self.span
+        if self.sketch is not None and self.sketch.expire(now):
+            self._refresh_sketch(self.sketch)
         log, keys = self.log, self.keys
         head, end = self.head, len(log)
         if head >= end or log[head][0] >= horizon:
@@ -200,9 +211,19 @@ class DistinctWindow:
             del log[:head]
             head = 0
         self.head = head
-        if not keys and self.overflow:
-            self.overflow = 0
-            self.sums = [0.0] * self.n_attrs
+
+    def _refresh_sketch(self, sketch: OverflowSketch) -> None:
+        """Swap the sketch's old share of ``sums`` for its new estimate."""
+        fresh = sketch.refresh()
+        old = self.sketch_sums or [0.0] * self.n_attrs
+        sums = self.sums
+        for i in range(self.n_attrs):
+            sums[i] += fresh[i + 1] - old[i]
+        self.overflow = int(fresh[0])
+        if sketch:
+            self.sketch_sums = fresh[1:]
+        else:
+            self.sketch = self.sketch_sums = None
 
     @property
     def distinct(self) -> int:
@@ -210,14 +231,15 @@ class DistinctWindow:
 
     @property
     def distinct_categories(self) -> int:
-        return len(self.categories)
+        if self.sketch is None:
+            return len(self.categories)
+        return len(self.categories.keys() | self.sketch.categories())
 
     def to_obj(self) -> list[Any]:
         return [
             [[k, e[0], e[1], list(e[2])] for k, e in self.keys.items()],
             [list(x) for x in self.log[self.head :]],
-            self.overflow,
-            self.sums if self.overflow else None,
+            self.sketch.to_obj() if self.sketch is not None else None,
         ]
 
     @classmethod
@@ -230,9 +252,11 @@ class DistinctWindow:
                 w.sums[i] += value
             w.categories[category] = w.categories.get(category, 0) + 1
         w.log = [(ts, key) for ts, key in obj[1]]
-        w.overflow = obj[2]
-        if obj[3] is not None:
-            w.sums = list(obj[3])
+        # States written before the sketch carried an overflow count here (an int), which
+        # cannot be turned into a sketch: those windows restart exact.
+        if isinstance(obj[2], list):
+            w.sketch = OverflowSketch.from_obj(obj[2], span, n_attrs)
+            w._refresh_sketch(w.sketch)
         return w
 
 

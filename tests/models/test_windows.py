@@ -1,5 +1,9 @@
 from __future__ import annotations
 
+import orjson
+import pytest
+
+from reachwatch.models.sketch import SLICES
 from reachwatch.models.windows import (
     CountWindow,
     DecayedHistogram,
@@ -64,8 +68,63 @@ def test_distinct_window_cap_bounds_memory_but_still_counts():
     for i in range(1000):
         w.add(float(i), f"k{i}", "g", (1.0,))
     assert len(w.keys) == 100
-    assert w.distinct == 1000
-    assert w.sums == [1000.0]
+    assert w.distinct == pytest.approx(1000, rel=0.05)  # 100 exact + ~900 estimated
+    assert w.sums[0] == pytest.approx(1000.0, rel=0.05)
+
+
+def test_overflow_keys_read_again_count_once():
+    w = DistinctWindow(span=3600.0, n_attrs=1, cap=100)
+    for _ in range(5):  # the same 3,000 keys, five times over
+        for i in range(3000):
+            w.add(float(i), f"k{i}", "g", (1.0,))
+    assert w.distinct == pytest.approx(3000, rel=0.05)
+    assert w.sums[0] == pytest.approx(3000.0, rel=0.05)
+
+
+def test_a_million_distinct_reads_stay_bounded():
+    span = 3600.0
+    w = DistinctWindow(span=span, n_attrs=2, cap=500)
+    for i in range(1_000_000):  # ~278 new keys per second of event time for an hour
+        ts = i * span / 1_000_000
+        w.add(ts, f"object/{i}", f"team{i % 7}", (1.0, float(i % 2)))
+        w.expire(ts)
+    assert len(w.keys) == 500
+    assert w.sketch is not None and len(w.sketch.slices) <= SLICES + 1
+    assert w.distinct == pytest.approx(1_000_000, rel=0.05)
+    assert w.sums[1] == pytest.approx(500_000, rel=0.05)  # half of the keys carry 1.0
+    assert w.distinct_categories == 7
+
+
+def test_overflow_leaves_the_window_with_time():
+    w = DistinctWindow(span=3600.0, n_attrs=1, cap=10)
+    for i in range(1000):
+        w.add(float(i), f"k{i}", "g", (1.0,))
+    assert w.distinct > 900
+    w.expire(10_000.0)
+    w.add(10_000.0, "later", "g", (1.0,))
+    assert w.distinct == 1 and w.sketch is None
+    assert w.sums[0] == pytest.approx(1.0)
+
+
+def test_overflowing_window_survives_serialisation():
+    w = DistinctWindow(span=3600.0, n_attrs=1, cap=50)
+    for i in range(5000):
+        w.add(float(i % 3600), f"k{i}", f"g{i % 3}", (0.5,))
+    w.expire(3599.0)
+    obj = orjson.loads(orjson.dumps(w.to_obj()))
+    back = DistinctWindow.from_obj(obj, span=3600.0, n_attrs=1, cap=50)
+    assert back.distinct == pytest.approx(w.distinct, rel=0.02)
+    assert back.sums[0] == pytest.approx(w.sums[0], rel=0.02)
+    assert back.distinct_categories == w.distinct_categories == 3
+    for i in range(5000):  # the same keys again: nothing new
+        back.add(3599.0, f"k{i}", "g0", (0.5,))
+    assert back.distinct == pytest.approx(5000, rel=0.05)
+
+
+def test_window_saved_before_the_sketch_restarts_exact():
+    old = [[["a", 5.0, "g", [1.0]]], [[5.0, "a"]], 900, [901.0]]  # cap hit, 900 counted
+    w = DistinctWindow.from_obj(old, span=3600.0, n_attrs=1, cap=1)
+    assert w.distinct == 1 and w.sums == [1.0]
 
 
 def test_count_window_sums_and_expires():
