@@ -154,7 +154,9 @@ class Registry:
 
     def promote(self, version: str, *, who: str = "cli") -> None:
         version = self.resolve(version)
-        self.verify(version)
+        # A full load, not just the checksums: a version whose forests do not fit the
+        # code's features is refused here, not later by every worker that follows CURRENT.
+        self.load(version)
         self._set_current(version, action="promote", who=who)
 
     def rollback(self, *, who: str = "cli") -> str:
@@ -166,7 +168,7 @@ class Registry:
         if not history:
             raise RegistryError("nothing to roll back to: no earlier promoted version")
         previous = history[-1]
-        self.verify(previous)
+        self.load(previous)
         self._set_current(previous, action="rollback", who=who)
         return previous
 

@@ -5,9 +5,12 @@ import pickle
 import shutil
 from pathlib import Path
 
+import numpy as np
 import orjson
 import pytest
+from sklearn.ensemble import IsolationForest
 
+from reachwatch.models.features import FEATURE_NAMES
 from reachwatch.models.registry import Registry
 from reachwatch.streams.errors import ModelIntegrityError, RegistryError
 
@@ -76,6 +79,27 @@ def test_a_model_with_other_features_is_refused(registry):
     _resign_metadata(folder, meta)
     with pytest.raises(ModelIntegrityError, match="features differ"):
         registry.load()
+
+
+def test_forests_fitted_on_other_columns_are_refused(registry):
+    # Metadata names the right features and every checksum holds: only the forests' own
+    # input width betrays a model trained by another feature code.
+    model = registry.load()
+    rng = np.random.default_rng(0)
+    forests = {
+        kind: IsolationForest(n_estimators=5, random_state=0).fit(
+            rng.normal(size=(64, len(FEATURE_NAMES[kind]) + 1))
+        )
+        for kind in model.kinds
+    }
+    wide = registry.write(forests, model.profiles, model.metadata)
+    with pytest.raises(ModelIntegrityError, match=f"model {wide}: .* feature count mismatch"):
+        registry.load(wide)
+    # ...and an operator cannot promote it: the pointer does not move.
+    current = registry.current_version()
+    with pytest.raises(ModelIntegrityError, match="feature count mismatch"):
+        registry.promote(wide)
+    assert registry.current_version() == current
 
 
 def test_promote_and_rollback_move_the_pointer(registry, tiny_history):

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import shutil
 
+import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
+from sklearn.ensemble import IsolationForest
 
+from reachwatch.models.features import FEATURE_NAMES
 from reachwatch.models.registry import Registry
 from reachwatch.streams.metrics import Metrics
 from reachwatch.streams.reload import ModelWatcher
@@ -48,6 +53,71 @@ def test_broken_promoted_version_keeps_the_old_model_and_is_counted(registry):
     assert metrics.model_reload_failures._value.get() == 1
     assert watcher.poll() is None  # not retried (nor re-counted) until the pointer moves
     assert metrics.model_reload_failures._value.get() == 1
+
+
+def _point_current_at(registry: Registry, version: str) -> None:
+    """Rewrite CURRENT directly, as a hand edit or a file sync would (``promote`` verifies)."""
+    tmp = registry.root / ".CURRENT.test"
+    tmp.write_text(version + "\n")
+    os.replace(tmp, registry.root / "CURRENT")
+
+
+def _forests_on_extra_column(registry: Registry) -> str:
+    """A version whose forests were fitted on one column more than this code's features."""
+    model = registry.load()
+    rng = np.random.default_rng(0)
+    forests = {
+        kind: IsolationForest(n_estimators=5, random_state=0).fit(
+            rng.normal(size=(64, len(FEATURE_NAMES[kind]) + 1))
+        )
+        for kind in model.kinds
+    }
+    return registry.write(forests, model.profiles, {**model.metadata, "note": "wide"})
+
+
+def _metadata_with_fewer_features(registry: Registry) -> str:
+    """A correctly signed version whose metadata lists other features than this code's."""
+    model = registry.load()
+    forests = {kind: k.forest for kind, k in model.kinds.items()}
+    features = {kind: list(names)[:-1] for kind, names in model.metadata["features"].items()}
+    return registry.write(forests, model.profiles, {**model.metadata, "features": features})
+
+
+def _assert_kept_and_counted_once(
+    registry: Registry, bad: str, reason: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    metrics = Metrics(CollectorRegistry())
+    watcher = ModelWatcher(registry, metrics=metrics)
+    first = watcher.load()
+    _point_current_at(registry, bad)
+    with caplog.at_level(logging.ERROR, logger="reachwatch.streams.reload"):
+        assert watcher.poll() is None
+        assert watcher.poll() is None  # the same bad pointer is neither retried nor re-counted
+    assert watcher.loaded_version == first.version
+    assert metrics.model_reload_failures._value.get() == 1
+    [record] = [r for r in caplog.records if r.name == "reachwatch.streams.reload"]
+    assert bad in record.getMessage() and first.version in record.getMessage()
+    assert reason in record.getMessage()
+
+
+def test_current_pointing_at_a_missing_version_keeps_the_old_model(registry, caplog):
+    _assert_kept_and_counted_once(
+        registry, "20990101T000000Z-deadbeef", "unknown model version", caplog
+    )
+
+
+@pytest.mark.parametrize(
+    ("make_version", "reason"),
+    [
+        (_forests_on_extra_column, "feature count mismatch"),
+        (_metadata_with_fewer_features, "features differ"),
+    ],
+    ids=["forest-columns", "metadata-features"],
+)
+def test_a_version_with_another_feature_set_keeps_the_old_model(
+    registry, caplog, make_version, reason
+):
+    _assert_kept_and_counted_once(registry, make_version(registry), reason, caplog)
 
 
 def test_pinned_version_never_reloads(registry):
