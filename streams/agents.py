@@ -86,8 +86,9 @@ class Worker:
         by_principal: dict[int, list[Forwarded]] = {}
         by_resource: dict[int, list[Forwarded]] = {}
         counter = self.metrics.events_consumed
+        limits = self.settings.limits
         for message in messages:
-            intake = admit(message.value, self.adapter, self.settings.max_message_bytes)
+            intake = admit(message.value, self.adapter, limits=limits)
             self.events_in += 1
             if intake.skipped:
                 counter.labels(topic=message.topic, outcome="skipped").inc(intake.skipped)

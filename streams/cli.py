@@ -86,6 +86,30 @@ def _pseudonym_options(func: Any) -> Any:
     )(func)
 
 
+def _limit_options(func: Any) -> Any:
+    for name, field, default in (
+        ("--max-nesting", "JSON nesting depth", "64"),
+        ("--max-field-length", "other text fields (groups, action, source)", "256"),
+        ("--max-id-length", "principal and resource ids", "1024"),
+    ):
+        func = click.option(
+            name,
+            type=click.IntRange(1),
+            default=None,
+            help=f"Reject records whose {field} exceed this (default {default}).",
+        )(func)
+    return func
+
+
+def _limits(max_id_length: int | None, max_field_length: int | None,
+            max_nesting: int | None) -> Any:
+    from reachwatch.streams.records import Limits
+
+    given = {"max_id_length": max_id_length, "max_field_length": max_field_length,
+             "max_nesting": max_nesting}
+    return Limits(**{k: v for k, v in given.items() if v is not None})
+
+
 def _load_pseudonymizer(key_file: Path | None, mode: str | None) -> Any:
     if key_file is None:
         if mode is not None:
@@ -192,6 +216,7 @@ def evaluate(labels: Path, alerts: Path, as_json: bool) -> None:
 @click.option("--rejects-out", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @_pseudonym_options
+@_limit_options
 @_fail_on_errors
 def train(
     files: Sequence[Path],
@@ -204,6 +229,9 @@ def train(
     quiet: bool,
     pseudonym_key_file: Path | None,
     pseudonymize: str | None,
+    max_id_length: int | None,
+    max_field_length: int | None,
+    max_nesting: int | None,
 ) -> None:
     """Build features from history, fit, calibrate, and store a new model version."""
     from tqdm import tqdm
@@ -215,11 +243,14 @@ def train(
 
     pseudonymizer = _load_pseudonymizer(pseudonym_key_file, pseudonymize)
     adapter, enrichment = _reader(fmt, enrich, pseudonymizer)
+    limits = _limits(max_id_length, max_field_length, max_nesting)
     tally = Tally()
     rejects = rejects_out.open("wb") if rejects_out else None
     try:
         events = [
-            e for batch in collect_events(files, adapter, enrichment, tally, rejects) for e in batch
+            e
+            for batch in collect_events(files, adapter, enrichment, tally, rejects, limits=limits)
+            for e in batch
         ]
     finally:
         if rejects:
@@ -259,6 +290,7 @@ def train(
 @click.option("--rejects-out", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--table", is_flag=True, help="Also print alerts as a table on stderr.")
 @_pseudonym_options
+@_limit_options
 @_fail_on_errors
 def replay(
     files: Sequence[Path],
@@ -270,6 +302,9 @@ def replay(
     table: bool,
     pseudonym_key_file: Path | None,
     pseudonymize: str | None,
+    max_id_length: int | None,
+    max_field_length: int | None,
+    max_nesting: int | None,
 ) -> None:
     """Run files through the streaming logic in event-time order; write alert JSON lines."""
     from reachwatch.models.registry import Registry
@@ -295,7 +330,10 @@ def replay(
                     shown.append(row)
 
             run_replay(
-                collect_events(files, adapter, enrichment, tally, rejects),
+                collect_events(
+                    files, adapter, enrichment, tally, rejects,
+                    limits=_limits(max_id_length, max_field_length, max_nesting),
+                ),
                 Pipeline(model),
                 tally,
                 emit,

@@ -3,6 +3,10 @@
 A message can carry several records (a CloudTrail envelope, an M365 array). Good records go
 on even when a sibling is malformed; the malformed ones are reported so the whole message
 is dead-lettered once, with the first failure as its reason.
+
+Size limits (``records.Limits``, from the service settings) apply to the message bytes, its
+JSON nesting and every field of every record: they are in force while the adapter maps the
+records, since adapters hand fields to ``parse_event`` without carrying limits themselves.
 """
 
 from __future__ import annotations
@@ -11,7 +15,14 @@ from dataclasses import dataclass, field
 
 from reachwatch.streams.adapters import Adapter
 from reachwatch.streams.errors import SchemaError
-from reachwatch.streams.records import AccessEvent, decode_json
+from reachwatch.streams.records import (
+    DEFAULT_LIMITS,
+    AccessEvent,
+    Limits,
+    decode_json,
+    enforce_limits,
+    restore_limits,
+)
 
 
 @dataclass(slots=True)
@@ -24,29 +35,52 @@ class Intake:
     bad_records: int = 0
 
 
-def admit(raw: bytes | None, adapter: Adapter, max_bytes: int) -> Intake:
-    """Decode, split and validate one message.
+def admit(
+    raw: bytes | None,
+    adapter: Adapter,
+    max_bytes: int | None = None,
+    *,
+    limits: Limits = DEFAULT_LIMITS,
+) -> Intake:
+    """Decode, split and validate one message under ``limits``.
+
+    ``max_bytes``, when given, overrides ``limits.max_message_bytes`` (the older call form).
 
     >>> from reachwatch.streams.adapters import get_adapter
     >>> admit(b'{"ts": 1767600000, "principal": "ana"}', get_adapter("native"), 1000).rejected.code
     'missing_field'
+    >>> admit(b'{"ts": 1767600000, "principal": "ana", "resource": "hr.salaries"}',
+    ...       get_adapter("native"), limits=Limits(max_id_length=8)).rejected.detail
+    'resource is 11 characters, limit 8'
     """
     intake = Intake()
     if raw is None:
         intake.rejected = SchemaError("not_json", "message has no value (tombstone)")
         return intake
+    if max_bytes is None:
+        max_bytes = limits.max_message_bytes
     if len(raw) > max_bytes:
         detail = f"message is {len(raw)} bytes, limit {max_bytes}"
         intake.rejected = SchemaError("too_large", detail)
         return intake
+    token = enforce_limits(limits)
     try:
-        records = list(adapter.records(decode_json(raw)))
+        _map_records(raw, adapter, limits, intake)
+    finally:
+        restore_limits(token)
+    return intake
+
+
+def _map_records(raw: bytes, adapter: Adapter, limits: Limits, intake: Intake) -> None:
+    """Split and map one decoded message into ``intake`` (events, skips, first failure)."""
+    try:
+        records = list(adapter.records(decode_json(raw, limits=limits)))
     except SchemaError as exc:
         intake.rejected = exc
-        return intake
+        return
     except Exception as exc:  # an adapter bug must not stop the stream
         intake.rejected = SchemaError("adapter_error", f"{type(exc).__name__}: {exc}"[:300])
-        return intake
+        return
     for index, record in enumerate(records):
         try:
             event = adapter.event(record)
@@ -64,4 +98,3 @@ def admit(raw: bytes | None, adapter: Adapter, max_bytes: int) -> Intake:
         if intake.rejected is None:
             where = f"record {index + 1} of {len(records)}: " if len(records) > 1 else ""
             intake.rejected = SchemaError(error.code, where + error.detail)
-    return intake

@@ -3,19 +3,26 @@
 The native wire format is one JSON object per Kafka message or JSONL line; see
 ``parse_event`` for the fields. Parsing never raises anything but ``SchemaError``, whose
 ``code`` is the reason reported in rejects files, dead letters and metrics.
+
+Size limits are a ``Limits`` value. Callers that have one pass it (``parse_event(obj,
+limits)``); the adapters between a message and ``parse_event`` do not carry it, so the
+stream's intake and offline replay put theirs *in force* for the duration of a message
+(``enforce_limits``), and ``parse_event`` / ``decode_json`` called without limits apply
+the limits in force: the defaults unless someone set them.
 """
 
 from __future__ import annotations
 
 import math
 import unicodedata
-from dataclasses import dataclass
+from contextvars import ContextVar
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
 import orjson
 
-from reachwatch.streams.errors import SchemaError
+from reachwatch.streams.errors import ConfigError, SchemaError
 
 SCHEMA_VERSION = 1
 
@@ -23,10 +30,11 @@ SENSITIVITIES = ("public", "internal", "confidential", "restricted")
 PRINCIPAL_TYPES = ("human", "service")
 OUTCOMES = ("allowed", "denied")
 
-# Limits against absurd input. They bound memory per event, not what is plausible for a
-# real read; the stream applies its own (configurable) byte limit per message on top.
-MAX_ID_LENGTH = 1024
-MAX_FIELD_LENGTH = 256
+# Default limits against absurd input (``Limits`` makes them configurable). They bound
+# memory per event, not what is plausible for a real read.
+MAX_MESSAGE_BYTES = 1_000_000
+MAX_ID_LENGTH = 1024  # principal, resource
+MAX_FIELD_LENGTH = 256  # the other free-text fields: groups, action, source
 MAX_COUNT = 10**15  # records or bytes in one read: a petabyte is absurd enough
 # Deepest JSON nesting accepted. Real formats nest about ten levels (CloudTrail's
 # requestParameters); orjson itself stops at 1024, reported as not_json. Between the two
@@ -40,6 +48,9 @@ MAX_TS = 4102444800.0
 # non-printables (no-break spaces, the zero-width joiners of emoji) occur in real file
 # names, so str.isprintable() alone would reject legitimate resources.
 _CONTROL_CATEGORIES = frozenset({"Cc", "Zl", "Zp"})
+# Choice fields (sensitivity, outcome, ...) must be one of a few short words, so they keep
+# the default bound: a lowered field limit must not turn "confidential" away.
+_CHOICE_LENGTH = MAX_FIELD_LENGTH
 
 REASONS = (
     "not_utf8",
@@ -55,6 +66,47 @@ REASONS = (
     "absurd_count",
     "adapter_error",
 )
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Size limits on one message and the fields of its events; the defaults are today's.
+
+    ``max_message_bytes`` bounds a stream message (files have their own line limits, see
+    ``streams.sources``); ``max_id_length`` bounds principal and resource;
+    ``max_field_length`` the other free-text fields; ``max_nesting`` JSON depth.
+
+    >>> Limits(max_id_length=64).max_field_length
+    256
+    """
+
+    max_message_bytes: int = MAX_MESSAGE_BYTES
+    max_id_length: int = MAX_ID_LENGTH
+    max_field_length: int = MAX_FIELD_LENGTH
+    max_nesting: int = MAX_NESTING
+
+    def __post_init__(self) -> None:
+        for limit in fields(self):
+            value = getattr(self, limit.name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{limit.name} must be a positive integer, got {value!r}")
+
+
+DEFAULT_LIMITS = Limits()
+# Per thread and per asyncio task, so one worker's limits never leak into another's.
+_IN_FORCE: ContextVar[Limits] = ContextVar("reachwatch_limits", default=DEFAULT_LIMITS)
+
+
+def limits_in_force() -> Limits:
+    """The limits ``parse_event`` and ``decode_json`` apply when given none."""
+    return _IN_FORCE.get()
+
+
+# enforce_limits(limits) puts ``limits`` in force and returns a token; restore_limits(token)
+# puts back what was in force before (use try/finally). Bound methods rather than wrapper
+# functions or a context manager: they run once per stream message.
+enforce_limits = _IN_FORCE.set
+restore_limits = _IN_FORCE.reset
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,11 +136,14 @@ class AccessEvent:
         return out
 
 
-def decode_json(raw: bytes | str, max_bytes: int | None = None) -> Any:
+def decode_json(
+    raw: bytes | str, max_bytes: int | None = None, limits: Limits | None = None
+) -> Any:
     """Decode one message or line into a JSON value, or raise ``SchemaError``.
 
-    ``max_bytes`` bounds the input (``too_large``); nesting deeper than ``MAX_NESTING``
-    is ``too_large`` too.
+    ``max_bytes`` bounds the input (``too_large``); nesting deeper than ``max_nesting`` of
+    ``limits`` (default: the limits in force) is ``too_large`` too. ``limits`` does not
+    bound the size: a file line is not a stream message, so the caller says which applies.
     """
     if max_bytes is not None and len(raw) > max_bytes:
         unit = "bytes" if isinstance(raw, bytes) else "characters"
@@ -106,9 +161,10 @@ def decode_json(raw: bytes | str, max_bytes: int | None = None) -> Any:
             raise SchemaError("not_json", f"nesting deeper than orjson allows: {msg}") from None
         raise SchemaError("not_json", msg[:200]) from None
     # Counting brackets runs at C speed and spares the walk for nearly every message.
-    if isinstance(value, (dict, list)) and _brackets(raw) > MAX_NESTING:
-        if _nested_deeper(value, MAX_NESTING):
-            raise SchemaError("too_large", f"JSON nested deeper than {MAX_NESTING} levels")
+    if isinstance(value, (dict, list)):
+        nesting = (_IN_FORCE.get() if limits is None else limits).max_nesting
+        if _brackets(raw) > nesting and _nested_deeper(value, nesting):
+            raise SchemaError("too_large", f"JSON nested deeper than {nesting} levels")
     return value
 
 
@@ -192,7 +248,7 @@ def _text(obj: dict[str, Any], field: str, *, required: bool, limit: int) -> str
 
 
 def _choice(obj: dict[str, Any], field: str, allowed: tuple[str, ...], default: str) -> str:
-    value = _text(obj, field, required=False, limit=MAX_FIELD_LENGTH)
+    value = _text(obj, field, required=False, limit=_CHOICE_LENGTH)
     if value is None:
         return default
     value = value.lower()
@@ -220,32 +276,42 @@ def _count(obj: dict[str, Any], field: str) -> int | None:
     return value
 
 
-def parse_event(obj: Any) -> AccessEvent:
+def parse_event(obj: Any, limits: Limits | None = None) -> AccessEvent:
     """Validate one native JSON object into an ``AccessEvent``.
+
+    ``limits`` bounds the text fields (``too_large``); default: the limits in force.
 
     >>> parse_event({"ts": "2026-01-05T09:00:00Z", "principal": "ana", "resource": "hr.salaries",
     ...              "sensitivity": "restricted"}).sensitivity
     'restricted'
+    >>> parse_event({"ts": 1767600000, "principal": "ana", "resource": "hr.salaries"},
+    ...             Limits(max_id_length=8))
+    Traceback (most recent call last):
+    reachwatch.streams.errors.SchemaError: too_large: resource is 11 characters, limit 8
     """
+    if limits is None:
+        limits = _IN_FORCE.get()
+    id_length = limits.max_id_length
+    field_length = limits.max_field_length
     if not isinstance(obj, dict):
         raise SchemaError("not_object", f"expected a JSON object, got {type(obj).__name__}")
     if "ts" not in obj or obj["ts"] is None:
         raise SchemaError("missing_field", "ts is required")
     ts = parse_timestamp(obj["ts"])
-    principal = _text(obj, "principal", required=True, limit=MAX_ID_LENGTH)
-    resource = _text(obj, "resource", required=True, limit=MAX_ID_LENGTH)
+    principal = _text(obj, "principal", required=True, limit=id_length)
+    resource = _text(obj, "resource", required=True, limit=id_length)
     assert principal is not None and resource is not None
     return AccessEvent(
         ts=ts,
         principal=principal,
         resource=resource,
         principal_type=_choice(obj, "principal_type", PRINCIPAL_TYPES, "human"),
-        principal_group=_text(obj, "principal_group", required=False, limit=MAX_FIELD_LENGTH),
-        resource_group=_text(obj, "resource_group", required=False, limit=MAX_FIELD_LENGTH),
+        principal_group=_text(obj, "principal_group", required=False, limit=field_length),
+        resource_group=_text(obj, "resource_group", required=False, limit=field_length),
         sensitivity=_choice(obj, "sensitivity", SENSITIVITIES, "internal"),
-        action=(_text(obj, "action", required=False, limit=MAX_FIELD_LENGTH) or "read").lower(),
+        action=(_text(obj, "action", required=False, limit=field_length) or "read").lower(),
         records=_count(obj, "records"),
         bytes=_count(obj, "bytes"),
         outcome=_choice(obj, "outcome", OUTCOMES, "allowed"),
-        source=_text(obj, "source", required=False, limit=MAX_FIELD_LENGTH),
+        source=_text(obj, "source", required=False, limit=field_length),
     )

@@ -3,6 +3,10 @@
 Used by ``reachwatch replay`` and ``reachwatch train``. Files are read in the order given
 (history first, then new days) and each file is sorted by event time, so state is warm
 when the interesting part arrives, exactly as a stream that consumed the history would be.
+
+Field and nesting limits (``records.Limits``) are the stream's defaults unless the caller
+passes its own to ``collect_events``; a file line is not a stream message, so its size is
+bounded by ``streams.sources``' line limit, not by ``max_message_bytes``.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import orjson
 from reachwatch.streams.alerts import Alert
 from reachwatch.streams.enrichment import Enrichment
 from reachwatch.streams.pipeline import Pipeline
-from reachwatch.streams.records import AccessEvent
+from reachwatch.streams.records import AccessEvent, Limits, enforce_limits, restore_limits
 from reachwatch.streams.sources import Outcome, read_outcomes
 from reachwatch.streams.statestore import StateStore
 
@@ -59,13 +63,24 @@ def collect_events(
     enrichment: Enrichment | None,
     tally: Tally,
     rejects: IO[bytes] | None = None,
+    limits: Limits | None = None,
 ) -> Iterator[list[AccessEvent]]:
-    """Per input file, its valid events in event-time order; counts everything else."""
+    """Per input file, its valid events in event-time order; counts everything else.
+
+    ``limits`` (default: the limits in force) bound the fields and nesting of every record.
+    """
     for path in paths:
         events: list[AccessEvent] = []
-        for outcome in read_outcomes([path], adapter, enrichment):
-            tally.events += 1
-            _count(outcome, events, tally, rejects, path)
+        # In force only while this file is read, never across the yield: the caller's
+        # code between files runs under its own limits.
+        token = None if limits is None else enforce_limits(limits)
+        try:
+            for outcome in read_outcomes([path], adapter, enrichment):
+                tally.events += 1
+                _count(outcome, events, tally, rejects, path)
+        finally:
+            if token is not None:
+                restore_limits(token)
         events.sort(key=lambda e: e.ts)
         yield events
 

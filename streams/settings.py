@@ -8,6 +8,18 @@ Broker timing (``broker_session_timeout`` & co.) defaults are tuned for the embe
 broker, which holds a new group's first JoinGroup for half the session timeout: with
 Faust's default 60 s every worker start and rebalance stalls ~30 s; 6 s makes it ~3 s. They
 are also sane on Apache Kafka (its group.min.session.timeout.ms is 6 s).
+
+Size limits (``limits``) bound every input message; each breach is dead-lettered as
+``too_large`` with a one-line detail naming the field, its size and the limit:
+
+- ``REACHWATCH_MAX_MESSAGE_BYTES`` (1000000): bytes of one input message.
+- ``REACHWATCH_MAX_ID_LENGTH`` (1024): characters of ``principal`` and ``resource``.
+- ``REACHWATCH_MAX_FIELD_LENGTH`` (256): characters of the other free-text fields
+  (``principal_group``, ``resource_group``, ``action``, ``source``).
+- ``REACHWATCH_MAX_NESTING`` (64): JSON nesting depth of one message (orjson refuses
+  documents deeper than 1024 itself, as ``not_json``).
+
+Each must be a positive integer.
 """
 
 from __future__ import annotations
@@ -19,6 +31,13 @@ from pathlib import Path
 from typing import Any
 
 from reachwatch.streams.errors import ConfigError
+from reachwatch.streams.records import (
+    MAX_FIELD_LENGTH,
+    MAX_ID_LENGTH,
+    MAX_MESSAGE_BYTES,
+    MAX_NESTING,
+    Limits,
+)
 
 ENV_PREFIX = "REACHWATCH_"
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
@@ -57,7 +76,11 @@ class Settings:
     batch_max_wait: float = 0.25
     # None: the lateness the model was trained with (its DetectionConfig).
     allowed_lateness: float | None = None
-    max_message_bytes: int = 1_000_000
+    # Size limits on input (see the module docstring and ``limits``).
+    max_message_bytes: int = MAX_MESSAGE_BYTES
+    max_id_length: int = MAX_ID_LENGTH
+    max_field_length: int = MAX_FIELD_LENGTH
+    max_nesting: int = MAX_NESTING
     reload_poll_interval: float = 2.0
     alert_publish_retries: int = 0  # 0 = retry until it goes through (never drop an alert)
     broker_session_timeout: float = 6.0
@@ -110,7 +133,8 @@ class Settings:
             raise ConfigError("ssl_keyfile is set but ssl_certfile is not")
         for name in (
             "batch_size", "partitions", "max_message_bytes", "recent_alerts",
-            "producer_max_batch_size", "decoded_state_cache",
+            "producer_max_batch_size", "decoded_state_cache", "max_id_length",
+            "max_field_length", "max_nesting",
         ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1")
@@ -129,6 +153,16 @@ class Settings:
         if self.sasl_password_file is not None:
             return Path(self.sasl_password_file).read_text().strip()
         return self.sasl_password
+
+    @property
+    def limits(self) -> Limits:
+        """The size limits on input messages and their fields (built per call: keep it)."""
+        return Limits(
+            max_message_bytes=self.max_message_bytes,
+            max_id_length=self.max_id_length,
+            max_field_length=self.max_field_length,
+            max_nesting=self.max_nesting,
+        )
 
     @property
     def uses_registry_version(self) -> bool:

@@ -88,3 +88,19 @@ def test_scoring_carries_state_across_batches_through_the_cache(tiny_model) -> N
     _score(worker, events[:20])
     _score(worker, events[20:40])
     assert decode_state(worker.tables.principals[b"eng-3"]).events == 40
+
+
+def test_ingest_dead_letters_ids_over_the_configured_limit(tiny_model) -> None:
+    worker = _worker(tiny_model)
+    worker.settings = Settings(partitions=3, max_id_length=8)
+    event = tiny_history_events()[0].to_json()
+    short = {**event, "principal": "ana", "resource": "db/hr"}
+    long = {**event, "principal": "ana", "resource": "db/hr/salaries"}  # 14 characters
+    worker.ingest_batch([_message(orjson.dumps(short), 0), _message(orjson.dumps(long), 1)])
+    (letter,) = worker.topics.dead_letters.sent
+    body = orjson.loads(letter["value"])
+    assert body["reason"] == "too_large"
+    assert "resource is 14 characters, limit 8" in body["detail"]
+    forwarded = [item.event.resource for sent in worker.topics.by_principal.sent
+                 for item in decode_envelope(sent["value"])]
+    assert forwarded == ["db/hr"]

@@ -55,6 +55,27 @@ def test_replay_writes_alerts_and_a_json_summary(runner, registry_dir, tiny_hist
     assert all(r["raw"] and r["detail"] for r in rows)
 
 
+def test_replay_id_limit_rejects_longer_ids(runner, registry_dir, tiny_history, tmp_path):
+    events = write_jsonl(tmp_path / "events.jsonl", tiny_history[:500])
+    limit = min(len(e.resource) for e in tiny_history[:500])  # at least one id is longer
+    longer = sum(1 for e in tiny_history[:500] if max(len(e.resource), len(e.principal)) > limit)
+    alerts, rejects = tmp_path / "alerts.jsonl", tmp_path / "rejects.jsonl"
+    result = runner.invoke(main, ["replay", str(events), "--model", str(registry_dir),
+                                  "--alerts-out", str(alerts), "--rejects-out", str(rejects),
+                                  "--max-id-length", str(limit)])
+    assert result.exit_code == 0, result.output
+    summary = orjson.loads(result.output.strip().splitlines()[-1])
+    assert longer > 0 and summary["rejected_by_reason"] == {"too_large": longer}
+    detail = orjson.loads(rejects.read_bytes().splitlines()[0])["detail"]
+    assert detail.endswith(f"limit {limit}")
+
+
+def test_a_zero_limit_is_a_usage_error(runner, registry_dir, tmp_path):
+    result = runner.invoke(main, ["replay", str(tmp_path), "--model", str(registry_dir),
+                                  "--alerts-out", str(tmp_path / "a"), "--max-nesting", "0"])
+    assert result.exit_code == 2 and "--max-nesting" in result.output
+
+
 def test_train_prints_a_version_that_models_list_shows(runner, tiny_history, tmp_path):
     events = write_jsonl(tmp_path / "history.jsonl", tiny_history[:6000])
     registry = tmp_path / "reg"

@@ -6,6 +6,8 @@ import orjson
 
 from reachwatch.streams.adapters import get_adapter
 from reachwatch.streams.intake import admit
+from reachwatch.streams.records import Limits, limits_in_force
+from reachwatch.streams.settings import load_settings
 
 NATIVE = get_adapter("native")
 GOOD = {"ts": "2026-03-23T10:00:00Z", "principal": "ana", "resource": "hr.salaries"}
@@ -71,3 +73,61 @@ def test_adapter_bug_becomes_adapter_error_not_a_crash():
     intake = admit(orjson.dumps(GOOD), _Broken(), 10_000)
     assert intake.rejected.code == "adapter_error"
     assert "KeyError" in intake.rejected.detail
+
+
+# --- size limits (records.Limits, from the service settings) ---------------------------
+
+
+def test_lowered_id_limit_from_settings_rejects_what_the_default_admits():
+    raw = orjson.dumps({**GOOD, "principal": "p" * 40})
+    assert admit(raw, NATIVE).rejected is None
+    limits = load_settings(environ={"REACHWATCH_MAX_ID_LENGTH": "16"}).limits
+    intake = admit(raw, NATIVE, limits=limits)
+    assert intake.events == []
+    assert (intake.rejected.code, intake.rejected.detail) == (
+        "too_large",
+        "principal is 40 characters, limit 16",
+    )
+
+
+def test_lowered_nesting_limit_from_settings_rejects_what_the_default_admits():
+    raw = orjson.dumps({**GOOD, "extra": {"a": {"b": {"c": {}}}}})
+    assert admit(raw, NATIVE).rejected is None
+    limits = load_settings(environ={"REACHWATCH_MAX_NESTING": "3"}).limits
+    intake = admit(raw, NATIVE, limits=limits)
+    assert intake.rejected.code == "too_large"
+    assert intake.rejected.detail == "JSON nested deeper than 3 levels"
+
+
+def test_message_byte_limit_comes_from_limits_when_not_given():
+    raw = orjson.dumps(GOOD)
+    assert admit(raw, NATIVE, limits=Limits(max_message_bytes=len(raw))).rejected is None
+    intake = admit(raw, NATIVE, limits=Limits(max_message_bytes=len(raw) - 1))
+    assert intake.rejected.code == "too_large"
+    assert intake.rejected.detail == f"message is {len(raw)} bytes, limit {len(raw) - 1}"
+
+
+def test_lowered_limit_reaches_fields_mapped_by_a_foreign_adapter():
+    record = {
+        "eventVersion": "1.08",
+        "eventTime": "2024-03-01T10:00:00Z",
+        "eventSource": "s3.amazonaws.com",
+        "eventName": "GetObject",
+        "userIdentity": {"type": "IAMUser", "arn": "arn:aws:iam::111122223333:user/ana"},
+        "requestParameters": {"bucketName": "hr-private", "key": "2024/salaries.csv"},
+    }
+    raw = orjson.dumps({"Records": [record]})
+    cloudtrail = get_adapter("cloudtrail")
+    assert [e.resource for e in admit(raw, cloudtrail).events] == [
+        "s3://hr-private/2024/salaries.csv"
+    ]
+    intake = admit(raw, cloudtrail, limits=Limits(max_id_length=20))
+    assert intake.rejected.code == "too_large"
+    # The adapter's note on where the field came from survives.
+    assert intake.rejected.detail == "principal is 34 characters, limit 20 (from userIdentity.arn)"
+
+
+def test_limits_are_not_left_in_force_after_a_message_even_when_the_adapter_fails():
+    admit(orjson.dumps(GOOD), NATIVE, limits=Limits(max_id_length=1))
+    admit(orjson.dumps(GOOD), _Broken(), limits=Limits(max_id_length=1))
+    assert limits_in_force() == Limits()

@@ -7,16 +7,21 @@ from typing import Any
 
 import pytest
 
-from reachwatch.streams.errors import SchemaError
+from reachwatch.streams.errors import ConfigError, SchemaError
 from reachwatch.streams.records import (
     MAX_COUNT,
     MAX_FIELD_LENGTH,
     MAX_ID_LENGTH,
+    MAX_NESTING,
     REASONS,
     AccessEvent,
+    Limits,
     decode_json,
+    enforce_limits,
+    limits_in_force,
     parse_event,
     parse_timestamp,
+    restore_limits,
 )
 
 T = "2026-01-05T09:00:00Z"
@@ -246,3 +251,82 @@ def test_timestamp_error_names_the_field() -> None:
     with pytest.raises(SchemaError) as caught:
         parse_timestamp("nope", field="eventTime")
     assert caught.value.detail.startswith("eventTime ")
+
+
+# --- configurable limits --------------------------------------------------------------
+
+
+def too_large_detail(obj: Any, limits: Limits) -> str:
+    with pytest.raises(SchemaError) as caught:
+        parse_event(obj, limits)
+    assert caught.value.code == "too_large"
+    return caught.value.detail
+
+
+def nested(depth: int) -> bytes:
+    return b'{"a":' * (depth - 1) + b"{}" + b"}" * (depth - 1)
+
+
+def test_lowered_id_limit_rejects_what_the_default_accepts() -> None:
+    obj = event(principal="p" * 100)
+    assert parse_event(obj).principal == "p" * 100
+    detail = too_large_detail(obj, Limits(max_id_length=50))
+    assert detail == "principal is 100 characters, limit 50"
+
+
+def test_lowered_field_limit_rejects_what_the_default_accepts() -> None:
+    obj = event(source="s" * 40)
+    assert parse_event(obj).source == "s" * 40
+    assert too_large_detail(obj, Limits(max_field_length=16)) == "source is 40 characters, limit 16"
+
+
+def test_raised_id_limit_accepts_what_the_default_rejects() -> None:
+    long_resource = "r" * (MAX_ID_LENGTH + 1)
+    assert reason(event(resource=long_resource)) == "too_large"
+    raised = Limits(max_id_length=2 * MAX_ID_LENGTH)
+    assert parse_event(event(resource=long_resource), raised).resource == long_resource
+
+
+def test_lowered_field_limit_leaves_choice_fields_to_their_vocabulary() -> None:
+    parsed = parse_event(event(sensitivity="confidential"), Limits(max_field_length=4))
+    assert parsed.sensitivity == "confidential"
+
+
+def test_lowered_nesting_limit_rejects_what_the_default_accepts() -> None:
+    assert decode_json(nested(10))
+    assert decode_json(nested(5), limits=Limits(max_nesting=5))
+    with pytest.raises(SchemaError) as caught:
+        decode_json(nested(6), limits=Limits(max_nesting=5))
+    assert (caught.value.code, caught.value.detail) == (
+        "too_large",
+        "JSON nested deeper than 5 levels",
+    )
+
+
+def test_default_nesting_limit_is_the_documented_constant() -> None:
+    assert decode_json(nested(MAX_NESTING))
+    with pytest.raises(SchemaError) as caught:
+        decode_json(nested(MAX_NESTING + 1))
+    assert caught.value.detail == f"JSON nested deeper than {MAX_NESTING} levels"
+
+
+def test_limits_in_force_apply_when_none_are_given_and_are_restored() -> None:
+    obj = event(principal="p" * 20)
+    token = enforce_limits(Limits(max_id_length=10, max_nesting=3))
+    try:
+        assert reason(obj) == "too_large"
+        with pytest.raises(SchemaError):
+            decode_json(nested(4))
+        # An explicit argument wins over the limits in force.
+        assert parse_event(obj, Limits()).principal == "p" * 20
+    finally:
+        restore_limits(token)
+    assert limits_in_force() == Limits()
+    assert parse_event(obj).principal == "p" * 20
+
+
+@pytest.mark.parametrize("bad", [{"max_nesting": 0}, {"max_id_length": -1},
+                                 {"max_field_length": True}, {"max_message_bytes": 1.5}])
+def test_limits_must_be_positive_integers(bad: dict[str, Any]) -> None:
+    with pytest.raises(ConfigError, match=next(iter(bad))):
+        Limits(**bad)

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from reachwatch.streams.errors import ConfigError
+from reachwatch.streams.records import Limits
 from reachwatch.streams.settings import load_settings
 
 
@@ -48,3 +49,30 @@ def test_invalid_settings_are_config_errors(env):
 def test_unknown_flag_is_rejected():
     with pytest.raises(ConfigError):
         load_settings({"no_such_knob": 1}, environ={})
+
+
+def test_size_limits_come_from_env_into_one_limits_value():
+    env = {"REACHWATCH_MAX_MESSAGE_BYTES": "4096", "REACHWATCH_MAX_ID_LENGTH": "64",
+           "REACHWATCH_MAX_FIELD_LENGTH": "32", "REACHWATCH_MAX_NESTING": "8"}
+    assert load_settings(environ=env).limits == Limits(
+        max_message_bytes=4096, max_id_length=64, max_field_length=32, max_nesting=8
+    )
+
+
+def test_size_limits_default_to_the_schema_defaults():
+    assert load_settings(environ={}).limits == Limits()
+
+
+def test_size_limit_flag_overrides_env():
+    settings = load_settings({"max_nesting": 16}, environ={"REACHWATCH_MAX_NESTING": "8"})
+    assert settings.limits.max_nesting == 16
+
+
+@pytest.mark.parametrize("name", ["MAX_ID_LENGTH", "MAX_FIELD_LENGTH", "MAX_NESTING"])
+@pytest.mark.parametrize("raw", ["0", "-5", "many", "1.5", ""])
+def test_bad_size_limit_is_a_one_line_error_naming_the_setting(name, raw):
+    with pytest.raises(ConfigError) as caught:
+        load_settings(environ={f"REACHWATCH_{name}": raw})
+    message = str(caught.value)
+    assert name.lower() in message.lower()
+    assert "\n" not in message
