@@ -15,12 +15,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from sklearn.ensemble import IsolationForest
+from tinyorg import write_wide_version
 
-from reachwatch.models.features import FEATURE_NAMES
 from reachwatch.models.registry import LoadedModel, Registry
 
 pytestmark = pytest.mark.integration
@@ -58,23 +56,11 @@ def _tampered_version(registry: Registry, model: LoadedModel) -> str:
     return version
 
 
-def _wrong_feature_version(registry: Registry, model: LoadedModel) -> str:
-    """Correctly signed, but its forests were fitted on one column more than our features."""
-    rng = np.random.default_rng(0)
-    forests = {
-        kind: IsolationForest(n_estimators=5, random_state=0).fit(
-            rng.normal(size=(64, len(FEATURE_NAMES[kind]) + 1))
-        )
-        for kind in model.kinds
-    }
-    return registry.write(forests, model.profiles, {**model.metadata, "note": "wide"})
-
-
 # (fault, how to make such a version, what the worker's log must say about it)
 FAULTS: list[tuple[str, Callable[[Registry, LoadedModel], str], str]] = [
     ("missing", _missing_version, "unknown model version"),
     ("tampered", _tampered_version, "model.skops checksum mismatch"),
-    ("wrong feature set", _wrong_feature_version, "feature count mismatch"),
+    ("wrong feature set", write_wide_version, "feature count mismatch"),
 ]
 
 

@@ -5,12 +5,10 @@ import pickle
 import shutil
 from pathlib import Path
 
-import numpy as np
 import orjson
 import pytest
-from sklearn.ensemble import IsolationForest
+from tinyorg import write_wide_version
 
-from reachwatch.models.features import FEATURE_NAMES
 from reachwatch.models.registry import Registry
 from reachwatch.streams.errors import ModelIntegrityError, RegistryError
 
@@ -84,15 +82,7 @@ def test_a_model_with_other_features_is_refused(registry):
 def test_forests_fitted_on_other_columns_are_refused(registry):
     # Metadata names the right features and every checksum holds: only the forests' own
     # input width betrays a model trained by another feature code.
-    model = registry.load()
-    rng = np.random.default_rng(0)
-    forests = {
-        kind: IsolationForest(n_estimators=5, random_state=0).fit(
-            rng.normal(size=(64, len(FEATURE_NAMES[kind]) + 1))
-        )
-        for kind in model.kinds
-    }
-    wide = registry.write(forests, model.profiles, model.metadata)
+    wide = write_wide_version(registry)
     with pytest.raises(ModelIntegrityError, match=f"model {wide}: .* feature count mismatch"):
         registry.load(wide)
     # ...and an operator cannot promote it: the pointer does not move.

@@ -6,12 +6,10 @@ import logging
 import os
 import shutil
 
-import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
-from sklearn.ensemble import IsolationForest
+from tinyorg import write_wide_version
 
-from reachwatch.models.features import FEATURE_NAMES
 from reachwatch.models.registry import Registry
 from reachwatch.streams.metrics import Metrics
 from reachwatch.streams.reload import ModelWatcher
@@ -62,19 +60,6 @@ def _point_current_at(registry: Registry, version: str) -> None:
     os.replace(tmp, registry.root / "CURRENT")
 
 
-def _forests_on_extra_column(registry: Registry) -> str:
-    """A version whose forests were fitted on one column more than this code's features."""
-    model = registry.load()
-    rng = np.random.default_rng(0)
-    forests = {
-        kind: IsolationForest(n_estimators=5, random_state=0).fit(
-            rng.normal(size=(64, len(FEATURE_NAMES[kind]) + 1))
-        )
-        for kind in model.kinds
-    }
-    return registry.write(forests, model.profiles, {**model.metadata, "note": "wide"})
-
-
 def _metadata_with_fewer_features(registry: Registry) -> str:
     """A correctly signed version whose metadata lists other features than this code's."""
     model = registry.load()
@@ -109,7 +94,7 @@ def test_current_pointing_at_a_missing_version_keeps_the_old_model(registry, cap
 @pytest.mark.parametrize(
     ("make_version", "reason"),
     [
-        (_forests_on_extra_column, "feature count mismatch"),
+        (write_wide_version, "feature count mismatch"),
         (_metadata_with_fewer_features, "features differ"),
     ],
     ids=["forest-columns", "metadata-features"],
