@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from array import array
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from hashlib import blake2b
 from typing import Any
@@ -179,6 +180,16 @@ class PeerProfiles:
     def knows(self, group: str, key: int) -> bool:
         keys = self.resources.get(group)
         return keys is not None and key in keys
+
+    @classmethod
+    def union(cls, parts: Sequence[PeerProfiles]) -> PeerProfiles:
+        """Profiles of disjoint peer groups (e.g. each side's, built apart) as one."""
+        merged = cls()
+        for part in parts:
+            merged.baselines.update(part.baselines)
+            merged.resources.update(part.resources)
+            merged.hours.update(part.hours)
+        return merged
 
 
 class ProfileBuilder:

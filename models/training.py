@@ -37,6 +37,7 @@ from reachwatch.models.features import (
     PeerProfiles,
     ProfileBuilder,
 )
+from reachwatch.models.forked import map_forked
 from reachwatch.streams.errors import ReachwatchError
 from reachwatch.streams.records import AccessEvent
 
@@ -75,22 +76,29 @@ def build_profiles(
     events: Sequence[AccessEvent],
     config: DetectionConfig,
     progress: Callable[[int], None] | None = None,
+    kinds: Sequence[str] = KINDS,
 ) -> PeerProfiles:
+    """Peer profiles of the sides behind ``kinds`` (their groups never overlap: principal
+    peer groups are teams, resource ones sensitivities, so sides can be built apart)."""
     collector = ProfileBuilder(config.baseline_quantile)
     builder = FeatureBuilder(config, None, collector)
     principals: dict[str, Any] = {}
     resources: dict[str, Any] = {}
+    do_principals, do_resources = "broad_reader" in kinds, "broad_audience" in kinds
+    step = 10000 * len(kinds) // len(KINDS)  # progress: one unit per event, side and pass
     for i, event in enumerate(events):
-        p = principals.get(event.principal)
-        if p is None:
-            p = principals[event.principal] = builder.new_principal()
-        builder.principal_view(event, p)
-        r = resources.get(event.resource)
-        if r is None:
-            r = resources[event.resource] = builder.new_resource()
-        builder.resource_view(event, r)
+        if do_principals:
+            p = principals.get(event.principal)
+            if p is None:
+                p = principals[event.principal] = builder.new_principal()
+            builder.principal_view(event, p)
+        if do_resources:
+            r = resources.get(event.resource)
+            if r is None:
+                r = resources[event.resource] = builder.new_resource()
+            builder.resource_view(event, r)
         if progress is not None and i % 10000 == 9999:
-            progress(10000)
+            progress(step)
     # Close the last hour/day of every entity so its maxima count too.
     end = (events[-1].ts if events else 0.0) + 2 * 86400.0
     for states in (principals, resources):
@@ -116,37 +124,42 @@ def build_vectors(
     config: DetectionConfig,
     profiles: PeerProfiles,
     progress: Callable[[int], None] | None = None,
+    kinds: Sequence[str] = KINDS,
 ) -> dict[str, TrainingRows]:
-    """Feature rows per kind for every read of the history."""
+    """Feature rows of ``kinds`` for every read of the history."""
     builder = FeatureBuilder(config, profiles)
     principals: dict[str, Any] = {}
     resources: dict[str, Any] = {}
-    vectors: dict[str, list[list[float]]] = {kind: [] for kind in KINDS}
-    breadths: dict[str, list[float]] = {kind: [] for kind in KINDS}
-    entities: dict[str, list[str]] = {kind: [] for kind in KINDS}
-    days: dict[str, list[int]] = {kind: [] for kind in KINDS}
+    vectors: dict[str, list[list[float]]] = {kind: [] for kind in kinds}
+    breadths: dict[str, list[float]] = {kind: [] for kind in kinds}
+    entities: dict[str, list[str]] = {kind: [] for kind in kinds}
+    days: dict[str, list[int]] = {kind: [] for kind in kinds}
+    do_principals, do_resources = "broad_reader" in kinds, "broad_audience" in kinds
+    step = 10000 * len(kinds) // len(KINDS)
     for i, event in enumerate(events):
-        p = principals.get(event.principal)
-        if p is None:
-            p = principals[event.principal] = builder.new_principal()
-        view = builder.principal_view(event, p)
         day = int(event.ts // 86400)
-        if view is not None:
-            vectors["broad_reader"].append(view.vector)
-            breadths["broad_reader"].append(view.breadth)
-            entities["broad_reader"].append(event.principal)
-            days["broad_reader"].append(day)
-        r = resources.get(event.resource)
-        if r is None:
-            r = resources[event.resource] = builder.new_resource()
-        view = builder.resource_view(event, r)
-        if view is not None and event.sensitivity != "public":
-            vectors["broad_audience"].append(view.vector)
-            breadths["broad_audience"].append(view.breadth)
-            entities["broad_audience"].append(event.resource)
-            days["broad_audience"].append(day)
+        if do_principals:
+            p = principals.get(event.principal)
+            if p is None:
+                p = principals[event.principal] = builder.new_principal()
+            view = builder.principal_view(event, p)
+            if view is not None:
+                vectors["broad_reader"].append(view.vector)
+                breadths["broad_reader"].append(view.breadth)
+                entities["broad_reader"].append(event.principal)
+                days["broad_reader"].append(day)
+        if do_resources:
+            r = resources.get(event.resource)
+            if r is None:
+                r = resources[event.resource] = builder.new_resource()
+            view = builder.resource_view(event, r)
+            if view is not None and event.sensitivity != "public":
+                vectors["broad_audience"].append(view.vector)
+                breadths["broad_audience"].append(view.breadth)
+                entities["broad_audience"].append(event.resource)
+                days["broad_audience"].append(day)
         if progress is not None and i % 10000 == 9999:
-            progress(10000)
+            progress(step)
     return {
         kind: TrainingRows(
             np.asarray(vectors[kind], dtype=np.float64).reshape(-1, len(FEATURE_NAMES[kind])),
@@ -154,7 +167,7 @@ def build_vectors(
             entities[kind],
             np.asarray(days[kind], dtype=np.int64),
         )
-        for kind in KINDS
+        for kind in kinds
     }
 
 
@@ -164,67 +177,33 @@ def fit(
     config: DetectionConfig | None = None,
     params: TrainingParams | None = None,
     progress: Callable[[int], None] | None = None,
+    jobs: int = 1,
 ) -> FittedModel:
-    """Fit both detectors on an event-time-ordered history."""
+    """Fit both detectors on an event-time-ordered history.
+
+    The two kinds share nothing until their results are merged (their peer groups differ,
+    see ``build_profiles``), so with ``jobs`` >= 2 each is trained in a forked process of
+    its own: the same model, bit for bit, in about half the time on two cores.
+    """
     config = config or DetectionConfig()
     params = params or TrainingParams()
     if len(events) < 100:
         raise ReachwatchError(f"need at least 100 valid events to train, got {len(events)}")
     started = time.time()
-    profiles = build_profiles(events, config, progress)
-    data = build_vectors(events, config, profiles, progress)
-    rng = np.random.default_rng(params.seed)
-    forests: dict[str, IsolationForest] = {}
-    thresholds: dict[str, dict[str, float]] = {}
-    stats: dict[str, dict[str, list[float]]] = {}
-    calibration: dict[str, dict[str, Any]] = {}
-    for kind in KINDS:
-        rows_of = data[kind]
-        X, breadth = rows_of.vectors, rows_of.breadth
-        if len(X) < 50:
-            raise ReachwatchError(f"too few {kind} training rows ({len(X)}) to fit a model")
-        rows = X
-        if len(X) > params.max_rows:
-            rows = X[rng.choice(len(X), size=params.max_rows, replace=False)]
-        detector = BreadthDetector(
-            n_estimators=params.n_estimators,
-            max_samples=params.max_samples,
-            quantile=params.score_quantiles[-1],
-            random_state=params.seed,
-        ).fit(rows)
-        scores = detector.score(X)
-        # Breadth: "unusual for me and for my peers" must be at least min_breadth_ratio,
-        # and rarer than almost every training read.
-        breadth_q = float(np.quantile(breadth, params.breadth_quantile))
-        breadth_threshold = max(breadth_q, math.log(params.min_breadth_ratio))
-        score_threshold, budget_rows = calibrate_score(
-            scores, breadth >= breadth_threshold, rows_of, params
-        )
-        detector.threshold_ = score_threshold
-        forests[kind] = detector.forest_
-        thresholds[kind] = {"score": detector.threshold_, "breadth": breadth_threshold}
-        median = np.median(X, axis=0)
-        q75, q25 = np.quantile(X, 0.75, axis=0), np.quantile(X, 0.25, axis=0)
-        scale = np.maximum(q75 - q25, np.maximum(np.std(X, axis=0), 1e-3))
-        stats[kind] = {"median": median.tolist(), "scale": scale.tolist()}
-        hist, edges = np.histogram(scores, bins=40, range=(0.0, 1.0))
-        calibration[kind] = {
-            "rows": len(X),
-            "fit_rows": len(rows),
-            "score_quantiles": detector.train_score_quantiles_,
-            "breadth_quantile": breadth_q,
-            "budget": budget_rows,
-            "training_alert_rate": float(
-                np.mean((scores >= detector.threshold_) & (breadth >= breadth_threshold))
-            ),
-            "score_histogram": {"counts": hist.tolist(), "edges": edges.tolist()},
-        }
+    parts = map_forked(
+        lambda kind, report: fit_kind(events, kind, config, params, report),
+        KINDS,
+        jobs=jobs,
+        progress=progress,
+    )
+    fitted = dict(zip(KINDS, parts, strict=True))
+    profiles = PeerProfiles.union([fitted[kind].profiles for kind in KINDS])
     metadata = {
         "created_ts": time.time(),
         "features": {kind: list(FEATURE_NAMES[kind]) for kind in KINDS},
-        "thresholds": thresholds,
-        "feature_stats": stats,
-        "calibration": calibration,
+        "thresholds": {kind: fitted[kind].thresholds for kind in KINDS},
+        "feature_stats": {kind: fitted[kind].stats for kind in KINDS},
+        "calibration": {kind: fitted[kind].calibration for kind in KINDS},
         "config": config.to_json(),
         "params": params.to_json(),
         "training_window": {"start": events[0].ts, "end": events[-1].ts},
@@ -242,7 +221,74 @@ def fit(
         },
         "fit_seconds": round(time.time() - started, 2),
     }
-    return FittedModel(forests, profiles, metadata)
+    return FittedModel({kind: fitted[kind].forest for kind in KINDS}, profiles, metadata)
+
+
+@dataclass
+class KindFit:
+    """One alert kind, trained: its side's peer profiles, forest and calibration."""
+
+    profiles: PeerProfiles
+    forest: IsolationForest
+    thresholds: dict[str, float]
+    stats: dict[str, list[float]]
+    calibration: dict[str, Any]
+
+
+def fit_kind(
+    events: Sequence[AccessEvent],
+    kind: str,
+    config: DetectionConfig,
+    params: TrainingParams,
+    progress: Callable[[int], None] | None = None,
+) -> KindFit:
+    """Both passes, the forest and its thresholds for one alert kind."""
+    profiles = build_profiles(events, config, progress, kinds=(kind,))
+    rows_of = build_vectors(events, config, profiles, progress, kinds=(kind,))[kind]
+    X, breadth = rows_of.vectors, rows_of.breadth
+    if len(X) < 50:
+        raise ReachwatchError(f"too few {kind} training rows ({len(X)}) to fit a model")
+    rows = X
+    if len(X) > params.max_rows:
+        # Seeded per kind, so the sample does not depend on which kind was fitted first.
+        rng = np.random.default_rng([params.seed, KINDS.index(kind)])
+        rows = X[rng.choice(len(X), size=params.max_rows, replace=False)]
+    detector = BreadthDetector(
+        n_estimators=params.n_estimators,
+        max_samples=params.max_samples,
+        quantile=params.score_quantiles[-1],
+        random_state=params.seed,
+    ).fit(rows)
+    scores = detector.score(X)
+    # Breadth: "unusual for me and for my peers" must be at least min_breadth_ratio,
+    # and rarer than almost every training read.
+    breadth_q = float(np.quantile(breadth, params.breadth_quantile))
+    breadth_threshold = max(breadth_q, math.log(params.min_breadth_ratio))
+    score_threshold, budget_rows = calibrate_score(
+        scores, breadth >= breadth_threshold, rows_of, params
+    )
+    detector.threshold_ = score_threshold
+    median = np.median(X, axis=0)
+    q75, q25 = np.quantile(X, 0.75, axis=0), np.quantile(X, 0.25, axis=0)
+    scale = np.maximum(q75 - q25, np.maximum(np.std(X, axis=0), 1e-3))
+    hist, edges = np.histogram(scores, bins=40, range=(0.0, 1.0))
+    return KindFit(
+        profiles=profiles,
+        forest=detector.forest_,
+        thresholds={"score": detector.threshold_, "breadth": breadth_threshold},
+        stats={"median": median.tolist(), "scale": scale.tolist()},
+        calibration={
+            "rows": len(X),
+            "fit_rows": len(rows),
+            "score_quantiles": detector.train_score_quantiles_,
+            "breadth_quantile": breadth_q,
+            "budget": budget_rows,
+            "training_alert_rate": float(
+                np.mean((scores >= detector.threshold_) & (breadth >= breadth_threshold))
+            ),
+            "score_histogram": {"counts": hist.tolist(), "edges": edges.tolist()},
+        },
+    )
 
 
 def calibrate_score(

@@ -110,6 +110,19 @@ def _limits(max_id_length: int | None, max_field_length: int | None,
     return Limits(**{k: v for k, v in given.items() if v is not None})
 
 
+def _jobs_option(func: Any) -> Any:
+    from reachwatch.models.forked import default_jobs
+
+    return click.option(
+        "--jobs",
+        type=click.IntRange(1, 2),
+        default=default_jobs(),
+        show_default=True,
+        help="Processes: 2 runs the principal and the resource side side by side "
+        "(same output, needs fork).",
+    )(func)
+
+
 def _load_pseudonymizer(key_file: Path | None, mode: str | None) -> Any:
     if key_file is None:
         if mode is not None:
@@ -217,6 +230,7 @@ def evaluate(labels: Path, alerts: Path, as_json: bool) -> None:
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @_pseudonym_options
 @_limit_options
+@_jobs_option
 @_fail_on_errors
 def train(
     files: Sequence[Path],
@@ -232,6 +246,7 @@ def train(
     max_id_length: int | None,
     max_field_length: int | None,
     max_nesting: int | None,
+    jobs: int,
 ) -> None:
     """Build features from history, fit, calibrate, and store a new model version."""
     from tqdm import tqdm
@@ -263,7 +278,7 @@ def train(
         desc="train",
         file=sys.stderr,
     )
-    fitted = fit(events, params=TrainingParams(seed=seed), progress=bar.update)
+    fitted = fit(events, params=TrainingParams(seed=seed), progress=bar.update, jobs=jobs)
     bar.close()
     fitted.metadata["inputs"] = {"files": [p.name for p in files], "format": fmt, **tally.to_json()}
     if pseudonymizer is not None:
@@ -291,6 +306,7 @@ def train(
 @click.option("--table", is_flag=True, help="Also print alerts as a table on stderr.")
 @_pseudonym_options
 @_limit_options
+@_jobs_option
 @_fail_on_errors
 def replay(
     files: Sequence[Path],
@@ -305,6 +321,7 @@ def replay(
     max_id_length: int | None,
     max_field_length: int | None,
     max_nesting: int | None,
+    jobs: int,
 ) -> None:
     """Run files through the streaming logic in event-time order; write alert JSON lines."""
     from reachwatch.models.registry import Registry
@@ -337,6 +354,7 @@ def replay(
                 Pipeline(model),
                 tally,
                 emit,
+                jobs=jobs,
             )
     finally:
         if rejects:

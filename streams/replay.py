@@ -12,13 +12,14 @@ bounded by ``streams.sources``' line limit, not by ``max_message_bytes``.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 import orjson
 
+from reachwatch.models.forked import map_forked
 from reachwatch.streams.alerts import Alert
 from reachwatch.streams.enrichment import Enrichment
 from reachwatch.streams.pipeline import Pipeline
@@ -27,6 +28,7 @@ from reachwatch.streams.sources import Outcome, read_outcomes
 from reachwatch.streams.statestore import StateStore
 
 BATCH_SIZE = 2000
+SIDES = ("principal", "resource")
 SWEEP_INTERVAL = 86400.0
 
 
@@ -110,33 +112,83 @@ def _count(
         events.append(outcome.event)
 
 
-def run_replay(
-    batches: Iterator[list[AccessEvent]],
-    pipeline: Pipeline,
-    tally: Tally,
-    on_alert: Callable[[Alert], None],
-    batch_size: int = BATCH_SIZE,
-) -> None:
-    """Drive the pipeline over ordered events, in the stream's micro-batch shape."""
-    principals = StateStore()
-    resources = StateStore()
+class _SideReplay:
+    """One side of the pipeline (principals or resources) over the replay's chunks."""
+
+    def __init__(self, pipeline: Pipeline, side: str) -> None:
+        self.pipeline = pipeline
+        self.states = StateStore()
+        self.observe = (
+            pipeline.observe_principals if side == "principal" else pipeline.observe_resources
+        )
+
+    def step(self, chunk: list[AccessEvent], sweep: bool) -> tuple[list[Alert], int, int]:
+        """(alerts, late events, expired entities) of one chunk."""
+        # Once per event-time day, like the stream's periodic sweep.
+        expired = len(self.pipeline.expire_idle(self.states, chunk[-1].ts)) if sweep else 0
+        result = self.observe(chunk, self.states)
+        self.states.flush()
+        return result.alerts, result.late, expired
+
+
+def _chunks(
+    batches: Iterable[list[AccessEvent]], batch_size: int
+) -> Iterator[tuple[list[AccessEvent], bool]]:
+    """(chunk, whether the daily idle sweep runs before it), in the stream's batch shape."""
     next_sweep = None
     for events in batches:
         for start in range(0, len(events), batch_size):
             chunk = events[start : start + batch_size]
             now = chunk[-1].ts
-            if next_sweep is None or now >= next_sweep:
-                # Once per event-time day, like the stream's periodic sweep.
-                tally.expired += len(pipeline.expire_idle(principals, now))
-                tally.expired += len(pipeline.expire_idle(resources, now))
+            sweep = next_sweep is None or now >= next_sweep
+            if sweep:
                 next_sweep = now + SWEEP_INTERVAL
-            left = pipeline.observe_principals(chunk, principals)
-            right = pipeline.observe_resources(chunk, resources)
-            principals.flush()
-            resources.flush()
-            tally.late += left.late
-            alerts = sorted(left.alerts + right.alerts, key=lambda a: (a.ts, a.kind))
-            for alert in alerts:
-                tally.alerts += 1
-                tally.alerts_by_kind[alert.kind] += 1
-                on_alert(alert)
+            yield chunk, sweep
+
+
+def _replay_side(
+    batches: list[list[AccessEvent]], pipeline: Pipeline, side: str, batch_size: int
+) -> list[tuple[int, list[Alert], int, int]]:
+    """A whole side in one go: (chunk index, alerts, late, expired) of every chunk."""
+    replay = _SideReplay(pipeline, side)
+    return [
+        (index, *replay.step(chunk, sweep))
+        for index, (chunk, sweep) in enumerate(_chunks(batches, batch_size))
+    ]
+
+
+def run_replay(
+    batches: Iterable[list[AccessEvent]],
+    pipeline: Pipeline,
+    tally: Tally,
+    on_alert: Callable[[Alert], None],
+    batch_size: int = BATCH_SIZE,
+    jobs: int = 1,
+) -> None:
+    """Drive the pipeline over ordered events, in the stream's micro-batch shape.
+
+    With ``jobs`` >= 2 the two sides run in forked processes (``models.forked``): every
+    batch is read first, and the alerts come out at the end, in the same order and with
+    the same content as with one job.
+    """
+    if jobs >= 2:
+        everything = list(batches)  # inherited by the side processes, never pickled
+        per_side = map_forked(
+            lambda side, _: _replay_side(everything, pipeline, side, batch_size),
+            SIDES,
+            jobs=jobs,
+        )
+        steps: Iterable[tuple[tuple[Any, ...], ...]] = zip(*per_side, strict=True)
+    else:
+        sides = [_SideReplay(pipeline, side) for side in SIDES]
+        steps = (
+            tuple((index, *side.step(chunk, sweep)) for side in sides)
+            for index, (chunk, sweep) in enumerate(_chunks(batches, batch_size))
+        )
+    for (_, left, late, expired_left), (_, right, _, expired_right) in steps:
+        tally.late += late  # each event counted once: on the principal side
+        tally.expired += expired_left + expired_right
+        for alert in sorted(left + right, key=lambda a: (a.ts, a.kind)):
+            tally.alerts += 1
+            tally.alerts_by_kind[alert.kind] += 1
+            on_alert(alert)

@@ -1,4 +1,4 @@
-"""Offline replay's reading step: size limits apply to the records of every file."""
+"""Offline replay: size limits apply to every file's records; two jobs change nothing."""
 
 from __future__ import annotations
 
@@ -6,9 +6,11 @@ from pathlib import Path
 
 import orjson
 
+from reachwatch.models.registry import Registry
 from reachwatch.streams.adapters import get_adapter
+from reachwatch.streams.pipeline import Pipeline
 from reachwatch.streams.records import Limits, limits_in_force
-from reachwatch.streams.replay import Tally, collect_events
+from reachwatch.streams.replay import Tally, collect_events, run_replay
 
 GOOD = {"ts": "2026-03-23T10:00:00Z", "principal": "ana", "resource": "hr.salaries"}
 
@@ -37,3 +39,26 @@ def test_limits_are_not_in_force_between_files(tmp_path: Path) -> None:
                             limits=Limits(max_id_length=16)):
         assert limits_in_force() == Limits()
     assert dict(tally.rejected) == {"too_large": 2}
+
+
+def test_two_jobs_replay_the_same_alerts_in_the_same_order(tiny_registry, tiny_history,
+                                                             tmp_path: Path) -> None:
+    # A copy of the tiny model that alerts on every qualifying read: many alerts, both kinds.
+    model = tiny_registry.load()
+    eager = Registry(tmp_path / "eager")
+    metadata = {**model.metadata,
+                "thresholds": {k: {"score": 0.0, "breadth": -1e9} for k in model.kinds}}
+    version = eager.write({k: m.forest for k, m in model.kinds.items()}, model.profiles, metadata)
+    eager_model = eager.load(version)
+    half = len(tiny_history) // 2
+    files = [tiny_history[:half], tiny_history[half:]]  # two "files": history, then new days
+    runs = {}
+    for jobs in (1, 2):
+        tally, alerts = Tally(), []
+        run_replay(iter(files), Pipeline(eager_model), tally,
+                   lambda a, out=alerts: out.append(orjson.dumps(a.to_json())),
+                   batch_size=500, jobs=jobs)
+        runs[jobs] = (tally.to_json(), alerts)
+    assert runs[1] == runs[2]
+    kinds = runs[1][0]["alerts_by_kind"]
+    assert kinds.get("broad_reader", 0) > 0 and kinds.get("broad_audience", 0) > 0

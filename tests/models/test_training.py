@@ -1,0 +1,48 @@
+"""Training in two processes (one per alert kind) gives the model one process gives."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from reachwatch.models.features import FEATURE_NAMES, KINDS
+from reachwatch.models.forked import map_forked
+from reachwatch.models.training import TrainingParams, fit
+
+
+def test_two_jobs_train_the_same_model_as_one(tiny_history):
+    params = TrainingParams(n_estimators=20, seed=5, max_rows=3000)  # also the row sample
+    one = fit(tiny_history, params=params, jobs=1)
+    two = fit(tiny_history, params=params, jobs=2)
+    volatile = ("created_ts", "fit_seconds")
+    assert {k: v for k, v in one.metadata.items() if k not in volatile} == {
+        k: v for k, v in two.metadata.items() if k not in volatile
+    }
+    assert one.profiles == two.profiles
+    rows = np.random.default_rng(0)
+    for kind in KINDS:
+        X = rows.normal(size=(200, len(FEATURE_NAMES[kind])))
+        assert np.array_equal(one.forests[kind].score_samples(X),
+                              two.forests[kind].score_samples(X))
+
+
+def _square_and_report(item: int, progress) -> int:
+    progress(item)
+    return item * item
+
+
+def test_map_forked_keeps_order_and_sums_progress():
+    seen: list[int] = []
+    assert map_forked(_square_and_report, [3, 4], jobs=2, progress=seen.append) == [9, 16]
+    assert sum(seen) == 7
+
+
+def _fail_on_two(item: int, progress) -> int:
+    if item == 2:
+        raise ValueError("side 2 broke")
+    return item
+
+
+def test_map_forked_raises_a_childs_error_here():
+    with pytest.raises(ValueError, match="side 2 broke"):
+        map_forked(_fail_on_two, [1, 2], jobs=2)
