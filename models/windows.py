@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+import zstandard
 
 from reachwatch.models.sketch import OverflowSketch
 
@@ -534,20 +535,31 @@ class ResourceState(EntityState):
 _STATE_CLASSES = {"principal": PrincipalState, "resource": ResourceState}
 
 
-def encode_state(state: EntityState) -> bytes:
-    """Serialise a state for a raw-bytes table: zlib-compressed JSON, never pickle.
+# One compressor, used from one thread: the worker's event loop or an offline process.
+# (zstd level 1: ~3.6x on entity states at ~14 µs per 4.6 KB state; zlib level 1 gave
+# 3.5x at ~40 µs, a few per cent of the worker's whole time per event.)
+_COMPRESSOR = zstandard.ZstdCompressor(level=1)
+_DECOMPRESSOR = zstandard.ZstdDecompressor()
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 
-    Windows and histograms are repetitive JSON that compresses 2-4x even at the fastest
-    level, and tables hold one of these per principal and per resource. (zlib also copies
-    the result out of orjson's output buffer, which keeps 4-8 KB per result.)
+
+def encode_state(state: EntityState) -> bytes:
+    """Serialise a state for a raw-bytes table: zstd-compressed JSON, never pickle.
+
+    Windows and histograms are repetitive JSON that compresses 3-4x even at the fastest
+    level, and tables hold one of these per principal and per resource. (Compressing
+    also copies the result out of orjson's output buffer, which keeps 4-8 KB per result.)
     """
     raw = orjson.dumps([state.spans, state.cap, state.memory.cap, state.to_obj()])
-    return zlib.compress(raw, 1)
+    return _COMPRESSOR.compress(raw)
 
 
 def decode_state(raw: bytes) -> EntityState:
-    """Inverse of ``encode_state``; plain JSON (the first format) is accepted too."""
-    if raw[:1] != b"[":
+    """Inverse of ``encode_state``; the earlier formats (plain JSON, then zlib-compressed
+    JSON) still decode, so a changelog written by an older worker recovers."""
+    if raw[:4] == _ZSTD_MAGIC:
+        raw = _DECOMPRESSOR.decompress(raw)
+    elif raw[:1] != b"[":
         raw = zlib.decompress(raw)
     spans, cap, memory_cap, obj = orjson.loads(raw)
     cls = _STATE_CLASSES[obj[0]]

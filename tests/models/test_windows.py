@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import zlib
+
 import orjson
 import pytest
 
@@ -160,7 +162,7 @@ def test_state_roundtrips_through_bytes():
     assert restored.baseline("weighted_1h", 0.99)[1] == 1.0
 
 
-def test_encoded_state_is_compressed_and_plain_json_still_decodes():
+def test_encoded_state_is_compressed_and_older_formats_still_decode():
     import orjson
 
     state = PrincipalState((900.0, 3600.0, 86400.0), cap=100, memory_cap=100)
@@ -170,3 +172,5 @@ def test_encoded_state_is_compressed_and_plain_json_still_decodes():
     plain = orjson.dumps([state.spans, state.cap, state.memory.cap, state.to_obj()])
     assert len(encoded) < len(plain) / 2
     assert encode_state(decode_state(plain)) == encoded
+    # States an older worker wrote to its changelog (zlib) recover too.
+    assert encode_state(decode_state(zlib.compress(plain, 1))) == encoded
