@@ -69,7 +69,10 @@ class Settings:
     recent_alerts: int = 200
     # Seconds between samples of broker health, consumer lag and table sizes.
     health_interval: float = 5.0
-    batch_size: int = 500
+    # Input messages per ingest micro-batch: an upper bound, reached only under load (at low
+    # rates batch_max_wait closes a batch first). Larger batches write each touched entity's
+    # state once per more events: 2,000 gave ~25 % more events/s than 500 (make bench).
+    batch_size: int = 2000
     # Decoded window states the worker keeps per side (principal, resource) to skip decoding
     # hot entities again; least recently used beyond it are dropped (the table keeps them).
     decoded_state_cache: int = 10_000
