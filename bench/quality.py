@@ -1,6 +1,6 @@
 """Detection quality on simulated companies: reachwatch vs a plain threshold rule.
 
-    .venv/bin/python bench/quality.py [--seeds 7 11 23] [--scale 1.0] [--out bench/out]
+    .venv/bin/python bench/quality.py [--seeds 7 11 23] [--scale 1.0] [--out bench/out] [--jobs 2]
 
 For every seed: simulate a company, train on its history, replay history + test period
 through the streaming logic, and judge the alerts against the labels; then fit the plain
@@ -18,6 +18,7 @@ from pathlib import Path
 import orjson
 
 from reachwatch.models.evaluation import evaluate
+from reachwatch.models.forked import default_jobs
 from reachwatch.models.registry import Registry
 from reachwatch.models.simulation import simulate
 from reachwatch.models.threshold_rule import fit_threshold_rule
@@ -27,7 +28,7 @@ from reachwatch.streams.pipeline import Pipeline
 from reachwatch.streams.replay import Tally, collect_events, run_replay
 
 
-def one_seed(seed: int, scale: float, out: Path) -> dict:
+def one_seed(seed: int, scale: float, out: Path, jobs: int) -> dict:
     folder = out / f"seed{seed}"
     simulate(folder, seed=seed, scale=scale)
     labels = orjson.loads((folder / "labels.json").read_bytes())
@@ -37,7 +38,7 @@ def one_seed(seed: int, scale: float, out: Path) -> dict:
     ]
     test = [e for b in collect_events([folder / "test.jsonl"], adapter, None, Tally()) for e in b]
     started = time.perf_counter()
-    fitted = fit(history)
+    fitted = fit(history, jobs=jobs)
     train_s = time.perf_counter() - started
     registry = Registry(folder / "models")
     version = registry.write(fitted.forests, fitted.profiles, fitted.metadata)
@@ -45,7 +46,8 @@ def one_seed(seed: int, scale: float, out: Path) -> dict:
     alerts: list[dict] = []
     tally = Tally()
     started = time.perf_counter()
-    run_replay(iter([history, test]), Pipeline(model), tally, lambda a: alerts.append(a.to_json()))
+    run_replay(iter([history, test]), Pipeline(model), tally, lambda a: alerts.append(a.to_json()),
+               jobs=jobs)
     replay_s = time.perf_counter() - started
     (folder / "alerts.jsonl").write_bytes(b"".join(orjson.dumps(a) + b"\n" for a in alerts))
     ours = evaluate(labels, alerts)
@@ -76,8 +78,10 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[7, 11, 23])
     parser.add_argument("--scale", type=float, default=1.0)
     parser.add_argument("--out", type=Path, default=Path("bench/out/quality"))
+    parser.add_argument("--jobs", type=int, default=default_jobs(),
+                        help="processes for training and replay (one per side)")
     args = parser.parse_args()
-    results = [one_seed(seed, args.scale, args.out) for seed in args.seeds]
+    results = [one_seed(seed, args.scale, args.out, args.jobs) for seed in args.seeds]
     print("\n== summary (caught / incidents, false-positive entities)")
     print(f"{'seed':>6} | {'reachwatch':>22} | {'threshold rule':>22}")
     for r in results:

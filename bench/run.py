@@ -70,16 +70,18 @@ def company(out: Path) -> tuple[Path, list[bytes]]:
     return registry, lines
 
 
-def offline_replay(registry: Path, data: Path) -> dict[str, float]:
-    """Events/s of the pure core over the company's history and test days."""
+def offline_replay(registry: Path, data: Path, jobs: int = 1) -> dict[str, float]:
+    """Events/s of the pure core over the company's history and test days (parsed
+    beforehand), in one process or with the two sides in two (``--jobs 2``)."""
     tally = Tally()
     batches = list(collect_events([data / "history.jsonl", data / "test.jsonl"],
                                   get_adapter("native"), None, tally))
     pipeline = Pipeline(Registry(registry).load("current"))
     started = time.perf_counter()
-    run_replay(iter(batches), pipeline, tally, lambda alert: None)
+    run_replay(iter(batches), pipeline, tally, lambda alert: None, jobs=jobs)
     seconds = time.perf_counter() - started
-    return {"events": tally.accepted, "seconds": seconds, "per_second": tally.accepted / seconds}
+    return {"events": tally.accepted, "seconds": seconds, "per_second": tally.accepted / seconds,
+            "jobs": jobs}
 
 
 def _row(name: str, events: float, seconds: float, cpu: float, rss: float) -> dict[str, Any]:
@@ -87,7 +89,8 @@ def _row(name: str, events: float, seconds: float, cpu: float, rss: float) -> di
             "cpu_per_event": cpu / events, "peak_rss": rss}
 
 
-def table(rows: list[dict[str, Any]], latencies: list[Latency], replay: dict[str, float]) -> str:
+def table(rows: list[dict[str, Any]], latencies: list[Latency],
+          replays: list[dict[str, float]]) -> str:
     ours = next(r for r in rows if r["design"] == "reachwatch")
     lines = [f"{'design':<22}{'events/s':>11}{'CPU µs/ev':>11}{'peak RSS':>10}{'ours/it':>9}",
              "-" * 63]
@@ -102,8 +105,9 @@ def table(rows: list[dict[str, Any]], latencies: list[Latency], replay: dict[str
         lines.append(f"{lat.rate:>12,.0f}{lat.achieved_rate:>10,.0f}"
                      f"{lat.probes_seen:>5}/{lat.probes_sent:<4}{lat.p50:>8.2f}{lat.p99:>8.2f}"
                      f"{lat.rss / 2**20:>6,.0f}Mi")
-    lines += ["", f"offline core (replay pipeline): {replay['per_second']:,.0f} events/s over "
-              f"{replay['events']:,} events"]
+    for replay in replays:
+        lines.append(f"offline core (replay pipeline, {replay['jobs']:.0f} job(s)): "
+                     f"{replay['per_second']:,.0f} events/s over {replay['events']:,} events")
     return "\n".join(lines)
 
 
@@ -162,14 +166,14 @@ def main() -> None:
         print(f"reachwatch: {ours.per_second:,.0f} events/s")
         latencies = measure(broker, probe_model(registry, work / "probe-model"), lines, work,
                             [float(r) for r in args.rates.split(",")], args.seconds)
-    replay = offline_replay(registry, OUT / "company")
-    report = table(rows, latencies, replay)
+    replays = [offline_replay(registry, OUT / "company", jobs) for jobs in (1, 2)]
+    report = table(rows, latencies, replays)
     print()
     print(report)
     (OUT / "bench.json").write_bytes(orjson.dumps(
         {"machine": {"node": platform.node(), "python": platform.python_version()},
          "throughput": rows, "latency": [lat.__dict__ for lat in latencies],
-         "offline_replay": replay}, option=orjson.OPT_INDENT_2))
+         "offline_replay": replays}, option=orjson.OPT_INDENT_2))
     chart(rows, latencies, OUT / "bench.png")
     print(f"\nwrote {OUT / 'bench.json'} and {OUT / 'bench.png'}")
 
