@@ -248,18 +248,24 @@ def _excess(value: float, baseline: float, smoothing: float) -> float:
     return math.log((value + smoothing) / (baseline + smoothing))
 
 
-def _hour_rarity(state: EntityState, peer_hours: list[float] | None, ts: float) -> float:
+def _hour_rarity(
+    state: EntityState, peer_hours: list[float] | None, peer_peak: float, ts: float
+) -> float:
     """How unusual this hour of the week is for the entity (0 usual .. 1 never seen)."""
     how = hour_of_week(ts)
-    hours = state.hour_of_week
-    total = sum(hours) if hours is not None else 0.0
-    if total < 20 and peer_hours:
+    # Until an entity has 20 reads of its own it is judged by its peers' hours. Its own
+    # profile sums to its read count until a bucket passes 1,000 (then it is halved, and
+    # still sums to 500 or more), so the read count answers without summing 168 buckets.
+    if state.events < 20 and peer_hours:
         hours_seq: Any = peer_hours
+        peak = peer_peak
     else:
-        hours_seq = hours
-    if hours_seq is None:
-        return 0.0
-    peak = max(hours_seq)
+        hours_seq = state.hour_of_week
+        if hours_seq is None:
+            return 0.0
+        peak = state.hours_peak
+        if peak is None:
+            peak = state.hours_peak = max(hours_seq)
     if peak <= 0:
         return 0.0
     return 1.0 - min(1.0, (hours_seq[how] + 0.5) / (peak + 0.5)) ** 0.5
@@ -276,6 +282,12 @@ def _outside(event: AccessEvent) -> float:
     )
 
 
+def _outside_groups(categories: dict[str, int], own_group: str | None) -> int:
+    """Owning groups in a window other than the reader's own (and the unknown group)."""
+    inside = {own_group, UNKNOWN_GROUP}
+    return len(categories) - sum(1 for group in inside if group in categories)
+
+
 def _note_hour(state: EntityState, ts: float) -> None:
     hours = state.hour_of_week
     if hours is None:
@@ -285,6 +297,9 @@ def _note_hour(state: EntityState, ts: float) -> None:
     if hours[how] > 1000.0:  # keep it a profile, not a lifetime counter
         for i in range(168):
             hours[i] *= 0.5
+        state.hours_peak = None
+    elif state.hours_peak is not None and hours[how] > state.hours_peak:
+        state.hours_peak = hours[how]
 
 
 class FeatureBuilder:
@@ -301,6 +316,27 @@ class FeatureBuilder:
         self.collector = collector
         self.weights = config.sensitivity_weights
         self._q = config.baseline_quantile
+        # Profiles never change under a builder (a new model gets a new builder): what is
+        # derived from them per group is computed once.
+        self._peer_rows: dict[tuple[str, str], dict[str, float]] = {}
+        self._peer_peaks: dict[str, float] = {}
+
+    def _peer_baselines(
+        self, group: str, fallback: str, metrics: tuple[str, ...]
+    ) -> dict[str, float]:
+        row = self._peer_rows.get((group, fallback))
+        if row is None:
+            row = self._peer_rows[(group, fallback)] = {
+                m: self.profiles.baseline(group, fallback, m) for m in metrics
+            }
+        return row
+
+    def _peer_peak(self, group: str) -> float:
+        peak = self._peer_peaks.get(group)
+        if peak is None:
+            hours = self.profiles.hours.get(group)
+            peak = self._peer_peaks[group] = max(hours) if hours else 0.0
+        return peak
 
     # -- state factories --------------------------------------------------------------
     def new_principal(self) -> PrincipalState:
@@ -391,7 +427,7 @@ class FeatureBuilder:
             window.add(ts, event.resource, category, attrs)
         denied = 1.0 if event.outcome == "denied" else 0.0
         state.counts.add(ts, (1.0, float(event.records or 0), float(event.bytes or 0), denied))
-        rarity = _hour_rarity(state, profiles.hours.get(group), ts)
+        rarity = _hour_rarity(state, profiles.hours.get(group), self._peer_peak(group), ts)
         _note_hour(state, ts)
         if self.collector is not None:
             self.collector.add_read(group, key, ts)
@@ -408,17 +444,13 @@ class FeatureBuilder:
             "distinct_15m": float(w15.distinct),
             "sensitive_1h": w1h.sums[1],
             "outside_1h": w1h.sums[2],
-            "outside_groups_1h": float(
-                sum(1 for g in w1h.categories if g not in (event.principal_group, UNKNOWN_GROUP))
-            ),
+            "outside_groups_1h": float(_outside_groups(w1h.categories, event.principal_group)),
             "distinct_24h": float(w24.distinct),
             "outside_24h": w24.sums[2],
             "sensitive_24h": w24.sums[1],
             "restricted_1h": w1h.sums[6],
             "restricted_24h": w24.sums[6],
-            "outside_groups_24h": float(
-                sum(1 for g in w24.categories if g not in (event.principal_group, UNKNOWN_GROUP))
-            ),
+            "outside_groups_24h": float(_outside_groups(w24.categories, event.principal_group)),
         }
         state.track(
             (metrics["weighted_1h"], metrics["outside_weighted_1h"], metrics["groups_1h"]),
@@ -427,7 +459,7 @@ class FeatureBuilder:
         own, peer, breadth_of = self._compare(
             metrics,
             state,
-            {m: profiles.baseline(group, fallback, m) for m in PRINCIPAL_BREADTH},
+            self._peer_baselines(group, fallback, PRINCIPAL_BREADTH),
             cfg.principal_smoothing,
         )
         breadth_metric = max(breadth_of, key=breadth_of.__getitem__)
@@ -471,7 +503,7 @@ class FeatureBuilder:
         peer_key = f"sensitivity:{event.sensitivity}"
         if self._advance(state, event.ts, peer_key) is None:
             return None
-        cfg, profiles = self.config, self.profiles
+        cfg = self.config
 
         ts = event.ts
         seen = state.memory.check_and_add(event.principal, int(ts // DAY))
@@ -502,7 +534,7 @@ class FeatureBuilder:
         own, peer, breadth_of = self._compare(
             metrics,
             state,
-            {m: profiles.baseline(peer_key, "sensitivity:internal", m) for m in RESOURCE_BREADTH},
+            self._peer_baselines(peer_key, "sensitivity:internal", RESOURCE_BREADTH),
             cfg.resource_smoothing,
         )
         breadth_metric = max(breadth_of, key=breadth_of.__getitem__)

@@ -169,9 +169,11 @@ class DistinctWindow:
             return True
         self.keys[key] = [ts, category, attrs]
         self.log.append((ts, key))
+        sums = self.sums
         for i, value in enumerate(attrs):
-            self.sums[i] += value
-        self.categories[category] = self.categories.get(category, 0) + 1
+            sums[i] += value
+        categories = self.categories
+        categories[category] = categories.get(category, 0) + 1
         return True
 
     def expire(self, now: float) -> None:
@@ -183,6 +185,7 @@ class DistinctWindow:
         if head >= end or log[head][0] >= horizon:
             return  # the common case: nothing left the window since the last read
         get, append = keys.get, log.append
+        sums, categories = self.sums, self.categories
         while head < end:
             item = log[head]
             ts = item[0]
@@ -197,13 +200,13 @@ class DistinctWindow:
             if last < horizon:
                 del keys[key]
                 for i, value in enumerate(entry[2]):
-                    self.sums[i] -= value
+                    sums[i] -= value
                 category = entry[1]
-                left = self.categories[category] - 1
+                left = categories[category] - 1
                 if left:
-                    self.categories[category] = left
+                    categories[category] = left
                 else:
-                    del self.categories[category]
+                    del categories[category]
             elif last > ts:
                 # Read again since it was logged: its single log entry moves to that time.
                 append((last, key))
@@ -282,9 +285,10 @@ class CountWindow:
         else:
             target = [float(index)] + [0.0] * len(values)
             buckets.append(target)
+        sums = self.sums
         for i, value in enumerate(values):
             target[i + 1] += value
-            self.sums[i] += value
+            sums[i] += value
 
     def expire(self, now: float) -> None:
         horizon_index = (now - self.span) // self.slot
@@ -414,6 +418,7 @@ class EntityState:
         )
         # Hour-of-week activity profile, created on first use (only principals need it).
         self.hour_of_week: array[float] | None = None
+        self.hours_peak: float | None = None  # max(hour_of_week), derived, not serialised
         self.watermark = 0.0
         self.events = 0
         self.last_group: str | None = None
