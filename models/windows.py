@@ -14,6 +14,7 @@ every minute costs 10k entries, not 600k).
 from __future__ import annotations
 
 import math
+import struct
 import zlib
 from array import array
 from collections.abc import Iterable
@@ -546,22 +547,37 @@ _STATE_CLASSES = {"principal": PrincipalState, "resource": ResourceState}
 _COMPRESSOR = zstandard.ZstdCompressor(level=1)
 _DECOMPRESSOR = zstandard.ZstdDecompressor()
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+# Encoded states start with this tag and the state's watermark (big-endian float64), so
+# the worker's idle sweep reads an entity's last event time without decompressing it.
+_HEADER = b"RW\x01"
+_WATERMARK = struct.Struct(">d")
+_PAYLOAD_AT = len(_HEADER) + _WATERMARK.size
 
 
 def encode_state(state: EntityState) -> bytes:
-    """Serialise a state for a raw-bytes table: zstd-compressed JSON, never pickle.
+    """Serialise a state for a raw-bytes table: zstd-compressed JSON, never pickle, behind
+    a small header holding its watermark (``state_watermark``).
 
     Windows and histograms are repetitive JSON that compresses 3-4x even at the fastest
     level, and tables hold one of these per principal and per resource. (Compressing
     also copies the result out of orjson's output buffer, which keeps 4-8 KB per result.)
     """
     raw = orjson.dumps([state.spans, state.cap, state.memory.cap, state.to_obj()])
-    return _COMPRESSOR.compress(raw)
+    return _HEADER + _WATERMARK.pack(state.watermark) + _COMPRESSOR.compress(raw)
+
+
+def state_watermark(raw: bytes) -> float:
+    """The event time of an encoded state's latest read; decodes only older formats."""
+    if raw[:3] == _HEADER:
+        return float(_WATERMARK.unpack_from(raw, len(_HEADER))[0])
+    return decode_state(raw).watermark
 
 
 def decode_state(raw: bytes) -> EntityState:
-    """Inverse of ``encode_state``; the earlier formats (plain JSON, then zlib-compressed
-    JSON) still decode, so a changelog written by an older worker recovers."""
+    """Inverse of ``encode_state``; the earlier formats (plain JSON, zlib-compressed JSON,
+    bare zstd) still decode, so a changelog written by an older worker recovers."""
+    if raw[:3] == _HEADER:
+        raw = raw[_PAYLOAD_AT:]
     if raw[:4] == _ZSTD_MAGIC:
         raw = _DECOMPRESSOR.decompress(raw)
     elif raw[:1] != b"[":

@@ -28,7 +28,7 @@ import faust
 import orjson
 from faust.types import StreamT
 
-from reachwatch.models.windows import decode_state, encode_state
+from reachwatch.models.windows import decode_state, encode_state, state_watermark
 from reachwatch.streams.adapters import Adapter
 from reachwatch.streams.alerts import Alert
 from reachwatch.streams.deadletter import DeadLetter
@@ -51,6 +51,7 @@ log = logging.getLogger(__name__)
 
 RETRY_BACKOFF_S = (0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
 SCORING_ENVELOPES = 4  # per partition of a side's topic, per scoring batch (see below)
+SWEEP_CHUNK = 5000  # entities checked between two yields to the event loop
 
 
 @dataclass
@@ -73,6 +74,8 @@ class Worker:
     decoded: dict[str, dict[str, tuple[bytes, Any]]] = field(
         default_factory=lambda: {"principal": {}, "resource": {}}
     )
+    # Event-time clock per side: the latest event time scored (drives the idle sweep).
+    clock: dict[str, float] = field(default_factory=dict)
 
     # -- ingest -----------------------------------------------------------------------
     async def ingest(self, stream: StreamT) -> None:
@@ -170,6 +173,8 @@ class Worker:
         if not forwarded:
             return
         events = [f.event for f in forwarded]
+        latest = max(e.ts for e in events)
+        self.clock[side] = max(self.clock.get(side, latest), latest)
         if side == "principal":
             table, kind = self.tables.principals, "broad_reader"
             keys = {e.principal for e in events}
@@ -262,6 +267,44 @@ class Worker:
                             attempt, delay, exc)
                 await asyncio.sleep(delay)
 
+    # -- idle expiry ------------------------------------------------------------------
+    async def sweep_idle(self) -> None:
+        """Forget entities idle for longer than the model's ``idle_ttl_days``.
+
+        Idleness is judged in event time against the side's clock (the latest event time
+        it scored), as the offline replay does; a deletion is a tombstone in the table's
+        changelog. Watermarks are read from the state header, without decoding, and the
+        sweep yields to the event loop every few thousand entities.
+        """
+        ttl = self.pipeline.model.config.idle_ttl_days * 86400.0
+        for side, table in (("principal", self.tables.principals),
+                            ("resource", self.tables.resources)):
+            clock = self.clock.get(side)
+            if clock is None:
+                continue  # nothing scored yet since start: no notion of "now"
+            forgotten = await self._forget_idle(table, self.decoded[side], clock - ttl)
+            if forgotten:
+                self.metrics.entities_expired.labels(side=side).inc(forgotten)
+                log.info("forgot %d %s(s) idle for more than %.0f days",
+                         forgotten, side, ttl / 86400.0)
+
+    @staticmethod
+    async def _forget_idle(table: MutableMapping[bytes, bytes],
+                           cache: dict[str, tuple[bytes, Any]], horizon: float) -> int:
+        forgotten = 0
+        keys = list(table.keys())
+        for start in range(0, len(keys), SWEEP_CHUNK):
+            for key in keys[start : start + SWEEP_CHUNK]:
+                raw = table.get(key)
+                # Checked and deleted in one synchronous step: a batch that scored the
+                # entity since the snapshot has moved its watermark past the horizon.
+                if raw is not None and state_watermark(raw) < horizon:
+                    del table[key]
+                    cache.pop(key.decode(), None)
+                    forgotten += 1
+            await asyncio.sleep(0)
+        return forgotten
+
     # -- model reload -----------------------------------------------------------------
     async def reload_model(self) -> None:
         model = await asyncio.to_thread(self.watcher.poll)
@@ -299,6 +342,9 @@ def register_agents(app: faust.App, worker: Worker) -> None:
     app.agent(topics.inputs, name="reachwatch.ingest")(worker.ingest)
     app.agent(topics.by_principal, name="reachwatch.score_principals")(worker.score_principals)
     app.agent(topics.by_resource, name="reachwatch.score_resources")(worker.score_resources)
+    app.timer(worker.settings.idle_sweep_interval, name="reachwatch.sweep_idle")(
+        worker.sweep_idle
+    )
     if worker.watcher.follows_promotions:
         app.timer(worker.settings.reload_poll_interval, name="reachwatch.reload_model")(
             worker.reload_model

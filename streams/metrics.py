@@ -194,6 +194,13 @@ class Metrics:
             namespace=NAMESPACE,
             registry=reg,
         )
+        self.entities_expired = Counter(
+            "entities_expired",
+            "Principals or resources forgotten after idle_ttl_days without a read (event time).",
+            ["side"],
+            namespace=NAMESPACE,
+            registry=reg,
+        )
         self.broker_up = Gauge(
             "broker_up",
             "1 if the worker's Kafka connection is healthy, else 0.",
@@ -235,6 +242,7 @@ class Metrics:
             self.batch_size.labels(side=side)
             self.batch_duration.labels(side=side)
             self.tracked_entities.labels(side=side)
+            self.entities_expired.labels(side=side)
 
     # Small recording helpers, so agents stay one line per fact.
 

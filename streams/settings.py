@@ -85,6 +85,9 @@ class Settings:
     max_field_length: int = MAX_FIELD_LENGTH
     max_nesting: int = MAX_NESTING
     reload_poll_interval: float = 2.0
+    # Seconds (wall clock) between sweeps that forget entities idle for the model's
+    # idle_ttl_days (judged in event time, like the offline replay's daily sweep).
+    idle_sweep_interval: float = 600.0
     alert_publish_retries: int = 0  # 0 = retry until it goes through (never drop an alert)
     broker_session_timeout: float = 6.0
     broker_heartbeat_interval: float = 1.5
@@ -142,7 +145,8 @@ class Settings:
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1")
         for name in (
-            "batch_max_wait", "reload_poll_interval", "broker_session_timeout", "health_interval"
+            "batch_max_wait", "reload_poll_interval", "broker_session_timeout", "health_interval",
+            "idle_sweep_interval",
         ):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive")

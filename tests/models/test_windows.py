@@ -16,6 +16,7 @@ from reachwatch.models.windows import (
     bucket_value,
     decode_state,
     encode_state,
+    state_watermark,
 )
 
 
@@ -174,3 +175,12 @@ def test_encoded_state_is_compressed_and_older_formats_still_decode():
     assert encode_state(decode_state(plain)) == encoded
     # States an older worker wrote to its changelog (zlib) recover too.
     assert encode_state(decode_state(zlib.compress(plain, 1))) == encoded
+
+
+def test_watermark_reads_from_the_header_and_from_older_formats():
+    state = PrincipalState((900.0, 3600.0, 86400.0), cap=100, memory_cap=100)
+    state.watermark = 1_772_409_600.25
+    encoded = encode_state(state)
+    assert state_watermark(encoded) == state.watermark
+    plain = orjson.dumps([state.spans, state.cap, state.memory.cap, state.to_obj()])
+    assert state_watermark(zlib.compress(plain, 1)) == state_watermark(plain) == state.watermark

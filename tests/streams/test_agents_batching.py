@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import zlib
 from types import SimpleNamespace
 from typing import Any
 
@@ -104,3 +106,32 @@ def test_ingest_dead_letters_ids_over_the_configured_limit(tiny_model) -> None:
     forwarded = [item.event.resource for sent in worker.topics.by_principal.sent
                  for item in decode_envelope(sent["value"])]
     assert forwarded == ["db/hr"]
+
+
+def test_idle_sweep_forgets_entities_idle_past_the_ttl_in_event_time(tiny_model) -> None:
+    worker = _worker(tiny_model)
+    asyncio.run(worker.sweep_idle())  # nothing scored yet: no clock, nothing to judge
+    history = tiny_history_events()
+    old = [e for e in history if e.principal == "eng-3"][:10]
+    ttl = tiny_model.config.idle_ttl_days * 86400.0
+    later = [dataclasses.replace(e, ts=e.ts + ttl + 86400.0)
+             for e in history if e.principal == "eng-4"][:10]
+    _score(worker, old)
+    _score(worker, later)
+    table = worker.tables.principals
+    # A state written by an older worker (no watermark header) is judged too.
+    table[b"legacy"] = _legacy_bytes(table[b"eng-3"])
+    assert {b"eng-3", b"eng-4", b"legacy"} <= set(table)
+    asyncio.run(worker.sweep_idle())
+    assert b"eng-4" in table
+    assert b"eng-3" not in table and b"legacy" not in table
+    assert "eng-3" not in worker.decoded["principal"]
+    expired = worker.metrics.entities_expired.labels(side="principal")._value.get()
+    assert expired == 2
+
+
+def _legacy_bytes(encoded: bytes) -> bytes:
+    """The same state in the zlib format workers wrote before the watermark header."""
+    state = decode_state(encoded)
+    return zlib.compress(orjson.dumps([state.spans, state.cap, state.memory.cap,
+                                       state.to_obj()]), 1)

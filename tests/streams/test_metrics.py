@@ -134,6 +134,7 @@ def test_render_produces_parseable_exposition_with_every_family(metrics: Metrics
         "reachwatch_model_loaded_timestamp_seconds",
         "reachwatch_model_reload_failures",
         "reachwatch_tracked_entities",
+        "reachwatch_entities_expired",
         "reachwatch_broker_up",
         "reachwatch_consumer_lag_messages",
         "reachwatch_worker_info",
