@@ -19,12 +19,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
+from array import array
 from collections.abc import Callable, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import faust
+import numpy as np
 import orjson
 from faust.types import StreamT
 
@@ -76,6 +79,8 @@ class Worker:
     )
     # Event-time clock per side: the latest event time scored (drives the idle sweep).
     clock: dict[str, float] = field(default_factory=dict)
+    sweeping: bool = False
+    sweep_task: asyncio.Future[None] | None = None  # a sweep started by table growth
 
     # -- ingest -----------------------------------------------------------------------
     async def ingest(self, stream: StreamT) -> None:
@@ -213,6 +218,7 @@ class Worker:
             encoded = encode_state(state)
             table[key.encode()] = encoded
             cache[key] = (encoded, state)
+        self._maybe_sweep_soon(len(table))
         # Bounded (bench/soak.py: ~13 KB per decoded state, unbounded it grew with every
         # entity ever seen). Reads pop and writes re-insert, so the first key is the LRU one.
         while len(cache) > self.settings.decoded_state_cache:
@@ -267,43 +273,48 @@ class Worker:
                             attempt, delay, exc)
                 await asyncio.sleep(delay)
 
-    # -- idle expiry ------------------------------------------------------------------
+    # -- idle expiry and the entity cap -----------------------------------------------
     async def sweep_idle(self) -> None:
-        """Forget entities idle for longer than the model's ``idle_ttl_days``.
+        """Forget entities idle for longer than the model's ``idle_ttl_days``, then, where a
+        side still holds more than ``max_entities``, the least recently active beyond it.
 
         Idleness is judged in event time against the side's clock (the latest event time
         it scored), as the offline replay does; a deletion is a tombstone in the table's
         changelog. Watermarks are read from the state header, without decoding, and the
-        sweep yields to the event loop every few thousand entities.
+        sweep yields to the event loop every few thousand entities. The cap bounds memory
+        under a flood of new ids (a cardinality attack): an evicted entity that reads
+        again starts over, judged by its peers until its own history matures.
         """
-        ttl = self.pipeline.model.config.idle_ttl_days * 86400.0
-        for side, table in (("principal", self.tables.principals),
-                            ("resource", self.tables.resources)):
-            clock = self.clock.get(side)
-            if clock is None:
-                continue  # nothing scored yet since start: no notion of "now"
-            forgotten = await self._forget_idle(table, self.decoded[side], clock - ttl)
-            if forgotten:
-                self.metrics.entities_expired.labels(side=side).inc(forgotten)
-                log.info("forgot %d %s(s) idle for more than %.0f days",
-                         forgotten, side, ttl / 86400.0)
+        if self.sweeping:
+            return
+        self.sweeping = True
+        try:
+            ttl = self.pipeline.model.config.idle_ttl_days * 86400.0
+            for side, table in (("principal", self.tables.principals),
+                                ("resource", self.tables.resources)):
+                cache, clock = self.decoded[side], self.clock.get(side)
+                if clock is not None:  # else nothing scored since start: no "now" yet
+                    idle = await _forget_older(table, cache, clock - ttl)
+                    self._count_forgotten(side, "idle", idle)
+                excess = len(table) - self.settings.max_entities
+                if excess > 0:
+                    cutoff = await _oldest_watermarks_cutoff(table, excess)
+                    evicted = await _forget_older(table, cache, cutoff, limit=excess)
+                    self._count_forgotten(side, "cap", evicted)
+        finally:
+            self.sweeping = False
 
-    @staticmethod
-    async def _forget_idle(table: MutableMapping[bytes, bytes],
-                           cache: dict[str, tuple[bytes, Any]], horizon: float) -> int:
-        forgotten = 0
-        keys = list(table.keys())
-        for start in range(0, len(keys), SWEEP_CHUNK):
-            for key in keys[start : start + SWEEP_CHUNK]:
-                raw = table.get(key)
-                # Checked and deleted in one synchronous step: a batch that scored the
-                # entity since the snapshot has moved its watermark past the horizon.
-                if raw is not None and state_watermark(raw) < horizon:
-                    del table[key]
-                    cache.pop(key.decode(), None)
-                    forgotten += 1
-            await asyncio.sleep(0)
-        return forgotten
+    def _count_forgotten(self, side: str, reason: str, count: int) -> None:
+        if count:
+            self.metrics.entities_expired.labels(side=side, reason=reason).inc(count)
+            log.info("forgot %d %s(s): %s", count, side,
+                     "idle past the TTL" if reason == "idle" else "over max_entities")
+
+    def _maybe_sweep_soon(self, table_size: int) -> None:
+        # A flood can outgrow the cap long before the next timed sweep: sweep now, in the
+        # background, once a side is 10 % over.
+        if table_size > self.settings.max_entities * 1.1 and not self.sweeping:
+            self.sweep_task = asyncio.ensure_future(self.sweep_idle())
 
     # -- model reload -----------------------------------------------------------------
     async def reload_model(self) -> None:
@@ -320,6 +331,43 @@ class Worker:
             "principals": len(self.tables.principals),
             "resources": len(self.tables.resources),
         }
+
+
+async def _forget_older(table: MutableMapping[bytes, bytes],
+                        cache: dict[str, tuple[bytes, Any]], horizon: float,
+                        limit: int | None = None) -> int:
+    """Delete entities whose watermark is before ``horizon`` (at most ``limit``)."""
+    forgotten = 0
+    keys = list(table.keys())
+    for start in range(0, len(keys), SWEEP_CHUNK):
+        for key in keys[start : start + SWEEP_CHUNK]:
+            raw = table.get(key)
+            # Checked and deleted in one synchronous step: a batch that scored the entity
+            # since the snapshot has moved its watermark past the horizon.
+            if raw is not None and state_watermark(raw) < horizon:
+                del table[key]
+                cache.pop(key.decode(), None)
+                forgotten += 1
+                if limit is not None and forgotten >= limit:
+                    return forgotten
+        await asyncio.sleep(0)
+    return forgotten
+
+
+async def _oldest_watermarks_cutoff(table: MutableMapping[bytes, bytes], count: int) -> float:
+    """A horizon below which lie (about) the ``count`` oldest watermarks of ``table``."""
+    marks = array("d")
+    for start, key in enumerate(list(table.keys())):
+        raw = table.get(key)
+        if raw is not None:
+            marks.append(state_watermark(raw))
+        if start % SWEEP_CHUNK == SWEEP_CHUNK - 1:
+            await asyncio.sleep(0)
+    if not marks:
+        return -math.inf
+    values = np.frombuffer(marks, dtype=np.float64)
+    kth = float(np.partition(values, min(count, len(values)) - 1)[min(count, len(values)) - 1])
+    return math.nextafter(kth, math.inf)  # "before the horizon" includes the k-th itself
 
 
 def _highest_sensitivity(alert: dict[str, Any]) -> str:

@@ -196,8 +196,9 @@ class Metrics:
         )
         self.entities_expired = Counter(
             "entities_expired",
-            "Principals or resources forgotten after idle_ttl_days without a read (event time).",
-            ["side"],
+            "Principals or resources forgotten: idle past idle_ttl_days (event time), or the "
+            "least recently active beyond max_entities (cap).",
+            ["side", "reason"],
             namespace=NAMESPACE,
             registry=reg,
         )
@@ -242,7 +243,8 @@ class Metrics:
             self.batch_size.labels(side=side)
             self.batch_duration.labels(side=side)
             self.tracked_entities.labels(side=side)
-            self.entities_expired.labels(side=side)
+            for reason in ("idle", "cap"):
+                self.entities_expired.labels(side=side, reason=reason)
 
     # Small recording helpers, so agents stay one line per fact.
 

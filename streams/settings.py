@@ -88,6 +88,10 @@ class Settings:
     # Seconds (wall clock) between sweeps that forget entities idle for the model's
     # idle_ttl_days (judged in event time, like the offline replay's daily sweep).
     idle_sweep_interval: float = 600.0
+    # Principals (and, separately, resources) one worker keeps state for at most; beyond it
+    # the least recently active are forgotten (bench/soak.py: 100k principals + 1M
+    # resources peaked at 907 MB). Scale out with partitions and workers for more.
+    max_entities: int = 1_000_000
     alert_publish_retries: int = 0  # 0 = retry until it goes through (never drop an alert)
     broker_session_timeout: float = 6.0
     broker_heartbeat_interval: float = 1.5
@@ -140,7 +144,7 @@ class Settings:
         for name in (
             "batch_size", "partitions", "max_message_bytes", "recent_alerts",
             "producer_max_batch_size", "decoded_state_cache", "max_id_length",
-            "max_field_length", "max_nesting",
+            "max_field_length", "max_nesting", "max_entities",
         ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1")

@@ -24,7 +24,8 @@ def test_idle_entities_are_swept_from_a_live_worker(company, service, start_work
     worker.wait_until(lambda s: s["principals"] == 1, 60, "idle principals swept")
     text = worker.metrics()
     expired = next(line for line in text.splitlines()
-                   if line.startswith('reachwatch_entities_expired_total{side="principal"}'))
+                   if line.startswith(
+                       'reachwatch_entities_expired_total{reason="idle",side="principal"}'))
     principals = len({orjson.loads(line)["principal"] for line in early})
     # Every early principal but the one that read again (some may have been swept before
     # the last of their reads was scored, and then counted twice: hence at least).

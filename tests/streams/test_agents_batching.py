@@ -126,8 +126,8 @@ def test_idle_sweep_forgets_entities_idle_past_the_ttl_in_event_time(tiny_model)
     assert b"eng-4" in table
     assert b"eng-3" not in table and b"legacy" not in table
     assert "eng-3" not in worker.decoded["principal"]
-    expired = worker.metrics.entities_expired.labels(side="principal")._value.get()
-    assert expired == 2
+    expired = worker.metrics.entities_expired.labels(side="principal", reason="idle")
+    assert expired._value.get() == 2
 
 
 def _legacy_bytes(encoded: bytes) -> bytes:
@@ -135,3 +135,38 @@ def _legacy_bytes(encoded: bytes) -> bytes:
     state = decode_state(encoded)
     return zlib.compress(orjson.dumps([state.spans, state.cap, state.memory.cap,
                                        state.to_obj()]), 1)
+
+
+def _one_read_each(count: int) -> list[Any]:
+    """``count`` principals reading once, a minute apart (the later, the more recent)."""
+    template = tiny_history_events()[0]
+    return [dataclasses.replace(template, principal=f"flood-{i:03d}", ts=template.ts + 60.0 * i)
+            for i in range(count)]
+
+
+def test_over_max_entities_the_least_recently_active_are_forgotten(tiny_model) -> None:
+    worker = _worker(tiny_model)
+    worker.settings = Settings(partitions=3, max_entities=1000)  # no sweep on growth here
+    _score(worker, _one_read_each(8))
+    worker.settings = Settings(partitions=3, max_entities=3)
+    asyncio.run(worker.sweep_idle())
+    assert sorted(worker.tables.principals) == [b"flood-005", b"flood-006", b"flood-007"]
+    evicted = worker.metrics.entities_expired.labels(side="principal", reason="cap")
+    assert evicted._value.get() == 5
+
+
+def test_a_flood_past_the_cap_starts_a_sweep_without_waiting_for_the_timer(tiny_model) -> None:
+    worker = _worker(tiny_model)
+    worker.settings = Settings(partitions=3, max_entities=10)
+
+    async def flood() -> None:
+        worker.ingest_batch([_message(orjson.dumps(e.to_json()), i)
+                             for i, e in enumerate(_one_read_each(30))])
+        await worker.score_batch([sent["value"] for sent in worker.topics.by_principal.sent],
+                                 "principal")
+        assert worker.sweep_task is not None
+        await worker.sweep_task
+
+    asyncio.run(flood())
+    assert len(worker.tables.principals) == 10
+    assert b"flood-029" in worker.tables.principals
