@@ -136,6 +136,7 @@ def test_nasty_messages_are_dead_lettered_good_ones_scored_worker_never_restarts
 
 
 ATTACK_RATE = 10_000  # new principals per second
+FLOOD_CAP = 20_000
 ATTACK_SECONDS = 30
 RSS_BOUND_MB = 1536
 
@@ -154,7 +155,8 @@ def rss_mb(pid: int) -> tuple[float, float]:
 def test_cardinality_attack_keeps_worker_memory_bounded_and_alive(service, start_worker):
     from confluent_kafka import Producer
 
-    worker = start_worker(REACHWATCH_LOG_LEVEL="warning")
+    # A cap far below the flood, so the test also shows the cap at work on a live worker.
+    worker = start_worker(REACHWATCH_LOG_LEVEL="warning", REACHWATCH_MAX_ENTITIES=str(FLOOD_CAP))
     worker.wait_assigned()
     pid = worker.pid
     producer = Producer({"bootstrap.servers": service.broker.bootstrap, "linger.ms": 20,
@@ -182,3 +184,11 @@ def test_cardinality_attack_keeps_worker_memory_bounded_and_alive(service, start
     assert worker.pid == pid and worker.process.poll() is None, worker.log_tail()
     assert peak < RSS_BOUND_MB
     assert consumed > samples[ATTACK_SECONDS - 1][0]  # still making progress after the flood
+    held = worker.status()["principals"]
+    evicted = next(float(line.rsplit(" ", 1)[1]) for line in worker.metrics().splitlines()
+                   if line.startswith('reachwatch_entities_expired_total{reason="cap",'
+                                      'side="principal"}'))
+    print(f"principals held {held:,} (cap {FLOOD_CAP:,}), evicted {evicted:,.0f}")
+    # Over the cap only by what arrived since the last sweep (sweeps start at +10 %).
+    assert held <= FLOOD_CAP * 1.1 + 2 * ATTACK_RATE
+    assert evicted > 0  # (ingested is ahead of scored, so no tighter bound from counts)
