@@ -16,6 +16,7 @@ import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from reachwatch.streams.broker import free_port
 
@@ -105,6 +106,14 @@ class Subprocess:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return "(no log)"
+
+    def status(self, timeout: float = 5.0) -> dict[str, Any]:
+        """The worker's /status JSON (model version, messages in, entities held...)."""
+        import orjson
+
+        url = f"http://127.0.0.1:{self.web_port}/status"
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return orjson.loads(response.read())
 
     def metrics(self) -> dict[str, float]:
         """The worker's /metrics as {series: value} (labels kept in the series name)."""

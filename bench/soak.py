@@ -18,13 +18,10 @@ Processes are stopped by the PIDs this script holds, also on Ctrl-C.
 from __future__ import annotations
 
 import argparse
-import os
 import signal
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -32,30 +29,17 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
+from harness import Subprocess, peak_rss_bytes, rss_bytes, start_worker, wait_ready
 from tinyorg import START, history
 
 from reachwatch.models.registry import Registry
 from reachwatch.models.training import TrainingParams, fit
-from reachwatch.streams.broker import embedded_broker, free_port
+from reachwatch.streams.broker import embedded_broker
 from reachwatch.streams.records import SENSITIVITIES
 
 TEAMS = 10
 PRODUCE_CHUNK = 50_000
-
-
-def proc_memory(pid: int) -> dict[str, float]:
-    """Current and peak resident set of ``pid`` in MB (VmRSS, VmHWM from /proc)."""
-    found: dict[str, float] = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        key, _, value = line.partition(":")
-        if key in ("VmRSS", "VmHWM"):
-            found[key] = int(value.split()[0]) / 1024
-    return found
-
-
-def status(port: int) -> dict[str, Any]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/status", timeout=5) as response:
-        return orjson.loads(response.read())
+MB = 2**20
 
 
 def reads(events: int, principals: int, resources: int, t0: float):
@@ -112,50 +96,21 @@ def main() -> int:
     registry.promote(registry.write(fitted.forests, fitted.profiles, fitted.metadata))
 
     with embedded_broker(data_dir=workdir / "broker") as broker:
-        port = free_port()
-        env = {
-            **os.environ,
-            "REACHWATCH_BROKER_URL": broker.url,
-            "REACHWATCH_APP_ID": "soak",
-            "REACHWATCH_INPUT_TOPICS": "soak-events",
-            "REACHWATCH_ALERTS_TOPIC": "soak-alerts",
-            "REACHWATCH_DLQ_TOPIC": "soak-dlq",
-            "REACHWATCH_REGISTRY_DIR": str(workdir / "registry"),
-            "REACHWATCH_WEB_PORT": str(port),
-            "REACHWATCH_DATA_DIR": str(workdir / "worker"),
-            "REACHWATCH_LOG_LEVEL": "warning",
-        }
-        with (workdir / "worker.log").open("wb") as log:
-            worker = subprocess.Popen(
-                [sys.executable, "-c", "from reachwatch.streams.cli import main; main()", "run"],
-                env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            )
+        worker = start_worker(broker.url, workdir / "registry", workdir, "soak", "soak-events",
+                              "soak-alerts")
         try:
-            return soak(worker, port, broker.bootstrap, events, args, workdir)
+            return soak(worker, broker.bootstrap, events, args)
         finally:
-            if worker.poll() is None:
-                worker.send_signal(signal.SIGTERM)
-                try:
-                    worker.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    worker.kill()
-                    worker.wait()
+            worker.stop(timeout=30)
 
 
-def soak(worker: subprocess.Popen[bytes], port: int, bootstrap: str, events: int,
-         args: argparse.Namespace, workdir: Path) -> int:
-    deadline = time.monotonic() + 120
-    while True:
-        if worker.poll() is not None or time.monotonic() > deadline:
-            print(f"worker did not start; see {workdir / 'worker.log'}", file=sys.stderr)
-            return 1
-        try:
-            if status(port).get("assigned"):
-                break
-        except OSError:
-            pass
-        time.sleep(0.5)
-    base = proc_memory(worker.pid)["VmRSS"]
+def soak(worker: Subprocess, bootstrap: str, events: int, args: argparse.Namespace) -> int:
+    try:
+        wait_ready(worker, timeout=120)
+    except RuntimeError as exc:
+        print(f"worker did not start; see {worker.log_path}: {exc}", file=sys.stderr)
+        return 1
+    base = rss_bytes(worker.pid) / MB
     started = time.monotonic()
     t0 = START + 30 * 86400
     produced = produce(bootstrap, "soak-events",
@@ -164,36 +119,34 @@ def soak(worker: subprocess.Popen[bytes], port: int, bootstrap: str, events: int
                         "produce_s": round(time.monotonic() - started, 1)}).decode())
     last: dict[str, Any] = {}
     while time.monotonic() - started < args.timeout:
-        if worker.poll() is not None:
-            print(f"worker exited ({worker.returncode}); see {workdir / 'worker.log'}",
+        if not worker.alive():
+            print(f"worker exited ({worker.process.returncode}); see {worker.log_path}",
                   file=sys.stderr)
             return 1
         time.sleep(1)
         try:
-            last = status(port)
+            last = worker.status()
         except OSError:
             continue
-        memory = proc_memory(worker.pid)
         print(orjson.dumps({
             "t": round(time.monotonic() - started, 1),
             "messages_in": last["messages_in"],
             "principals": last["principals"],
             "resources": last["resources"],
-            "rss_mb": round(memory["VmRSS"]),
-            "peak_mb": round(memory["VmHWM"]),
+            "rss_mb": round(rss_bytes(worker.pid) / MB),
+            "peak_mb": round(peak_rss_bytes(worker.pid) / MB),
         }).decode(), flush=True)
-        if last["messages_in"] >= produced and last["resources"] >= min(
-            args.resources, produced
-        ):
+        if (last["messages_in"] >= produced
+                and last["resources"] >= min(args.resources, produced)
+                and last["principals"] >= min(args.principals, produced)):
             break
     elapsed = time.monotonic() - started
-    memory = proc_memory(worker.pid)
     done = last.get("messages_in", 0)
     print(
         f"soak: {done:,}/{produced:,} events, {last.get('principals', 0):,} principals and "
         f"{last.get('resources', 0):,} resources in state; worker peak RSS "
-        f"{memory['VmHWM']:,.0f} MB (idle {base:,.0f} MB), {done / elapsed:,.0f} events/s "
-        f"over {elapsed:,.0f} s"
+        f"{peak_rss_bytes(worker.pid) / MB:,.0f} MB (idle {base:,.0f} MB), "
+        f"{done / elapsed:,.0f} events/s over {elapsed:,.0f} s"
     )
     return 0 if done >= produced else 2
 

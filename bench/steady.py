@@ -26,7 +26,6 @@ import signal
 import sys
 import tempfile
 import time
-import urllib.request
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -63,15 +62,9 @@ class Sample:
     resources: int
 
 
-def _status(worker: Subprocess) -> dict[str, Any]:
-    url = f"http://127.0.0.1:{worker.web_port}/status"
-    with urllib.request.urlopen(url, timeout=3) as response:
-        return orjson.loads(response.read())
-
-
 def take_sample(worker: Subprocess, elapsed: float, produced: int) -> Sample:
     """One reading of the worker: its counters, /proc figures and table sizes."""
-    status = _status(worker)
+    status = worker.status(timeout=3)
     return Sample(
         elapsed=round(elapsed, 2),
         produced=produced,
