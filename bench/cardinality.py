@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import sys
 import tempfile
 import time
 from dataclasses import replace
@@ -23,11 +24,14 @@ from typing import Any
 
 import orjson
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from tinyorg import flood
+
 from reachwatch.models.simulation import simulate
 from reachwatch.models.training import TrainingParams, fit
 from reachwatch.streams.adapters import get_adapter
 from reachwatch.streams.pipeline import Pipeline
-from reachwatch.streams.records import AccessEvent
 from reachwatch.streams.replay import Tally, collect_events
 
 BATCH = 500
@@ -57,20 +61,6 @@ def small_model() -> Any:
         return registry.load(version), events[-1].ts + 3600.0
 
 
-def flood(start: float, second: int, rate: int) -> list[AccessEvent]:
-    return [
-        AccessEvent(
-            ts=start + second + i / rate,
-            principal=f"flood-{second}-{i}",
-            resource=f"hr.dataset-{i % 40}",
-            principal_group="hr",
-            resource_group="hr",
-            sensitivity="confidential",
-        )
-        for i in range(rate)
-    ]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rate", type=int, default=10_000)
@@ -90,7 +80,7 @@ def main() -> None:
     next_sweep = start
     started = time.perf_counter()
     for second in range(args.seconds):
-        events = flood(start, second, args.rate)
+        events = flood(start, second, args.rate, datasets=40)
         for offset in range(0, len(events), BATCH):
             chunk = events[offset : offset + BATCH]
             now = chunk[-1].ts

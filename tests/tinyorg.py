@@ -79,3 +79,19 @@ def write_wide_version(registry: Any, model: Any = None) -> str:
         for kind in model.kinds
     }
     return registry.write(forests, model.profiles, {**model.metadata, "note": "wide"})
+
+
+def flood(start: float, second: int, rate: int, datasets: int) -> list[AccessEvent]:
+    """One second of a cardinality attack: ``rate`` reads, each by a principal never seen
+    before, spread over ``datasets`` confidential datasets of one team."""
+    return [
+        AccessEvent(
+            ts=start + second + i / rate,
+            principal=f"flood-{second}-{i}",
+            resource=f"hr/ds{i % datasets}",
+            principal_group="hr",
+            resource_group="hr",
+            sensitivity="confidential",
+        )
+        for i in range(rate)
+    ]

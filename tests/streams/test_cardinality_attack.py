@@ -13,8 +13,9 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+from tinyorg import flood
+
 from reachwatch.streams.pipeline import Pipeline
-from reachwatch.streams.records import AccessEvent
 
 RATE = 10_000  # new principals per second of event time
 SECONDS = 4
@@ -24,27 +25,12 @@ BATCH = 500
 START = 1_773_738_000.0  # after the tiny organisation's history
 
 
-def flood(second: int) -> list[AccessEvent]:
-    """One second of the attack: every read by a principal never seen before."""
-    return [
-        AccessEvent(
-            ts=START + second + i / RATE,
-            principal=f"flood-{second}-{i}",
-            resource=f"hr/ds{i % 24}",
-            principal_group="hr",
-            resource_group="hr",
-            sensitivity="confidential",
-        )
-        for i in range(RATE)
-    ]
-
-
 def attack(pipeline: Pipeline, *, sweep: bool) -> tuple[list[int], int]:
     """Principal states held after each second, and reads scored."""
     states: dict[str, Any] = {}
     held, scored, next_sweep = [], 0, START
     for second in range(SECONDS):
-        events = flood(second)
+        events = flood(START, second, RATE, datasets=24)
         for start in range(0, len(events), BATCH):
             chunk = events[start : start + BATCH]
             if sweep and chunk[-1].ts >= next_sweep:
