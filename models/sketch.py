@@ -50,7 +50,7 @@ class OverflowSketch:
     True
     """
 
-    __slots__ = ("estimate", "n_attrs", "pending", "slices", "span", "width")
+    __slots__ = ("_categories", "estimate", "n_attrs", "pending", "slices", "span", "width")
 
     def __init__(self, span: float, n_attrs: int) -> None:
         self.span = span
@@ -59,6 +59,7 @@ class OverflowSketch:
         self.slices: list[_Slice] = []
         self.estimate = 0  # distinct keys at the last refresh
         self.pending = 0  # reads added since the last refresh
+        self._categories: set[str] | None = None  # union over slices, until one changes
 
     def add(self, ts: float, key: str, category: str, attrs: tuple[float, ...]) -> bool:
         """Count a read; True when the estimate is due for a refresh.
@@ -76,8 +77,9 @@ class OverflowSketch:
         sums = target.sums
         for i, value in enumerate(attrs):
             sums[i] += value
-        if len(target.categories) < CATEGORY_CAP:
+        if category not in target.categories and len(target.categories) < CATEGORY_CAP:
             target.categories.add(category)
+            self._categories = None
         self.pending += 1
         return self.pending > (self.estimate >> 6)
 
@@ -90,6 +92,7 @@ class OverflowSketch:
             dropped += 1
         if dropped:
             del slices[:dropped]
+            self._categories = None
         return dropped > 0
 
     def refresh(self) -> list[float]:
@@ -110,10 +113,10 @@ class OverflowSketch:
         return [float(estimate)] + [value * estimate for value in per_read]
 
     def categories(self) -> set[str]:
-        found: set[str] = set()
-        for s in self.slices:
-            found |= s.categories
-        return found
+        """Categories of the live slices (read on every scored read of the entity: cached)."""
+        if self._categories is None:
+            self._categories = set().union(*(s.categories for s in self.slices))
+        return self._categories
 
     def __bool__(self) -> bool:
         return bool(self.slices)
