@@ -4,14 +4,23 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench tools clean audit
+.PHONY: demo test lint bench tools clean audit linked
 
+# A strict editable install: a link tree that static tools (pyright, IDEs) can follow.
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test]'
+	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test]' $(STRICT)
 	touch $@
+STRICT := --config-settings editable_mode=strict
 
-demo: $(STAMP)
+# The link tree lists files, so a module added or removed since the install is linked anew.
+linked: $(STAMP)
+	@find streams models -name '*.py' | sort > $(VENV)/.modules.new
+	@cmp -s $(VENV)/.modules.new $(VENV)/.modules || { \
+	  $(BIN)/pip install --quiet --disable-pip-version-check --no-deps -c constraints.txt -e . $(STRICT) \
+	  && mv $(VENV)/.modules.new $(VENV)/.modules; }
+
+demo: linked
 	$(BIN)/reachwatch demo
 
 # Prometheus, promtool, Alertmanager and amtool from Debian for the ops-config tests.
@@ -22,11 +31,11 @@ tools:
 	       prometheus prometheus-alertmanager kcat >/dev/null; } \
 	  || echo "warning: could not install prometheus/alertmanager/kcat from Debian; their tests will be skipped"
 
-test: $(STAMP) tools
+test: linked tools
 	$(BIN)/ruff check streams models tests bench
-	$(BIN)/pytest -q -m "not slow"
+	$(BIN)/pytest -q -m "not slow" tests --doctest-modules --pyargs reachwatch.models reachwatch.streams
 
-bench: $(STAMP)
+bench: linked
 	$(BIN)/python bench/run.py
 
 clean:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import os
 import resource
-import sys
 import tempfile
 import time
 from dataclasses import replace
@@ -24,15 +23,12 @@ from typing import Any
 
 import orjson
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-
-from tinyorg import flood
-
+from reachwatch.models.pipeline import Pipeline
 from reachwatch.models.simulation import simulate
+from reachwatch.models.tinyorg import flood
 from reachwatch.models.training import TrainingParams, fit
-from reachwatch.streams.adapters import get_adapter
-from reachwatch.streams.pipeline import Pipeline
-from reachwatch.streams.replay import Tally, collect_events
+from reachwatch.streams.formats.adapters import get_adapter
+from reachwatch.streams.offline.replay import Tally, collect_events
 
 BATCH = 500
 PAGE = os.sysconf("SC_PAGE_SIZE")

@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 import orjson
 
+from reachwatch.models.pipeline import Pipeline
 from reachwatch.models.registry import Registry
-from reachwatch.streams.adapters import get_adapter
-from reachwatch.streams.pipeline import Pipeline
-from reachwatch.streams.replay import Tally, collect_events, run_replay
+from reachwatch.streams.formats.adapters import get_adapter
+from reachwatch.streams.offline.replay import Tally, collect_events, run_replay
 
 
 def main(argv: list[str]) -> None:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from reachwatch.streams.broker import free_port
+from reachwatch.streams.local.broker import free_port
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -159,7 +159,7 @@ def start_worker(
     }
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-c", "from reachwatch.streams.cli import main; main()", "run"],
+            [sys.executable, "-m", "reachwatch.streams.cli", "run"],
             env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         )
     return Subprocess(process, log_path, port)

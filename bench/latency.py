@@ -25,7 +25,7 @@ import orjson
 from harness import Subprocess, peak_rss_bytes, rss_bytes, start_worker, wait_ready
 
 from reachwatch.models.registry import Registry
-from reachwatch.streams.broker import BrokerProcess, embedded_broker
+from reachwatch.streams.local.broker import BrokerProcess, embedded_broker
 
 PROBES_PER_SECOND = 20.0  # at most; at 1 ev/s every event is a probe
 

@@ -11,19 +11,15 @@ from __future__ import annotations
 
 import argparse
 import resource
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-
-from tinyorg import START, history
-
+from reachwatch.models.pipeline import Pipeline
+from reachwatch.models.records import SENSITIVITIES, AccessEvent
 from reachwatch.models.registry import Registry
+from reachwatch.models.tinyorg import START, history
 from reachwatch.models.training import TrainingParams, fit
-from reachwatch.streams.pipeline import Pipeline
-from reachwatch.streams.records import SENSITIVITIES, AccessEvent
-from reachwatch.streams.replay import Tally, run_replay
+from reachwatch.streams.offline.replay import Tally, run_replay
 
 
 def main() -> None:

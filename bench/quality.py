@@ -19,13 +19,13 @@ import orjson
 
 from reachwatch.models.evaluation import evaluate
 from reachwatch.models.forked import default_jobs
+from reachwatch.models.pipeline import Pipeline
 from reachwatch.models.registry import Registry
 from reachwatch.models.simulation import simulate
 from reachwatch.models.threshold_rule import fit_threshold_rule
 from reachwatch.models.training import fit
-from reachwatch.streams.adapters import get_adapter
-from reachwatch.streams.pipeline import Pipeline
-from reachwatch.streams.replay import Tally, collect_events, run_replay
+from reachwatch.streams.formats.adapters import get_adapter
+from reachwatch.streams.offline.replay import Tally, collect_events, run_replay
 
 
 def one_seed(seed: int, scale: float, out: Path, jobs: int) -> dict:

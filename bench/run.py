@@ -33,13 +33,13 @@ from harness import preload, run_baseline
 from latency import Latency, measure, probe_model
 from throughput import worker_throughput
 
+from reachwatch.models.pipeline import Pipeline
 from reachwatch.models.registry import Registry
 from reachwatch.models.simulation import simulate
 from reachwatch.models.training import TrainingParams, fit
-from reachwatch.streams.adapters import get_adapter
-from reachwatch.streams.broker import embedded_broker
-from reachwatch.streams.pipeline import Pipeline
-from reachwatch.streams.replay import Tally, collect_events, run_replay
+from reachwatch.streams.formats.adapters import get_adapter
+from reachwatch.streams.local.broker import embedded_broker
+from reachwatch.streams.offline.replay import Tally, collect_events, run_replay
 
 OUT = Path(__file__).resolve().parent / "out"
 SCALE = 0.3
@@ -56,7 +56,7 @@ def company(out: Path) -> tuple[Path, list[bytes]]:
              for ln in (data / name).read_bytes().splitlines() if ln.strip()]
     registry = out / "model"
     if not any(registry.glob("*/metadata.json")):
-        from reachwatch.streams.records import parse_event
+        from reachwatch.models.records import parse_event
 
         history = sorted((parse_event(orjson.loads(ln)) for ln in
                           (data / "history.jsonl").read_bytes().splitlines() if ln.strip()),

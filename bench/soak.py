@@ -26,16 +26,13 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-
 from harness import Subprocess, peak_rss_bytes, rss_bytes, start_worker, wait_ready
-from tinyorg import START, history
 
+from reachwatch.models.records import SENSITIVITIES
 from reachwatch.models.registry import Registry
+from reachwatch.models.tinyorg import START, history
 from reachwatch.models.training import TrainingParams, fit
-from reachwatch.streams.broker import embedded_broker
-from reachwatch.streams.records import SENSITIVITIES
+from reachwatch.streams.local.broker import embedded_broker
 
 TEAMS = 10
 PRODUCE_CHUNK = 50_000

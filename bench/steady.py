@@ -44,7 +44,7 @@ from harness import (
     wait_ready,
 )
 
-from reachwatch.streams.broker import BrokerProcess, embedded_broker
+from reachwatch.streams.local.broker import BrokerProcess, embedded_broker
 
 MB = 1024 * 1024
 # After the offered period, how long the worker may take to score what is still queued.

@@ -27,7 +27,7 @@ from harness import (
     wait_ready,
 )
 
-from reachwatch.streams.broker import BrokerProcess, embedded_broker
+from reachwatch.streams.local.broker import BrokerProcess, embedded_broker
 
 
 @dataclass

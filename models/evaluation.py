@@ -23,8 +23,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from reachwatch.streams.errors import SchemaError
-from reachwatch.streams.records import parse_timestamp
+from reachwatch.models.errors import SchemaError
+from reachwatch.models.records import parse_timestamp
 
 # How long after an incident's last event an alert still counts as catching it: detectors
 # that window over an hour (or wait for the hour to close) alert after the fact.

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from hashlib import blake2b
 from typing import Any
 
+from reachwatch.models.records import SENSITIVITIES, AccessEvent
 from reachwatch.models.windows import (
     DAY,
     HOUR,
@@ -29,7 +30,6 @@ from reachwatch.models.windows import (
     PrincipalState,
     ResourceState,
 )
-from reachwatch.streams.records import SENSITIVITIES, AccessEvent
 
 KINDS = ("broad_reader", "broad_audience")
 SENSITIVE = frozenset({"confidential", "restricted"})

@@ -33,8 +33,8 @@ import skops.io as sio
 from sklearn.ensemble import IsolationForest
 
 from reachwatch.models.detector import ForestScorer
+from reachwatch.models.errors import ModelIntegrityError, RegistryError
 from reachwatch.models.features import FEATURE_NAMES, KINDS, DetectionConfig, PeerProfiles
-from reachwatch.streams.errors import ModelIntegrityError, RegistryError
 
 FORMAT_VERSION = 1
 # Types skops may rebuild beyond its built-in trusted set. Anything else in a model file

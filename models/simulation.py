@@ -27,8 +27,8 @@ from typing import Any
 
 import orjson
 
-from reachwatch.streams.errors import SchemaError
-from reachwatch.streams.records import AccessEvent
+from reachwatch.models.errors import SchemaError
+from reachwatch.models.records import AccessEvent
 
 DAY = 86400.0
 HOUR = 3600.0

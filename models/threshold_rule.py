@@ -11,7 +11,7 @@ in that hour. The threshold is the quantile of that statistic over the history's
 entity-hours, so at the 99.9th percentile about one active entity-hour in a thousand of the
 history would have fired.
 
->>> from reachwatch.streams.records import AccessEvent
+>>> from reachwatch.models.records import AccessEvent
 >>> history = [AccessEvent(ts=1e9 + i, principal="ana", resource=f"r{i % 3}") for i in range(9)]
 >>> rule = fit_threshold_rule(history)
 >>> (rule.reader_threshold, rule.audience_threshold)
@@ -31,8 +31,8 @@ from typing import Any
 
 import numpy as np
 
-from reachwatch.streams.errors import SchemaError
-from reachwatch.streams.records import AccessEvent, parse_event
+from reachwatch.models.errors import SchemaError
+from reachwatch.models.records import AccessEvent, parse_event
 
 WINDOW_SECONDS = 3600.0
 QUANTILE = 0.999

@@ -29,6 +29,7 @@ import skops
 from sklearn.ensemble import IsolationForest
 
 from reachwatch.models.detector import BreadthDetector
+from reachwatch.models.errors import ReachwatchError
 from reachwatch.models.features import (
     FEATURE_NAMES,
     KINDS,
@@ -38,8 +39,7 @@ from reachwatch.models.features import (
     ProfileBuilder,
 )
 from reachwatch.models.forked import map_forked
-from reachwatch.streams.errors import ReachwatchError
-from reachwatch.streams.records import AccessEvent
+from reachwatch.models.records import AccessEvent
 
 
 @dataclass(frozen=True)

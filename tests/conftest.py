@@ -1,13 +1,13 @@
-"""Shared fixtures: the tiny organisation (tests/tinyorg.py) and a model trained on it."""
+"""Shared fixtures: the tiny organisation (tests/support/tinyorg.py) and a model trained on it."""
 
 from __future__ import annotations
 
 import pytest
-from tinyorg import history
+from support.tinyorg import history
 
+from reachwatch.models.records import AccessEvent
 from reachwatch.models.registry import Registry
 from reachwatch.models.training import TrainingParams, fit
-from reachwatch.streams.records import AccessEvent
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from opsstack import PrometheusProcess, find_binary, run_tool, write_prometheus_config  # noqa: F401
+from support.opsstack import PrometheusProcess, find_binary, run_tool, write_prometheus_config  # noqa: F401
 
 # `make tools` installs these from Debian (packages prometheus, prometheus-alertmanager).
 MISSING = "not installed; `make tools` (Debian prometheus, prometheus-alertmanager) provides it"

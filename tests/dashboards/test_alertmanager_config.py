@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from opsstack import (
+from support.opsstack import (
     ALERTMANAGER_CONFIG,
     AlertmanagerProcess,
     WebhookReceiver,

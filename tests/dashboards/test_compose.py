@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from opsstack import REPO
+from support.opsstack import REPO
 
 COMPOSE = yaml.safe_load((REPO / "compose.yaml").read_text())
 SERVICES: dict[str, Any] = COMPOSE["services"]
@@ -64,7 +64,7 @@ def test_every_config_bind_mount_exists() -> None:
 
 
 def test_workers_mount_the_model_registry_read_only_and_keep_their_own_state() -> None:
-    from reachwatch.streams.cli import DEFAULT_REGISTRY
+    from reachwatch.streams.cli.main import DEFAULT_REGISTRY
 
     assert Path(MODEL_REGISTRY) == Path(".") / DEFAULT_REGISTRY
     state_volumes = set()
@@ -81,7 +81,7 @@ def test_workers_mount_the_model_registry_read_only_and_keep_their_own_state() -
 
 
 def test_worker_env_names_are_real_settings() -> None:
-    from reachwatch.streams.settings import ENV_PREFIX, Settings
+    from reachwatch.streams.service.settings import ENV_PREFIX, Settings
 
     known = {ENV_PREFIX + f.name.upper() for f in fields(Settings)}
     for name in WORKERS:

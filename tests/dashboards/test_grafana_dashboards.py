@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 import yaml
-from opsstack import DASHBOARDS, PrometheusProcess
+from support.opsstack import DASHBOARDS, PrometheusProcess
 
 GRAFANA = DASHBOARDS / "grafana"
 DASHBOARD_FILES = sorted((GRAFANA / "json").glob("*.json"))

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 import yaml
-from opsstack import DASHBOARDS, REPO, RULES_DIR, run_tool
+from support.opsstack import DASHBOARDS, REPO, RULES_DIR, run_tool
 
 PROMETHEUS_DIR = DASHBOARDS / "prometheus"
 RULE_FILES = sorted(RULES_DIR.glob("*.yml"))
@@ -84,7 +84,7 @@ def test_every_alert_has_firing_and_quiet_unit_tests() -> None:
 def test_metrics_in_rules_are_ones_the_worker_exports() -> None:
     from prometheus_client import CollectorRegistry
 
-    from reachwatch.streams.metrics import Metrics, faust_monitor
+    from reachwatch.streams.service.metrics import Metrics, faust_monitor
 
     registry = CollectorRegistry()
     Metrics(registry)

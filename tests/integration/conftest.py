@@ -24,11 +24,11 @@ from typing import Any
 import orjson
 import pytest
 
+from reachwatch.models.records import parse_event, parse_timestamp
 from reachwatch.models.registry import Registry
 from reachwatch.models.simulation import simulate
 from reachwatch.models.training import TrainingParams, fit
-from reachwatch.streams.broker import BrokerProcess, embedded_broker, free_port
-from reachwatch.streams.records import parse_event, parse_timestamp
+from reachwatch.streams.local.broker import BrokerProcess, embedded_broker, free_port
 
 WORKER_READY_S = 60.0
 SIM_SCALE = 0.2
@@ -205,7 +205,7 @@ def start_worker(service: Service) -> Iterator[Callable[..., WorkerProcess]]:
         }
         with log_path.open("wb") as log:
             process = subprocess.Popen(
-                [sys.executable, "-c", "from reachwatch.streams.cli import main; main()", "run"],
+                [sys.executable, "-m", "reachwatch.streams.cli", "run"],
                 env=environ,
                 stdout=log,
                 stderr=subprocess.STDOUT,

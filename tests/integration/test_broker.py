@@ -6,7 +6,12 @@ import os
 
 import pytest
 
-from reachwatch.streams.broker import BrokerError, answers_kafka, embedded_broker, start_broker
+from reachwatch.streams.local.broker import (
+    BrokerError,
+    answers_kafka,
+    embedded_broker,
+    start_broker,
+)
 
 pytestmark = pytest.mark.integration
 

@@ -20,7 +20,12 @@ from pathlib import Path
 
 import pytest
 
-from reachwatch.streams.broker import BrokerProcess, embedded_broker, start_broker, stop_broker
+from reachwatch.streams.local.broker import (
+    BrokerProcess,
+    embedded_broker,
+    start_broker,
+    stop_broker,
+)
 
 pytestmark = pytest.mark.integration
 

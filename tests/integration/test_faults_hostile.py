@@ -18,8 +18,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from reachwatch.streams.adapters import get_adapter
-from reachwatch.streams.intake import admit
+from reachwatch.streams.formats.adapters import get_adapter
+from reachwatch.streams.ingest.intake import admit
 
 pytestmark = pytest.mark.integration
 

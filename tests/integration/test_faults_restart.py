@@ -20,10 +20,10 @@ import time
 import orjson
 import pytest
 
+from reachwatch.models.pipeline import Pipeline
+from reachwatch.models.records import parse_event, parse_timestamp
 from reachwatch.models.registry import Registry
-from reachwatch.streams.envelopes import decode_envelope
-from reachwatch.streams.pipeline import Pipeline
-from reachwatch.streams.records import parse_event, parse_timestamp
+from reachwatch.streams.service.envelopes import decode_envelope
 
 pytestmark = pytest.mark.integration
 

@@ -31,11 +31,11 @@ from typing import Any
 import orjson
 import pytest
 
-from reachwatch.streams.alerts import ALERT_SCHEMA_VERSION
-from reachwatch.streams.broker import BrokerProcess
-from reachwatch.streams.deadletter import DEAD_LETTER_SCHEMA_VERSION
-from reachwatch.streams.records import parse_timestamp
-from reachwatch.streams.topics import partition_of
+from reachwatch.models.alerts import ALERT_SCHEMA_VERSION
+from reachwatch.models.records import parse_timestamp
+from reachwatch.streams.local.broker import BrokerProcess
+from reachwatch.streams.service.deadletter import DEAD_LETTER_SCHEMA_VERSION
+from reachwatch.streams.service.topics import partition_of
 
 pytestmark = [
     pytest.mark.integration,

@@ -34,11 +34,8 @@ import orjson
 import pytest
 import yaml
 
-from reachwatch.streams.broker import BrokerProcess, free_port
-
 # tests/dashboards is not a package: put it on the path for its process helpers.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "dashboards"))
-from opsstack import (
+from support.opsstack import (
     DASHBOARDS,
     RULES_DIR,
     AlertmanagerProcess,
@@ -49,6 +46,8 @@ from opsstack import (
     write_alertmanager_config,
     write_prometheus_config,
 )
+
+from reachwatch.streams.local.broker import BrokerProcess, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -147,7 +146,7 @@ def _start_worker(broker: BrokerProcess, registry: Path, workdir: Path, topics: 
     }
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-c", "from reachwatch.streams.cli import main; main()", "run"],
+            [sys.executable, "-m", "reachwatch.streams.cli", "run"],
             env=environ, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         )
     return process, port, log_path

@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from reachwatch.streams.records import parse_timestamp
+from reachwatch.models.records import parse_timestamp
 
 pytestmark = pytest.mark.integration
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from reachwatch.streams.records import parse_timestamp
+from reachwatch.models.records import parse_timestamp
 
 pytestmark = pytest.mark.integration
 

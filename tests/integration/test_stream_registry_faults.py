@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from tinyorg import write_wide_version
+from support.tinyorg import write_wide_version
 
 from reachwatch.models.registry import LoadedModel, Registry
 

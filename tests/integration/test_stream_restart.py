@@ -8,9 +8,9 @@ import time
 import orjson
 import pytest
 
+from reachwatch.models.pipeline import Pipeline
+from reachwatch.models.records import parse_event, parse_timestamp
 from reachwatch.models.registry import Registry
-from reachwatch.streams.pipeline import Pipeline
-from reachwatch.streams.records import parse_event, parse_timestamp
 
 pytestmark = pytest.mark.integration
 

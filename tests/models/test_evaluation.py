@@ -7,9 +7,9 @@ from typing import Any
 import orjson
 import pytest
 
+from reachwatch.models.errors import SchemaError
 from reachwatch.models.evaluation import evaluate
-from reachwatch.streams.errors import SchemaError
-from reachwatch.streams.records import parse_timestamp
+from reachwatch.models.records import parse_timestamp
 
 EXPOSURE_START = "2026-03-23T10:00:00Z"
 EXPOSURE_END = "2026-03-23T11:00:00Z"

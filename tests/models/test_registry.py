@@ -7,10 +7,10 @@ from pathlib import Path
 
 import orjson
 import pytest
-from tinyorg import write_wide_version
+from support.tinyorg import write_wide_version
 
+from reachwatch.models.errors import ModelIntegrityError, RegistryError
 from reachwatch.models.registry import Registry
-from reachwatch.streams.errors import ModelIntegrityError, RegistryError
 
 
 @pytest.fixture()

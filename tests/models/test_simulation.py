@@ -12,9 +12,9 @@ from typing import Any
 import orjson
 import pytest
 
+from reachwatch.models.errors import SchemaError
+from reachwatch.models.records import parse_event, parse_timestamp
 from reachwatch.models.simulation import simulate
-from reachwatch.streams.errors import SchemaError
-from reachwatch.streams.records import parse_event, parse_timestamp
 
 SEED = 7
 SCALE = 0.3

@@ -8,11 +8,11 @@ from typing import Any
 import orjson
 import pytest
 
+from reachwatch.models.errors import SchemaError
 from reachwatch.models.evaluation import evaluate
+from reachwatch.models.records import AccessEvent, parse_timestamp
 from reachwatch.models.simulation import simulate
 from reachwatch.models.threshold_rule import ThresholdRule, fit_threshold_rule
-from reachwatch.streams.errors import SchemaError
-from reachwatch.streams.records import AccessEvent, parse_timestamp
 
 T0 = 1772409600.0  # 2026-03-02T00:00:00Z
 

@@ -1,0 +1,5 @@
+"""``python -m reachwatch.streams.cli``: the ``reachwatch`` command."""
+
+from reachwatch.streams.cli.main import main
+
+main()

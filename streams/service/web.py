@@ -1,0 +1,121 @@
+"""The worker's HTTP views on Faust's web server: ``/metrics``, ``/alerts/recent``, ``/status``.
+
+- ``/metrics``: every reachwatch metric and Faust's sensor metrics, one registry, in the
+  Prometheus text format.
+- ``/alerts/recent``: a JSON array of the last alerts this worker published, newest first,
+  each exactly the object on the alerts topic (Grafana's Infinity table reads it).
+  ``?limit=N`` returns fewer.
+- ``/status``: model version, counters, table sizes and assigned partitions (no entities).
+
+The web server binds 127.0.0.1 unless ``web_host`` says otherwise. When a bearer token is
+configured (``web_token_file``), ``/metrics`` and ``/alerts/recent`` answer 401 without
+``Authorization: Bearer <token>``; ``/status`` stays open for liveness probes, since it
+names no principal or resource. Faust's own pages (``/table`` would serve window state
+per entity, ``/router`` the key placement) are switched off in ``app.py``.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import faust
+import orjson
+from faust.web import Request, Response, View
+
+from reachwatch.models.errors import ConfigError
+from reachwatch.streams.service.metrics import Metrics, render
+from reachwatch.streams.service.recent import RecentAlerts
+
+JSON = "application/json"
+
+
+def read_token(path: Path | None) -> bytes | None:
+    """The bearer token stored in ``path`` (whitespace stripped); None when no file is set.
+
+    A missing, unreadable or empty file is a configuration error: starting open when the
+    operator asked for a guard would be worse than not starting.
+    """
+    if path is None:
+        return None
+    try:
+        token = path.read_bytes().strip()
+    except OSError as exc:
+        raise ConfigError(f"cannot read web token file {path}: {exc}") from None
+    if not token:
+        raise ConfigError(f"web token file {path} is empty")
+    return token
+
+
+def authorized(header: str | None, token: bytes | None) -> bool:
+    """True if ``header`` (an ``Authorization`` value) carries ``token``, or no token is set.
+
+    The comparison takes the same time however much of the token matches, so response
+    timing does not leak it byte by byte.
+
+    >>> authorized("Bearer s3cret", b"s3cret"), authorized("Bearer guess", b"s3cret")
+    (True, False)
+    """
+    if token is None:
+        return True
+    if not header:
+        return False
+    scheme, _, presented = header.strip().partition(" ")
+    if scheme.lower() != "bearer":
+        return False
+    return hmac.compare_digest(presented.strip().encode(), token)
+
+
+def parse_limit(raw: str | None, capacity: int) -> int:
+    """The ``?limit=`` of /alerts/recent, clamped to ``0..capacity`` (all when absent/bad)."""
+    try:
+        return max(0, min(int(raw), capacity)) if raw else capacity
+    except ValueError:
+        return capacity
+
+
+def register_views(
+    app: faust.App,
+    *,
+    metrics: Metrics,
+    recent: RecentAlerts,
+    status: Callable[[], Mapping[str, Any]],
+    token: bytes | None = None,
+) -> None:
+    """Add the three views to ``app`` (before it starts)."""
+
+    def refused(view: View, request: Request) -> Response | None:
+        if authorized(request.headers.get("Authorization"), token):
+            return None
+        return view.bytes(
+            b'{"error":"unauthorized"}',
+            status=401,
+            headers={"Content-Type": JSON, "WWW-Authenticate": 'Bearer realm="reachwatch"'},
+        )
+
+    @app.page("/metrics")
+    class MetricsPage(View):
+        async def get(self, request: Request) -> Response:
+            denied = refused(self, request)
+            if denied is not None:
+                return denied
+            body, content_type = render(metrics.registry)
+            # aiohttp refuses a charset inside content_type=, so set the header itself.
+            return self.bytes(body, headers={"Content-Type": content_type})
+
+    @app.page("/alerts/recent")
+    class RecentAlertsPage(View):
+        async def get(self, request: Request) -> Response:
+            denied = refused(self, request)
+            if denied is not None:
+                return denied
+            limit = parse_limit(request.query.get("limit"), recent.capacity)
+            body = orjson.dumps(recent.newest(limit))
+            return self.bytes(body, headers={"Content-Type": JSON, "Cache-Control": "no-store"})
+
+    @app.page("/status")
+    class StatusPage(View):
+        async def get(self, request: Request) -> Response:
+            return self.json(dict(status()))

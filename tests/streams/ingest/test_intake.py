@@ -1,0 +1,133 @@
+"""Intake: raw message bytes to events, or the reason for the dead-letter topic."""
+
+from __future__ import annotations
+
+import orjson
+
+from reachwatch.models.records import Limits, limits_in_force
+from reachwatch.streams.formats.adapters import get_adapter
+from reachwatch.streams.ingest.intake import admit
+from reachwatch.streams.service.settings import load_settings
+
+NATIVE = get_adapter("native")
+GOOD = {"ts": "2026-03-23T10:00:00Z", "principal": "ana", "resource": "hr.salaries"}
+
+
+def test_valid_message_becomes_one_event():
+    intake = admit(orjson.dumps(GOOD), NATIVE, 10_000)
+    assert intake.rejected is None
+    assert [e.principal for e in intake.events] == ["ana"]
+
+
+def test_oversized_message_is_rejected_before_decoding():
+    intake = admit(orjson.dumps({**GOOD, "pad": "x" * 500}), NATIVE, 100)
+    assert intake.rejected is not None and intake.rejected.code == "too_large"
+    assert intake.events == []
+
+
+def test_tombstone_is_rejected():
+    assert admit(None, NATIVE, 100).rejected.code == "not_json"
+
+
+def test_undecodable_bytes_are_not_utf8():
+    assert admit(b"\xff\xfe", NATIVE, 100).rejected.code == "not_utf8"
+
+
+def test_schema_error_keeps_its_code():
+    intake = admit(orjson.dumps({"ts": GOOD["ts"], "principal": "ana"}), NATIVE, 10_000)
+    assert intake.rejected.code == "missing_field"
+
+
+class _TwoRecords:
+    """An envelope adapter whose second record is malformed."""
+
+    name = "two"
+
+    def records(self, document):
+        return document["Records"]
+
+    def event(self, record):
+        return NATIVE.event(record)
+
+
+def test_good_records_survive_a_bad_sibling_and_the_message_is_still_rejected():
+    envelope = {"Records": [GOOD, {"ts": GOOD["ts"]}]}
+    intake = admit(orjson.dumps(envelope), _TwoRecords(), 10_000)
+    assert len(intake.events) == 1
+    assert intake.bad_records == 1
+    assert intake.rejected.code == "missing_field"
+    assert intake.rejected.detail.startswith("record 2 of 2")
+
+
+class _Broken:
+    name = "broken"
+
+    def records(self, document):
+        raise KeyError("Records")
+
+    def event(self, record):  # pragma: no cover - never reached
+        return None
+
+
+def test_adapter_bug_becomes_adapter_error_not_a_crash():
+    intake = admit(orjson.dumps(GOOD), _Broken(), 10_000)
+    assert intake.rejected.code == "adapter_error"
+    assert "KeyError" in intake.rejected.detail
+
+
+# --- size limits (records.Limits, from the service settings) ---------------------------
+
+
+def test_lowered_id_limit_from_settings_rejects_what_the_default_admits():
+    raw = orjson.dumps({**GOOD, "principal": "p" * 40})
+    assert admit(raw, NATIVE).rejected is None
+    limits = load_settings(environ={"REACHWATCH_MAX_ID_LENGTH": "16"}).limits
+    intake = admit(raw, NATIVE, limits=limits)
+    assert intake.events == []
+    assert (intake.rejected.code, intake.rejected.detail) == (
+        "too_large",
+        "principal is 40 characters, limit 16",
+    )
+
+
+def test_lowered_nesting_limit_from_settings_rejects_what_the_default_admits():
+    raw = orjson.dumps({**GOOD, "extra": {"a": {"b": {"c": {}}}}})
+    assert admit(raw, NATIVE).rejected is None
+    limits = load_settings(environ={"REACHWATCH_MAX_NESTING": "3"}).limits
+    intake = admit(raw, NATIVE, limits=limits)
+    assert intake.rejected.code == "too_large"
+    assert intake.rejected.detail == "JSON nested deeper than 3 levels"
+
+
+def test_message_byte_limit_comes_from_limits_when_not_given():
+    raw = orjson.dumps(GOOD)
+    assert admit(raw, NATIVE, limits=Limits(max_message_bytes=len(raw))).rejected is None
+    intake = admit(raw, NATIVE, limits=Limits(max_message_bytes=len(raw) - 1))
+    assert intake.rejected.code == "too_large"
+    assert intake.rejected.detail == f"message is {len(raw)} bytes, limit {len(raw) - 1}"
+
+
+def test_lowered_limit_reaches_fields_mapped_by_a_foreign_adapter():
+    record = {
+        "eventVersion": "1.08",
+        "eventTime": "2024-03-01T10:00:00Z",
+        "eventSource": "s3.amazonaws.com",
+        "eventName": "GetObject",
+        "userIdentity": {"type": "IAMUser", "arn": "arn:aws:iam::111122223333:user/ana"},
+        "requestParameters": {"bucketName": "hr-private", "key": "2024/salaries.csv"},
+    }
+    raw = orjson.dumps({"Records": [record]})
+    cloudtrail = get_adapter("cloudtrail")
+    assert [e.resource for e in admit(raw, cloudtrail).events] == [
+        "s3://hr-private/2024/salaries.csv"
+    ]
+    intake = admit(raw, cloudtrail, limits=Limits(max_id_length=20))
+    assert intake.rejected.code == "too_large"
+    # The adapter's note on where the field came from survives.
+    assert intake.rejected.detail == "principal is 34 characters, limit 20 (from userIdentity.arn)"
+
+
+def test_limits_are_not_left_in_force_after_a_message_even_when_the_adapter_fails():
+    admit(orjson.dumps(GOOD), NATIVE, limits=Limits(max_id_length=1))
+    admit(orjson.dumps(GOOD), _Broken(), limits=Limits(max_id_length=1))
+    assert limits_in_force() == Limits()

@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+import orjson
+import pytest
+from aiokafka.partitioner import DefaultPartitioner
+
+from reachwatch.models.errors import SchemaError
+from reachwatch.models.records import AccessEvent
+from reachwatch.streams.service.envelopes import Forwarded, decode_envelope, encode_envelope
+from reachwatch.streams.service.topics import partition_of
+
+
+def _events() -> list[Forwarded]:
+    full = AccessEvent(ts=1767600000.25, principal="ana", resource="s3://hr/pay.csv",
+                       principal_type="service", principal_group="hr", resource_group="fin",
+                       sensitivity="restricted", action="read", records=12, bytes=3400,
+                       outcome="denied", source="cloudtrail")
+    bare = AccessEvent(ts=1767600001.0, principal="bo", resource="db.sales")
+    return [Forwarded(full, "cloudtrail-in", 10.5), Forwarded(bare, "native-in", 11.0),
+            Forwarded(bare, "cloudtrail-in", 11.0)]
+
+
+def test_envelope_round_trip_keeps_events_topics_and_order() -> None:
+    items = _events()
+    assert decode_envelope(encode_envelope(items)) == items
+
+
+def test_envelope_of_another_version_is_refused() -> None:
+    raw = orjson.loads(encode_envelope(_events()))
+    raw["v"] = 99
+    with pytest.raises(SchemaError):
+        decode_envelope(orjson.dumps(raw))
+
+
+@pytest.mark.parametrize("raw", [b"", b"not json", b"[1, 2]", b'{"v": 1, "topics": []}', None])
+def test_garbage_on_an_internal_topic_is_a_schema_error(raw: bytes | None) -> None:
+    with pytest.raises(SchemaError):
+        decode_envelope(raw)
+
+
+def test_partition_of_is_the_keyed_producer_partition() -> None:
+    # Envelopes go to explicit partitions; tables write their changelog by key with the
+    # producer's partitioner. Both must agree or state would live on the wrong partition.
+    partitioner = DefaultPartitioner()
+    for key in (b"ana", b"svc-etl-marketing", b"s3://hr/pay.csv", "ü-ß".encode()):
+        for count in (1, 4, 7):
+            every = list(range(count))
+            assert partition_of(key, count) == partitioner(key, every, every)
