@@ -29,6 +29,7 @@ from reachwatch.models.registry import Registry
 from reachwatch.models.simulation import simulate
 from reachwatch.models.training import TrainingParams, fit
 from reachwatch.streams.local.broker import BrokerProcess, embedded_broker, free_port
+from reachwatch.streams.local.process import stop_process
 
 WORKER_READY_S = 60.0
 SIM_SCALE = 0.2
@@ -136,14 +137,7 @@ class WorkerProcess:
         return self.wait_until(lambda s: bool(s.get("assigned")), timeout, "partitions")
 
     def stop(self, signum: int = signal.SIGTERM, timeout: float = 20.0) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signum)
-            try:
-                self.process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=5)
-        return self.process.returncode
+        return stop_process(self.process, timeout, signum)
 
     def log_tail(self, lines: int = 40) -> str:
         try:
