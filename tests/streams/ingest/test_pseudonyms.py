@@ -14,19 +14,15 @@ from click.testing import CliRunner
 from reachwatch.models.errors import ConfigError
 from reachwatch.models.records import AccessEvent
 from reachwatch.streams.cli.main import main
-from reachwatch.streams.formats.adapters import NativeAdapter
-from reachwatch.streams.ingest.enrichment import Enrichment
 from reachwatch.streams.ingest.pseudonyms import (
     MIN_KEY_BYTES,
     PSEUDONYM_PATTERN,
     Pseudonymizer,
-    audit_reveal,
     check_model,
     load_key,
     new_key,
-    reveal,
 )
-from reachwatch.streams.ingest.sources import read_outcomes
+from reachwatch.streams.ingest.reveal import audit_reveal, reveal
 
 KEY = b"0123456789abcdef0123456789abcdef"
 
@@ -65,23 +61,6 @@ def test_resources_are_replaced_only_when_asked() -> None:
     out = Pseudonymizer(KEY, resources=True).apply(read())
     assert out.resource == Pseudonymizer(KEY).resource("hr/salaries")
     assert out.principal_group == "hr"
-
-
-def test_enrichment_sees_raw_names_before_they_are_replaced(tmp_path: Path) -> None:
-    mapping = tmp_path / "map.yaml"
-    mapping.write_text(
-        "resources:\n  - match: hr/*\n    group: hr\n    sensitivity: restricted\n"
-        "principals:\n  - match: ana\n    group: finance\n"
-    )
-    path = tmp_path / "events.jsonl"
-    path.write_bytes(orjson.dumps({"ts": 1_772_409_600, "principal": "ana", "resource": "hr/x"}))
-    names = Pseudonymizer(KEY, resources=True)
-    adapter = names.wrap(NativeAdapter(), Enrichment.from_file(mapping))
-    [outcome] = list(read_outcomes([path], adapter))
-    assert outcome.event is not None
-    assert outcome.event.principal == names.principal("ana")
-    assert outcome.event.resource == names.resource("hr/x")
-    assert (outcome.event.principal_group, outcome.event.sensitivity) == ("finance", "restricted")
 
 
 # -- keys ------------------------------------------------------------------------------------

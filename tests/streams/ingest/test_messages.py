@@ -1,16 +1,28 @@
-"""Intake: raw message bytes to events, or the reason for the dead-letter topic."""
+"""Messages: raw message bytes through the ingest chain to events, or the reason for the
+dead-letter topic."""
 
 from __future__ import annotations
 
+import dataclasses
+from typing import Any
+
 import orjson
 
-from reachwatch.models.records import Limits, limits_in_force
+from reachwatch.models.records import DEFAULT_LIMITS, Limits
 from reachwatch.streams.formats.adapters import get_adapter
-from reachwatch.streams.ingest.intake import admit
+from reachwatch.streams.ingest.chain import Chain
+from reachwatch.streams.ingest.messages import MessageOutcome, read_message
 from reachwatch.streams.service.settings import load_settings
 
 NATIVE = get_adapter("native")
 GOOD = {"ts": "2026-03-23T10:00:00Z", "principal": "ana", "resource": "hr.salaries"}
+
+
+def admit(raw: bytes | None, adapter: Any, max_bytes: int | None = None, *,
+          limits: Limits = DEFAULT_LIMITS) -> MessageOutcome:
+    if max_bytes is not None:
+        limits = dataclasses.replace(limits, max_message_bytes=max_bytes)
+    return read_message(raw, Chain(adapter, limits=limits))
 
 
 def test_valid_message_becomes_one_event():
@@ -46,8 +58,8 @@ class _TwoRecords:
     def records(self, document):
         return document["Records"]
 
-    def event(self, record):
-        return NATIVE.event(record)
+    def event(self, record, limits):
+        return NATIVE.event(record, limits)
 
 
 def test_good_records_survive_a_bad_sibling_and_the_message_is_still_rejected():
@@ -65,7 +77,7 @@ class _Broken:
     def records(self, document):
         raise KeyError("Records")
 
-    def event(self, record):  # pragma: no cover - never reached
+    def event(self, record, limits):  # pragma: no cover - never reached
         return None
 
 
@@ -99,7 +111,7 @@ def test_lowered_nesting_limit_from_settings_rejects_what_the_default_admits():
     assert intake.rejected.detail == "JSON nested deeper than 3 levels"
 
 
-def test_message_byte_limit_comes_from_limits_when_not_given():
+def test_message_byte_limit_is_the_chains():
     raw = orjson.dumps(GOOD)
     assert admit(raw, NATIVE, limits=Limits(max_message_bytes=len(raw))).rejected is None
     intake = admit(raw, NATIVE, limits=Limits(max_message_bytes=len(raw) - 1))
@@ -125,9 +137,3 @@ def test_lowered_limit_reaches_fields_mapped_by_a_foreign_adapter():
     assert intake.rejected.code == "too_large"
     # The adapter's note on where the field came from survives.
     assert intake.rejected.detail == "principal is 34 characters, limit 20 (from userIdentity.arn)"
-
-
-def test_limits_are_not_left_in_force_after_a_message_even_when_the_adapter_fails():
-    admit(orjson.dumps(GOOD), NATIVE, limits=Limits(max_id_length=1))
-    admit(orjson.dumps(GOOD), _Broken(), limits=Limits(max_id_length=1))
-    assert limits_in_force() == Limits()
