@@ -173,7 +173,10 @@ class Settings:
                 f"got {self.pseudonymize!r}"
             )
         if self.pseudonymize is not None and self.pseudonym_key_file is None:
-            raise ConfigError("pseudonymize needs pseudonym_key_file")
+            raise ConfigError(
+                "pseudonymize needs a pseudonym key file "
+                "(--pseudonym-key-file or REACHWATCH_PSEUDONYM_KEY_FILE)"
+            )
         if self.allowed_lateness is not None and self.allowed_lateness < 0:
             raise ConfigError("allowed_lateness must not be negative")
         if not 0 <= self.web_port <= 65535:

@@ -46,6 +46,7 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerProcess]:
 class Company:
     """A simulated company, its test period and a registry with two model versions."""
 
+    data: Path  # history.jsonl, test.jsonl, labels.json
     registry: Path
     version: str  # promoted
     spare_version: str  # same model under another version id, not promoted
@@ -90,7 +91,7 @@ def company(tmp_path_factory: pytest.TempPathFactory) -> Company:
     lines.sort(key=lambda item: item[0])
     labels = orjson.loads((root / "data" / "labels.json").read_bytes())
     incident = next(i for i in labels["incidents"] if i["kind"] == INCIDENT_KIND)
-    return Company(root / "registry", version, spare, lines, incident)
+    return Company(root / "data", root / "registry", version, spare, lines, incident)
 
 
 @dataclass
@@ -178,7 +179,9 @@ def service(broker: BrokerProcess, company: Company, tmp_path: Path) -> Service:
 def start_worker(service: Service) -> Iterator[Callable[..., WorkerProcess]]:
     started: list[WorkerProcess] = []
 
-    def start(**env: str) -> WorkerProcess:
+    def start(cwd: Path | None = None, unset: tuple[str, ...] = (), **env: str) -> WorkerProcess:
+        """A worker with the test's names, ``env`` on top, ``unset`` variables removed
+        (their defaults apply, relative to ``cwd``)."""
         port = free_port()
         log_path = service.workdir / f"worker-{len(started)}-{port}.log"
         environ = {
@@ -197,9 +200,12 @@ def start_worker(service: Service) -> Iterator[Callable[..., WorkerProcess]]:
             **service.extra_env,
             **env,
         }
+        for name in unset:
+            environ.pop(name, None)
         with log_path.open("wb") as log:
             process = subprocess.Popen(
                 [sys.executable, "-m", "reachwatch.streams.cli", "run"],
+                cwd=cwd,
                 env=environ,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -251,10 +257,27 @@ class OutsideClients:
 
         Returns what was read when ``until`` holds or the timeout passes (the caller asserts).
         """
+        records: list[dict[str, Any]] = []
+
+        def decoded(messages: list[Any]) -> bool:
+            for message in messages[len(records):]:
+                record = orjson.loads(message.value)
+                record["_partition"] = message.partition
+                record["_offset"] = message.offset
+                records.append(record)
+            return until(records)
+
+        self.read_messages(topic, decoded, timeout)
+        return records
+
+    def read_messages(self, topic: str, until: Callable[[list[Any]], bool],
+                      timeout: float = 60.0) -> list[Any]:
+        """Every message of ``topic`` (kafka-python records: key, value, partition, offset)
+        from the beginning, polling until ``until`` holds or the timeout passes."""
         from kafka import KafkaConsumer, TopicPartition
 
         consumer = KafkaConsumer(bootstrap_servers=self.broker.bootstrap, enable_auto_commit=False)
-        records: list[dict[str, Any]] = []
+        records: list[Any] = []
         deadline = time.monotonic() + timeout
         try:
             partitions = None
@@ -269,11 +292,7 @@ class OutsideClients:
             consumer.seek_to_beginning()
             while time.monotonic() < deadline:
                 for batch in consumer.poll(timeout_ms=300).values():
-                    for message in batch:
-                        record = orjson.loads(message.value)
-                        record["_partition"] = message.partition
-                        record["_offset"] = message.offset
-                        records.append(record)
+                    records.extend(batch)
                 if until(records):
                     break
         finally:
