@@ -70,7 +70,7 @@ class Limits:
     """Size limits on one message and the fields of its events; the defaults are today's.
 
     ``max_message_bytes`` bounds a stream message (files have their own line limits, see
-    ``streams.sources``); ``max_id_length`` bounds principal and resource;
+    ``streams.ingest.files``); ``max_id_length`` bounds principal and resource;
     ``max_field_length`` the other free-text fields; ``max_nesting`` JSON depth.
 
     >>> Limits(max_id_length=64).max_field_length
