@@ -15,7 +15,7 @@ import pytest
 from reachwatch.models.evaluation import evaluate
 from reachwatch.models.pipeline import Pipeline
 from reachwatch.models.registry import Registry
-from reachwatch.models.simulation import simulate
+from reachwatch.models.simulation.reference import simulate
 from reachwatch.models.training import fit
 from reachwatch.streams.formats.adapters import get_adapter
 from reachwatch.streams.offline.replay import Tally, collect_events, run_replay

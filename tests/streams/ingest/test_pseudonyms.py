@@ -210,7 +210,7 @@ def test_cli_reveal_rejects_what_is_not_a_pseudonym(tmp_path: Path) -> None:
 # -- end to end: a simulated company trained and replayed with pseudonyms ----------------------
 @pytest.fixture(scope="module")
 def pseudonymised_company(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    from reachwatch.models.simulation import simulate
+    from reachwatch.models.simulation.reference import simulate
 
     root = tmp_path_factory.mktemp("pseudonymised")
     simulate(root / "company", seed=5, scale=0.3, history_days=7)
