@@ -15,7 +15,7 @@ from reachwatch.models.simulation.family import Office
 from reachwatch.models.simulation.labels import Labels
 from reachwatch.models.simulation.organisation import COMPANY, Dataset, Person
 from reachwatch.models.simulation.services import Service, run_once
-from reachwatch.models.simulation.world import HOUR, MINUTE, World
+from reachwatch.models.simulation.world import DAY, HOUR, MINUTE, World
 
 SENSITIVE = ("confidential", "restricted")
 
@@ -51,7 +51,7 @@ def present(world: World, day: int, labels: Labels, roles: tuple[str, ...] = ("e
 
 def awake(world: World, person: Person, ts: float) -> float:
     """Weight of a person reading at ``ts``: high in their office hours, low otherwise."""
-    day = int((ts - world.t0) // 86400.0)
+    day = int((ts - world.t0) // DAY)
     hour = world.local_hour(person.office, ts)
     if world.is_workday(person.office, day) and 8.0 <= hour <= 20.0:
         return 1.0
@@ -77,7 +77,7 @@ def exposure(world: World, rng: random.Random, labels: Labels, sensitivity: str)
     when = whens(world, rng, office)
     minutes = rng.uniform(10.0, 45.0) if speed == "fast" else rng.uniform(90.0, 360.0)
     start = slot(world, rng, office, when, minutes)
-    day = int((start - world.t0) // 86400.0)
+    day = int((start - world.t0) // DAY)
     audience = org.usual_audience(dataset, day)
     outsiders = [p for p in org.people if p.principal not in audience and p.join_day <= day
                  and p.principal not in labels.used]

@@ -60,9 +60,9 @@ def history_company_wide(world: World) -> None:
         company_wide(world, rng, day, "public", (0.6, 0.95))
 
 
-def _test_workday(world: World, rng: random.Random, person_or_office: Person | None = None
-                  ) -> int:
-    office = person_or_office.office if person_or_office else world.params.offices[0]
+def _test_workday(world: World, rng: random.Random) -> int:
+    """A working day of the main office in the test period (any test day if none)."""
+    office = world.params.offices[0]
     days = [d for d in range(world.history_days, world.days) if world.is_workday(office, d)]
     return rng.choice(days or list(range(world.history_days, world.days)))
 

@@ -73,11 +73,11 @@ def build_services(org: Organisation, rng: random.Random) -> list[Service]:
     slices = [teams[i::mix.backups] for i in range(mix.backups)]
     for index, owned in enumerate(slices):
         pool = [d for name in owned for d in org.teams[name].datasets]
-        it = next((t for t in teams if org.teams[t].function == "it"), teams[0])
-        add(f"svc-backup-{index + 1}", it, "backup", DAY / MINUTE, pool, len(pool),
+        keeper = next((t for t in teams if org.teams[t].function == "it"), teams[0])
+        add(f"svc-backup-{index + 1}", keeper, "backup", DAY / MINUTE, pool, len(pool),
             rng.uniform(60.0, 180.0), full=True)
         # Backups run at night in the owner's office: 00:00-04:00 local.
-        office = org.teams[it].office
+        office = org.teams[keeper].office
         services[-1].offset_minutes = ((rng.uniform(0.0, 4.0) - office.utc_offset) % 24) * 60
     for index in range(scaled(mix.crawlers)):
         owner = rng.choice(teams)
