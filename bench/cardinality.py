@@ -24,7 +24,7 @@ from typing import Any
 import orjson
 
 from reachwatch.models.pipeline import Pipeline
-from reachwatch.models.simulation import simulate
+from reachwatch.models.simulation.reference import simulate
 from reachwatch.models.tinyorg import flood
 from reachwatch.models.training import TrainingParams, fit
 from reachwatch.streams.formats.adapters import get_adapter

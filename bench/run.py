@@ -35,7 +35,7 @@ from throughput import worker_throughput
 
 from reachwatch.models.pipeline import Pipeline
 from reachwatch.models.registry import Registry
-from reachwatch.models.simulation import simulate
+from reachwatch.models.simulation.reference import simulate
 from reachwatch.models.training import TrainingParams, fit
 from reachwatch.streams.formats.adapters import get_adapter
 from reachwatch.streams.ingest.chain import Chain

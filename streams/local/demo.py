@@ -40,7 +40,7 @@ WORKER_READY_S = 90.0
 
 def _train(workdir: Path, scale: float, console: Console) -> tuple[Path, str, Path]:
     from reachwatch.models.registry import Registry
-    from reachwatch.models.simulation import simulate
+    from reachwatch.models.simulation.reference import simulate
     from reachwatch.models.training import fit
 
     data = workdir / "data"

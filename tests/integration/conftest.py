@@ -26,7 +26,7 @@ import pytest
 
 from reachwatch.models.records import parse_event, parse_timestamp
 from reachwatch.models.registry import Registry
-from reachwatch.models.simulation import simulate
+from reachwatch.models.simulation.reference import simulate
 from reachwatch.models.training import TrainingParams, fit
 from reachwatch.streams.local.broker import BrokerProcess, embedded_broker, free_port
 from reachwatch.streams.local.process import stop_process
