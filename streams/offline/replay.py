@@ -21,6 +21,7 @@ import orjson
 
 from reachwatch.models.alerts import Alert
 from reachwatch.models.forked import map_forked
+from reachwatch.models.grants import GRANT_ACTIONS
 from reachwatch.models.pipeline import Pipeline
 from reachwatch.models.records import AccessEvent, Limits, enforce_limits, restore_limits
 from reachwatch.streams.ingest.enrichment import Enrichment
@@ -39,6 +40,7 @@ class Tally:
     events: int = 0
     accepted: int = 0
     skipped: int = 0
+    grants: int = 0  # permission changes: kept for exposure causes, never scored
     late: int = 0
     expired: int = 0  # idle entities forgotten
     rejected: Counter[str] = field(default_factory=Counter)
@@ -50,6 +52,7 @@ class Tally:
             "events": self.events,
             "accepted": self.accepted,
             "skipped": self.skipped,
+            "grants": self.grants,
             "late": self.late,
             "rejected": sum(self.rejected.values()),
             "rejected_by_reason": dict(sorted(self.rejected.items())),
@@ -66,10 +69,12 @@ def collect_events(
     tally: Tally,
     rejects: IO[bytes] | None = None,
     limits: Limits | None = None,
+    grants: list[AccessEvent] | None = None,
 ) -> Iterator[list[AccessEvent]]:
-    """Per input file, its valid events in event-time order; counts everything else.
+    """Per input file, its valid reads in event-time order; counts everything else.
 
     ``limits`` (default: the limits in force) bound the fields and nesting of every record.
+    Grant events (``models.grants``) are not reads: they go to ``grants`` when given.
     """
     for path in paths:
         events: list[AccessEvent] = []
@@ -79,7 +84,7 @@ def collect_events(
         try:
             for outcome in read_outcomes([path], adapter, enrichment):
                 tally.events += 1
-                _count(outcome, events, tally, rejects, path)
+                _count(outcome, events, tally, rejects, path, grants)
         finally:
             if token is not None:
                 restore_limits(token)
@@ -93,6 +98,7 @@ def _count(
     tally: Tally,
     rejects: IO[bytes] | None,
     path: Path,
+    grants: list[AccessEvent] | None = None,
 ) -> None:
     if outcome.error is not None:
         tally.rejected[outcome.error.code] += 1
@@ -107,6 +113,10 @@ def _count(
             rejects.write(orjson.dumps(row) + b"\n")
     elif outcome.event is None:
         tally.skipped += 1
+    elif outcome.event.action in GRANT_ACTIONS:
+        tally.grants += 1
+        if grants is not None:
+            grants.append(outcome.event)
     else:
         tally.accepted += 1
         events.append(outcome.event)
