@@ -40,6 +40,7 @@ from reachwatch.models.records import AccessEvent
 
 EXPOSURE_SCHEMA_VERSION = 1
 LOOKBACK = 3600.0  # how far before an alert opens its record reaches (the 1 h window)
+CLOSED_RETENTION = 7 * 86400.0  # event time a closed record stays queryable by the worker
 DEFAULT_CAP = 10_000  # readers per record (a 100k-reader exposure keeps counting overflow)
 MAX_SOURCES = 4  # distinct sources kept per reader
 DOWNLOAD_ACTIONS = frozenset({"download", "export", "sync"})
@@ -381,6 +382,8 @@ class ExposureTracker:
             if event.resource not in states:
                 continue
             record = records.get(event.resource)
+            if record is not None and record.state == "closed":
+                record = None  # kept for queries only; a new widening starts a new record
             if record is not None and record.state == "watching":
                 # Watching reaches back one detection window, no further.
                 record.forget_before(event.ts - self.lookback)
@@ -421,7 +424,7 @@ class ExposureTracker:
         self, alert: Any, records: dict[str, ExposureRecord], changes: ExposureChanges
     ) -> None:
         record = records.get(alert.entity)
-        if record is None:
+        if record is None or record.state == "closed":
             record = records[alert.entity] = ExposureRecord(
                 alert.entity,
                 alert.context.get("sensitivity", "internal"),
@@ -443,6 +446,18 @@ class ExposureTracker:
     def close(self, record: ExposureRecord, ts: float) -> ExposureRecord:
         record.close(ts)
         return record
+
+    def stale(self, records: Mapping[str, ExposureRecord], clock: float) -> list[str]:
+        """Records to forget at event time ``clock``: watching ones whose readers all left
+        the lookback, closed ones past ``CLOSED_RETENTION``."""
+        out = []
+        for resource, record in records.items():
+            last = record.last_read
+            if record.state == "watching" and (last is None or last < clock - self.lookback):
+                out.append(resource)
+            elif record.state == "closed" and (record.closed or 0.0) < clock - CLOSED_RETENTION:
+                out.append(resource)
+        return out
 
 
 def readers_csv(record: Mapping[str, Any]) -> str:

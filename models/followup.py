@@ -120,10 +120,17 @@ class FollowUp:
                 continue
             self.tracker.close(record, _epoch(closed["ts"]))
             out.exposures.append(self.publishable(record))
-            out.records_deleted.add(record.resource)
-            out.records_touched.discard(record.resource)
-            records.pop(record.resource, None)
+            # Kept, closed, for queries until a new widening or the retention replaces it.
+            records[record.resource] = record
+            out.records_touched.add(record.resource)
         return out
+
+    def sweep(self, clock: float) -> list[str]:
+        """Forget stale exposure records (see ``ExposureTracker.stale``); returns them."""
+        stale = self.tracker.stale(self.exposures, clock)
+        for resource in stale:
+            del self.exposures[resource]
+        return stale
 
     def publishable(self, record: ExposureRecord) -> dict[str, Any]:
         first = record.first_read

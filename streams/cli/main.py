@@ -16,7 +16,7 @@ import click
 import orjson
 
 from reachwatch.models.errors import ReachwatchError
-from reachwatch.streams.cli import service
+from reachwatch.streams.cli import exposure, service
 
 DEFAULT_REGISTRY = Path("var/models")
 
@@ -511,5 +511,5 @@ def reveal(
     click.echo(identity)
 
 
-for _command in (service.run, service.broker, service.demo):
+for _command in (service.run, service.broker, service.demo, exposure.exposure_report):
     main.add_command(_command)

@@ -57,6 +57,7 @@ def replay_exposures(
         now = chunk[-1].ts
         if next_sweep is None or now >= next_sweep:
             pipeline.expire_idle(states, now)
+            followup.sweep(now)
             next_sweep = now + SWEEP_INTERVAL
         new = followup.before_batch(batch_reads, states)
         if batch_reads:

@@ -18,9 +18,10 @@ from reachwatch.models.exposure import ExposureRecord, readers_csv
 from reachwatch.models.followup import FollowUp
 from reachwatch.models.grants import split_grants
 from reachwatch.models.pipeline import Pipeline
-from reachwatch.models.records import AccessEvent
+from reachwatch.models.records import AccessEvent, parse_timestamp
 
 DAY = 86400.0
+_epoch = parse_timestamp
 
 
 def replay(pipeline: Pipeline, events: list[AccessEvent], batch: int = 40):
@@ -104,7 +105,10 @@ def test_the_record_grows_then_closes_with_the_alert(story):
     closed = [m for m in messages if m["status"] == "closed" and m["entity"] == RESOURCE]
     assert len(closed) == 1 and closed[0]["alert_id"] == mine[-1]["alert_id"]
     assert mine[-1]["closed"] == closed[0]["ts"]
-    assert RESOURCE not in followup.exposures  # closed records leave the table
+    assert followup.exposures[RESOURCE].state == "closed"  # kept for queries
+    # Watching records of other resources (a stray outside newcomer) are swept too.
+    assert RESOURCE in followup.sweep(_epoch(mine[-1]["closed"]) + 8 * DAY)
+    assert len(followup.exposures) == 0
 
 
 def test_a_capped_record_counts_the_overflow():
