@@ -43,6 +43,9 @@ LOOKBACK = 3600.0  # how far before an alert opens its record reaches (the 1 h w
 CLOSED_RETENTION = 7 * 86400.0  # event time a closed record stays queryable by the worker
 DEFAULT_CAP = 10_000  # readers per record (a 100k-reader exposure keeps counting overflow)
 MAX_SOURCES = 4  # distinct sources kept per reader
+# Event times of a reader's latest reads, kept to recognise a read seen before: the stream
+# is at-least-once, and a batch replayed after a crash must not count its reads twice.
+RECENT_READS = 8
 DOWNLOAD_ACTIONS = frozenset({"download", "export", "sync"})
 STATES = ("watching", "open", "closed")
 CSV_FIELDS = (
@@ -79,8 +82,15 @@ class Reader:
     bytes: int = 0
     actions: list[str] = field(default_factory=list)
     sources: list[str] = field(default_factory=list)
+    recent: list[float] = field(default_factory=list)
 
-    def note(self, event: AccessEvent) -> None:
+    def note(self, event: AccessEvent) -> bool:
+        """Count one read; False for a read already counted (a replay)."""
+        if event.ts in self.recent:
+            return False
+        self.recent.append(event.ts)
+        if len(self.recent) > RECENT_READS:
+            del self.recent[0]
         self.first_read = min(self.first_read, event.ts)
         self.last_read = max(self.last_read, event.ts)
         self.reads += 1
@@ -92,6 +102,7 @@ class Reader:
             self.sources.append(event.source)
         if event.principal_group and not self.group:
             self.group = event.principal_group
+        return True
 
     def to_obj(self) -> list[Any]:
         return [
@@ -105,6 +116,7 @@ class Reader:
             self.bytes,
             self.actions,
             self.sources,
+            self.recent,
         ]
 
     @classmethod
@@ -120,6 +132,7 @@ class Reader:
             obj[7],
             list(obj[8]),
             list(obj[9]),
+            list(obj[10]),
         )
 
     def to_json(self) -> dict[str, Any]:

@@ -134,7 +134,12 @@ class GrantLog:
         return key
 
     def add_events(self, events: Iterable[AccessEvent]) -> set[str]:
-        return {self.add(Grant.of(e)) for e in events if e.action in GRANT_ACTIONS}
+        # A refused change (outcome denied) widened nothing.
+        return {
+            self.add(Grant.of(e))
+            for e in events
+            if e.action in GRANT_ACTIONS and e.outcome == "allowed"
+        }
 
     def latest_before(self, resource: str, before: float) -> Grant | None:
         """The last grant on ``resource`` or an enclosing scope at or before ``before``."""

@@ -212,7 +212,8 @@ async def read_topic(
                         continue
                     if isinstance(record, dict) and _matches(record, resource, alert_id):
                         found.append(record)
-            at_end = all(await _position(consumer, tp) >= ends[tp] for tp in assigned)
+            positions = [await consumer.position(tp) for tp in assigned]
+            at_end = all(at >= ends[tp] for at, tp in zip(positions, assigned, strict=True))
             if got or not at_end:
                 quiet_since = None
             elif quiet_since is None:
@@ -222,10 +223,6 @@ async def read_topic(
     finally:
         await consumer.stop()
     return found
-
-
-async def _position(consumer: Any, tp: Any) -> int:
-    return int(await consumer.position(tp))
 
 
 def _matches(record: dict[str, Any], resource: str | None, alert_id: str | None) -> bool:

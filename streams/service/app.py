@@ -117,12 +117,22 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
     )
     # Lifecycle, exposure records, grants, the alert log behind /alerts/recent, and pages.
     pager = (
-        Pager(settings.alertmanager_url, metrics=metrics, broker=settings.broker_url,
-              resend_interval=settings.page_resend_interval)
-        if settings.alertmanager_url else None
+        Pager(
+            settings.alertmanager_url,
+            metrics=metrics,
+            broker=settings.broker_url,
+            resend_interval=settings.page_resend_interval,
+        )
+        if settings.alertmanager_url
+        else None
     )
-    worker.followup = FollowUpStage(define_followup(app, settings), settings,
-                                    worker.pipeline.policy.quiet_period, metrics, pager)
+    worker.followup = FollowUpStage(
+        define_followup(app, settings),
+        settings,
+        worker.pipeline.policy.quiet_period,
+        metrics,
+        pager,
+    )
     worker.recent = worker.followup.log
     register_agents(app, worker)
     register_followup(app, worker.followup, settings)

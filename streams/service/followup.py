@@ -242,7 +242,10 @@ def register_followup(app: faust.App, stage: FollowUpStage, settings: Settings) 
     pager = stage.pager
     if pager is None:
         return
-    app.task(pager.run, name="reachwatch.pager")
+
+    @app.task
+    async def push_pages() -> None:
+        await pager.run()
 
     async def resend_pages() -> None:
         pager.sync(stage.open_alerts())

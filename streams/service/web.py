@@ -126,13 +126,15 @@ def register_views(
             if query is None:
                 body = orjson.dumps(recent.newest(limit))
             else:
-                body = orjson.dumps(query(
-                    state=request.query.get("state") or None,
-                    kind=request.query.get("kind") or None,
-                    severity=request.query.get("severity") or None,
-                    limit=limit,
-                    offset=parse_offset(request.query.get("offset")),
-                ))
+                body = orjson.dumps(
+                    query(
+                        state=request.query.get("state") or None,
+                        kind=request.query.get("kind") or None,
+                        severity=request.query.get("severity") or None,
+                        limit=limit,
+                        offset=parse_offset(request.query.get("offset")),
+                    )
+                )
             return self.bytes(body, headers={"Content-Type": JSON, "Cache-Control": "no-store"})
 
     @app.page("/status")

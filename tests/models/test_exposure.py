@@ -170,3 +170,25 @@ def test_readers_csv_has_one_row_per_reader(story):
     final = [r for r in published if r["resource"] == RESOURCE][-1]
     rows = readers_csv(final).strip().splitlines()
     assert rows[0].startswith("principal,group,") and len(rows) == 1 + final["reader_count"]
+
+
+def test_a_replayed_read_is_not_counted_twice():
+    # At-least-once: after a crash the stream replays the batch it had not committed.
+    record = ExposureRecord("hr/x", "restricted", "hr")
+    reads = [
+        AccessEvent(
+            ts=1774368000.0 + i,
+            principal="ana",
+            resource="hr/x",
+            principal_group="sales",
+            resource_group="hr",
+            records=5,
+        )
+        for i in range(3)
+    ]
+    for event in reads + reads:
+        record.note(event)
+    record = ExposureRecord.from_obj(record.to_obj())  # across a restart, too
+    for event in reads:
+        record.note(event)
+    assert record.readers["ana"].reads == 3 and record.readers["ana"].records == 15
