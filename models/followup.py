@@ -133,10 +133,12 @@ class FollowUp:
         return stale
 
     def publishable(self, record: ExposureRecord) -> dict[str, Any]:
-        first = record.first_read
-        if first is not None:
-            # Recomputed at every publication: a grant can arrive after the first reads.
-            record.cause = self.grants.cause_for(record.resource, before=first)
+        # The cause: the last grant before the alert opened (the widening the detector saw;
+        # a stray outside reader just before the change must not hide it), recomputed at
+        # every publication because a grant can arrive after the first reads.
+        widened = record.opened if record.opened is not None else record.first_read
+        if widened is not None:
+            record.cause = self.grants.cause_for(record.resource, before=widened)
         record.published_readers = len(record.readers)
         return record.to_json()
 

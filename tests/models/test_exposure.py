@@ -192,3 +192,24 @@ def test_a_replayed_read_is_not_counted_twice():
     for event in reads:
         record.note(event)
     assert record.readers["ana"].reads == 3 and record.readers["ana"].records == 15
+
+
+def test_a_stray_reader_before_the_grant_does_not_hide_the_cause():
+    from reachwatch.models.grants import Grant
+
+    followup = FollowUp("resource")
+    followup.grants.add(
+        Grant(ts=1774368000.0, principal="hr-0", resource="hr/x", action="share-organization")
+    )
+    record = ExposureRecord("hr/x", "restricted", "hr")
+    record.note(
+        AccessEvent(
+            ts=1774368000.0 - 1500,
+            principal="early",
+            resource="hr/x",
+            principal_group="sales",
+            resource_group="hr",
+        )
+    )
+    record.open("a1", 1774368000.0 + 300, "high", "restricted")
+    assert followup.publishable(record)["cause"]["by"] == "hr-0"
