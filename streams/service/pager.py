@@ -8,8 +8,8 @@ exposure of restricted data (``models.lifecycle.pages``), are also POSTed to
 - labels, low-cardinality only (they become routing and grouping keys): ``alertname``
   ``ReachwatchDetection``, ``kind``, ``severity`` (the alert's: high, critical, or medium
   for a restricted exposure), ``sensitivity``, ``team`` (of the entity), ``source``;
-- annotations: ``summary``, ``entity``, ``alert_id``, ``runbook_url`` and the
-  ``exposure_report`` command that prints who saw it.
+- annotations: ``summary``, ``entity``, ``alert_id``, ``runbook_url``, and for exposures
+  (``broad_audience``) the ``exposure_report`` command that prints who saw it.
 
 Alertmanager forgets an alert that is not re-sent before its ``endsAt``, so open pages are
 re-sent every ``resend_interval`` with ``endsAt`` a few intervals ahead (as Prometheus
@@ -75,9 +75,10 @@ def page_of(message: Mapping[str, Any], broker: str, ends_in: float) -> dict[str
         "entity": entity,
         "alert_id": str(message.get("alert_id")),
         "runbook_url": RUNBOOK,
-        "exposure_report": report_command(message, broker),
         "first_seen": str(message.get("first_ts")),
     }
+    if labels["kind"] == "broad_audience":  # a broad_reader alert has no exposure record
+        annotations["exposure_report"] = report_command(message, broker)
     return {
         "labels": labels,
         "annotations": annotations,

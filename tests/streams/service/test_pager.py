@@ -147,3 +147,9 @@ def test_a_refused_payload_is_counted_not_retried(monkeypatch, status):
     metrics = asyncio.run(scenario())
     assert calls == [1]
     assert sample(metrics, "reachwatch_page_push_failures_total") == 1
+
+
+def test_a_broad_reader_page_has_no_exposure_report_command():
+    page = page_of({**OPENED, "kind": "broad_reader", "entity": "eng-3"}, "kafka://k", 60)
+    assert "exposure_report" not in page["annotations"]
+    assert page["annotations"]["entity"] == "eng-3"
