@@ -341,10 +341,13 @@ def newcomers(events: Iterable[AccessEvent], states: Mapping[str, Any]) -> set[t
 
     Call *before* the batch is scored: the resource's novelty memory then still says who
     had read it within its horizon (45 days) before these reads. A resource without state
-    yet has no established reader.
+    yet has no established reader. Reads that cannot be from outside the usual audience
+    (public data, the owning team) are left out (``is_outside_newcomer``).
     """
     out: set[tuple[str, str]] = set()
     for event in events:
+        if not is_outside_newcomer(event, True):
+            continue  # public data or the owning team: never outside, whatever the memory
         state = states.get(event.resource)
         memory = getattr(state, "memory", None)
         last = memory.seen.get(event.principal) if memory is not None else None
@@ -392,18 +395,15 @@ class ExposureTracker:
         for event in events:
             while pending and pending[-1].ts <= event.ts:
                 self._apply_alert(pending.pop(), records, changes)
-            if event.resource not in states:
-                continue
             record = records.get(event.resource)
             if record is not None and record.state == "closed":
                 record = None  # kept for queries only; a new widening starts a new record
-            if record is not None and record.state == "watching":
-                # Watching reaches back one detection window, no further.
-                record.forget_before(event.ts - self.lookback)
-            known = record is not None and event.principal in record.readers
-            if not known and not is_outside_newcomer(
-                event, (event.resource, event.principal) in new
-            ):
+            # ``new`` holds outside newcomers only (see ``newcomers``): a set lookup per
+            # read is all most reads cost here.
+            if (record is None or event.principal not in record.readers) and (
+                event.resource,
+                event.principal,
+            ) not in new:
                 continue
             if record is None:
                 record = records[event.resource] = ExposureRecord(
@@ -414,8 +414,14 @@ class ExposureTracker:
             changes.touched.add(event.resource)
         while pending:
             self._apply_alert(pending.pop(), records, changes)
+        # Watching reaches back one detection window, no further: pruned when an alert
+        # opens (``_apply_alert``) and here, once per batch, against the latest read.
         for resource in list(changes.touched):
             record = records.get(resource)
+            if record is not None and record.state == "watching":
+                latest = record.last_read
+                if latest is not None:
+                    record.forget_before(latest - self.lookback)
             if record is not None and record.state == "watching" and not record.readers:
                 del records[resource]
                 changes.dropped.add(resource)
@@ -445,6 +451,7 @@ class ExposureTracker:
                 cap=self.cap,
             )
         if record.alert_id != alert.alert_id:
+            record.forget_before(alert.ts - self.lookback)
             record.open(
                 alert.alert_id,
                 alert.first_ts,
