@@ -328,7 +328,8 @@ def _when(ts: float, same_day_as: float | None = None) -> str:
 def is_outside_newcomer(event: AccessEvent, first_time: bool) -> bool:
     """A read from outside the usual audience: not the owning team, not an established reader.
 
-    A reader whose team is unknown is outside unless the owning team is unknown too.
+    A reader whose team is unknown counts as outside: without enrichment (CloudTrail and
+    M365 carry no teams) every newcomer is listed, which errs on the side of telling.
     """
     if event.sensitivity == "public":
         return False  # public data read by everyone is what public means
