@@ -73,6 +73,7 @@ class Run:
     web_record: dict[str, Any] | None = None
     web_unauthorized: int = 0
     recent_closed: list[dict[str, Any]] = field(default_factory=list)
+    recent_open_after_restart: list[dict[str, Any]] = field(default_factory=list)
     cli_json: dict[str, Any] | None = None
     killed_pid: int = 0
     metrics: str = ""
@@ -305,6 +306,8 @@ def run(company, broker, tmp_path_factory) -> Iterator[Run]:
             )
             status, body = _get(f"http://127.0.0.1:{port}/exposures?resource={RESOURCE}", token)
             result.web_record = orjson.loads(body) if status == 200 else {"status": status}
+            status, body = _get(f"http://127.0.0.1:{port}/alerts/recent?state=open", token)
+            result.recent_open_after_restart = orjson.loads(body) if status == 200 else []
             result.web_unauthorized, _ = _get(
                 f"http://127.0.0.1:{port}/exposures?resource={RESOURCE}", None
             )
@@ -401,6 +404,9 @@ def test_a_sigkilled_worker_keeps_the_record(run):
     assert first_half <= {r["principal"] for r in final["readers"]}
     assert run.web_record is not None and run.web_record.get("resource") == RESOURCE
     assert run.web_unauthorized == 401
+    # /alerts/recent of the new worker still holds what the killed one published.
+    opened = _opened(run.alerts)[0]
+    assert opened["alert_id"] in {a["alert_id"] for a in run.recent_open_after_restart}
 
 
 def test_closed_event_and_resolved_page_after_the_quiet_period(run):
