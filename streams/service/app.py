@@ -30,9 +30,11 @@ from reachwatch.models.pipeline import Pipeline
 from reachwatch.models.registry import Registry
 from reachwatch.streams.ingest.chain import build_chain
 from reachwatch.streams.service.agents import Worker, register_agents
+from reachwatch.streams.service.exposure_views import register_exposure_views
+from reachwatch.streams.service.followup import FollowUpStage, define_followup, register_followup
 from reachwatch.streams.service.health import HealthProbe
 from reachwatch.streams.service.metrics import Metrics, faust_monitor
-from reachwatch.streams.service.recent import RecentAlerts
+from reachwatch.streams.service.pager import Pager
 from reachwatch.streams.service.reload import ModelWatcher
 from reachwatch.streams.service.settings import Settings, load_settings
 from reachwatch.streams.service.topics import define_tables, define_topics
@@ -150,9 +152,28 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
         topics=define_topics(app, settings),
         tables=define_tables(app, settings),
         metrics=metrics,
-        recent=RecentAlerts(settings.recent_alerts),
     )
+    # Lifecycle, exposure records, grants, the alert log behind /alerts/recent, and pages.
+    pager = (
+        Pager(
+            settings.alertmanager_url,
+            metrics=metrics,
+            broker=settings.broker_url,
+            resend_interval=settings.page_resend_interval,
+        )
+        if settings.alertmanager_url
+        else None
+    )
+    worker.followup = FollowUpStage(
+        define_followup(app, settings),
+        settings,
+        worker.pipeline.policy.quiet_period,
+        metrics,
+        pager,
+    )
+    worker.recent = worker.followup.log
     register_agents(app, worker)
+    register_followup(app, worker.followup, settings)
 
     probe = HealthProbe(app, worker.tables, metrics, timeout=settings.health_interval)
     app.timer(settings.health_interval, name="reachwatch.sample_health")(probe.sample)
@@ -168,6 +189,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
         status=status,
         token=token,
     )
+    register_exposure_views(app, worker.followup, token)
     return app
 
 

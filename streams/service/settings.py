@@ -60,6 +60,16 @@ class Settings:
     input_topics: tuple[str, ...] = ("access-events",)
     alerts_topic: str = "access-alerts"
     dlq_topic: str = "access-events-dlq"
+    # Compacted, keyed by resource: the exposure record of every broad_audience alert.
+    exposures_topic: str = "access-exposures"
+    # Alertmanager base URL (``http://host:9093``) the worker pushes pages to; None = off.
+    alertmanager_url: str | None = None
+    # Seconds between re-sends of open pages (Alertmanager resolves what is not re-sent).
+    page_resend_interval: float = 60.0
+    # Readers one exposure record lists at most; reads by further readers are counted.
+    exposure_cap: int = 10_000
+    # Alerts /alerts/recent keeps (their latest message each, in a changelog table).
+    alert_log_size: int = 10_000
     format: str = "native"
     # The ingest chain after the adapter: a mapping file, the pseudonym key and what the
     # key replaces (principals, or principals and resources). A model must have been
@@ -157,13 +167,13 @@ class Settings:
         for name in (
             "batch_size", "partitions", "max_message_bytes", "recent_alerts",
             "producer_max_batch_size", "decoded_state_cache", "max_id_length",
-            "max_field_length", "max_nesting", "max_entities",
+            "max_field_length", "max_nesting", "max_entities", "exposure_cap", "alert_log_size",
         ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1")
         for name in (
             "batch_max_wait", "reload_poll_interval", "broker_session_timeout", "health_interval",
-            "idle_sweep_interval",
+            "idle_sweep_interval", "page_resend_interval",
         ):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive")

@@ -2,9 +2,11 @@
 
 - ``/metrics``: every reachwatch metric and Faust's sensor metrics, one registry, in the
   Prometheus text format.
-- ``/alerts/recent``: a JSON array of the last alerts this worker published, newest first,
-  each exactly the object on the alerts topic (Grafana's Infinity table reads it).
-  ``?limit=N`` returns fewer.
+- ``/alerts/recent``: a JSON array of the latest message of the alerts this worker
+  published, newest first, each exactly the object on the alerts topic (Grafana's
+  Infinity table reads it); kept in a changelog table (``streams.service.alertlog``), so
+  a restart keeps them. ``?limit=N&offset=M`` pages; ``?state=open|closed``, ``?kind=``,
+  ``?severity=`` filter.
 - ``/status``: model version, counters, table sizes and assigned partitions (no entities).
 
 The web server binds 127.0.0.1 unless ``web_host`` says otherwise. When a bearer token is
@@ -76,6 +78,14 @@ def parse_limit(raw: str | None, capacity: int) -> int:
         return capacity
 
 
+def parse_offset(raw: str | None) -> int:
+    """The ``?offset=`` of /alerts/recent: a non-negative integer, 0 when absent or bad."""
+    try:
+        return max(0, int(raw)) if raw else 0
+    except ValueError:
+        return 0
+
+
 def register_views(
     app: faust.App,
     *,
@@ -112,7 +122,19 @@ def register_views(
             if denied is not None:
                 return denied
             limit = parse_limit(request.query.get("limit"), recent.capacity)
-            body = orjson.dumps(recent.newest(limit))
+            query = getattr(recent, "query", None)  # the changelog-backed alert log
+            if query is None:
+                body = orjson.dumps(recent.newest(limit))
+            else:
+                body = orjson.dumps(
+                    query(
+                        state=request.query.get("state") or None,
+                        kind=request.query.get("kind") or None,
+                        severity=request.query.get("severity") or None,
+                        limit=limit,
+                        offset=parse_offset(request.query.get("offset")),
+                    )
+                )
             return self.bytes(body, headers={"Content-Type": JSON, "Cache-Control": "no-store"})
 
     @app.page("/status")

@@ -25,6 +25,10 @@ def test_config_passes_amtool(amtool: str) -> None:
         (["severity=page", "alertname=ReachwatchRestrictedExposure"], "pager"),
         (["severity=ticket", "alertname=ReachwatchWorkerDown"], "tickets"),
         (["alertname=SomethingUnlabelled"], "tickets"),
+        # Pushed by the worker: its severity label is the alert's own, not page/ticket.
+        (["alertname=ReachwatchDetection", "severity=high", "kind=broad_audience"], "pager"),
+        (["alertname=ReachwatchDetection", "severity=medium", "sensitivity=restricted"],
+         "pager"),
     ],
 )
 def test_routing_sends_pages_to_the_pager(amtool: str, labels: list[str], receiver: str) -> None:
