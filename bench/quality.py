@@ -41,7 +41,7 @@ def one_seed(seed: int, scale: float, out: Path, jobs: int) -> dict:
     fitted = fit(history, jobs=jobs)
     train_s = time.perf_counter() - started
     registry = Registry(folder / "models")
-    version = registry.write(fitted.forests, fitted.profiles, fitted.metadata)
+    version = registry.write(fitted.detectors, fitted.profiles, fitted.metadata)
     model = registry.load(version)
     alerts: list[dict] = []
     tally = Tally()

@@ -285,7 +285,7 @@ def train(
     if pseudonymizer is not None:
         fitted.metadata["pseudonymization"] = pseudonymizer.describe()
     store = Registry(registry)
-    version = store.write(fitted.forests, fitted.profiles, fitted.metadata)
+    version = store.write(fitted.detectors, fitted.profiles, fitted.metadata)
     write_card(store.root / version, fitted.metadata)
     if promote:
         store.promote(version)
