@@ -33,7 +33,14 @@ from reachwatch.models.sides import (
     ResourceAttrs,
     Side,
 )
-from reachwatch.models.windows import DAY, HOUR, DecayedHistogram, EntityState, is_idle
+from reachwatch.models.windows import (
+    DAY,
+    HOUR,
+    DecayedHistogram,
+    EntityState,
+    idle_horizon,
+    is_idle,
+)
 
 SENSITIVE = frozenset({"confidential", "restricted"})
 
@@ -78,6 +85,10 @@ class DetectionConfig:
     def idle(self, watermark: float, now: float) -> bool:
         """Whether an entity last read at ``watermark`` is forgotten at ``now``."""
         return is_idle(watermark, now, self.idle_ttl_days)
+
+    def idle_horizon(self, now: float) -> float:
+        """Entities last read before this are idle at ``now`` (``windows.idle_horizon``)."""
+        return idle_horizon(now, self.idle_ttl_days)
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -567,6 +567,11 @@ def decode_state(raw: bytes) -> EntityState:
     return state
 
 
+def idle_horizon(now: float, ttl_days: float) -> float:
+    """The one idle rule: an entity whose watermark is before this, at event time ``now``,
+    had no read for longer than ``ttl_days`` and is forgotten."""
+    return now - ttl_days * DAY
+
+
 def is_idle(watermark: float, now: float, ttl_days: float) -> bool:
-    """The one idle rule: no read for longer than ``ttl_days`` of event time before ``now``."""
-    return watermark < now - ttl_days * DAY
+    return watermark < idle_horizon(now, ttl_days)

@@ -22,12 +22,12 @@ def test_flush_keeps_only_the_most_recent_states_decoded():
     store, _ = _store_with(10, capacity=3)
     assert store.flush() == 7
     assert len(store) == 10
-    assert list(store._hot) == ["p7", "p8", "p9"]
+    assert store._hot.keys() == ["p7", "p8", "p9"]
 
 
 def test_a_cold_state_comes_back_identical():
     store, _ = _store_with(5, capacity=1)
-    before = encode_state(store._hot["p0"])  # peek without making it most recent
+    before = encode_state(dict(store._hot.states())["p0"])  # without making it most recent
     store.flush()
     assert "p0" in store._cold
     assert encode_state(store["p0"]) == before
