@@ -196,7 +196,7 @@ class AlertPolicy:
     update_growth: float = math.log(2.0)
 
     def qualifies(self, view: View, score: float, detector: BreadthDetector) -> bool:
-        return view.side.scores(view.event) and detector.alerts(score, view.breadth)
+        return view.side.may_alert(view.event) and detector.alerts(score, view.breadth)
 
     def decide(
         self,

@@ -108,7 +108,7 @@ class Side:
     sample_fields: tuple[str, ...]  # the event fields kept of each recent read
     # Whether reads of public data are scored for alerts and fitted on (public data read
     # by everyone is what public means).
-    public_counts: bool
+    alerts_on_public: bool
     # Every event is scored on both sides: this one books its per-event outcomes (late,
     # scored), so each event is counted once.
     books_events: bool
@@ -127,13 +127,17 @@ class Side:
     def __post_init__(self) -> None:
         object.__setattr__(self, "sample_of", attrgetter(*self.sample_fields))
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Sides are singletons: a copy or pickle of a state refers to the same one.
+        return _side_named, (self.name,)
+
     @property
     def n_attrs(self) -> int:
         return len(self.attrs._fields)  # type: ignore[attr-defined]
 
-    def scores(self, event: AccessEvent) -> bool:
+    def may_alert(self, event: AccessEvent) -> bool:
         """Whether a read of this event may alert (and is fitted on) on this side."""
-        return self.public_counts or event.sensitivity != "public"
+        return self.alerts_on_public or event.sensitivity != "public"
 
 
 # Compact on purpose: an IsolationForest isolates along randomly chosen features, so
@@ -168,7 +172,7 @@ PRINCIPAL = Side(
         "breadth_outside_24h",
     ),
     sample_fields=("resource", "sensitivity", "resource_group"),
-    public_counts=True,
+    alerts_on_public=True,
     books_events=True,
     demotes_marginal=True,
     sensitivity_involved=_datasets_read,
@@ -211,7 +215,7 @@ RESOURCE = Side(
         "breadth_groups_1h",
     ),
     sample_fields=("principal", "principal_group", "principal_type"),
-    public_counts=False,
+    alerts_on_public=False,
     books_events=False,
     demotes_marginal=False,
     sensitivity_involved=lambda event, metrics: event.sensitivity,
@@ -228,3 +232,7 @@ SIDES = (PRINCIPAL, RESOURCE)
 KINDS = tuple(side.kind for side in SIDES)
 BY_NAME = {side.name: side for side in SIDES}
 BY_KIND = {side.kind: side for side in SIDES}
+
+
+def _side_named(name: str) -> Side:
+    return BY_NAME[name]

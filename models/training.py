@@ -151,7 +151,7 @@ def build_vectors(
         day = int(event.ts // DAY)
         for side in sides:
             view = builder.view(event, _states_of(builder, side, states[side], event))
-            if view is not None and side.scores(event):
+            if view is not None and side.may_alert(event):
                 vectors[side].append(view.vector)
                 breadths[side].append(view.breadth)
                 entities[side].append(view.entity)
