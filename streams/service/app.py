@@ -35,7 +35,7 @@ from reachwatch.streams.service.reload import ModelWatcher
 from reachwatch.streams.service.settings import Settings, load_settings
 from reachwatch.streams.service.topics import define_tables, define_topics
 from reachwatch.streams.service.transport import use_short_fetch_wait
-from reachwatch.streams.service.web import read_token, register_views
+from reachwatch.streams.service.web import guard_web_exposure, read_token, register_views
 
 
 def broker_credentials(settings: Settings) -> Any:
@@ -66,6 +66,7 @@ def broker_credentials(settings: Settings) -> Any:
 def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
     """A ready-to-start worker app: topics, tables, agents, model watcher, web pages."""
     token = read_token(settings.web_token_file)  # first: a bad token file fails fast
+    guard_web_exposure(settings)  # never who-read-what open on a network by accident
     metrics = metrics or Metrics(topics=settings.input_topics)
     app = faust.App(
         settings.app_id,

@@ -65,6 +65,9 @@ class Settings:
     # A file holding the bearer token /metrics and /alerts/recent demand; None = open
     # (the web server binds loopback by default). A file, so the token never sits in env.
     web_token_file: Path | None = None
+    # The one way to serve /metrics and /alerts/recent beyond loopback without a token
+    # (web.py, guard_web_exposure): loudly named so that it stands out in any review.
+    insecure_open_web: bool = False
     # How many of this worker's latest published alerts /alerts/recent keeps (in memory).
     recent_alerts: int = 200
     # Seconds between samples of broker health, consumer lag and table sizes.
