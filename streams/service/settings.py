@@ -53,6 +53,9 @@ class Settings:
     input_topics: tuple[str, ...] = ("access-events",)
     alerts_topic: str = "access-alerts"
     dlq_topic: str = "access-events-dlq"
+    # Seconds the dead-letter topic keeps a message (retention.ms of the topic the worker
+    # creates): dead letters are raw input, a copy of who read what, kept for triage only.
+    dlq_retention: float = 3 * 86400.0
     format: str = "native"
     registry_dir: Path = Path("var/models")
     model_ref: str = "current"
@@ -153,7 +156,7 @@ class Settings:
                 raise ConfigError(f"{name} must be at least 1")
         for name in (
             "batch_max_wait", "reload_poll_interval", "broker_session_timeout", "health_interval",
-            "idle_sweep_interval",
+            "idle_sweep_interval", "dlq_retention",
         ):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive")
