@@ -201,3 +201,13 @@ def test_status_stays_open_and_names_no_entity(fed_worker: TokenWorker, tiny_his
         assert isinstance(value, (int, float, str, list)), key
         if isinstance(value, list):
             assert all(":" in item and item.rsplit(":", 1)[1].isdigit() for item in value), key
+
+
+def test_the_worker_log_names_no_entity_at_info(fed_worker: TokenWorker, tiny_history) -> None:
+    """The default log level (info) says what the worker does, never whom it read about."""
+    log = fed_worker.log_path.read_text(errors="replace")
+    assert "[INFO]" in log  # the worker logged at its default level: the check has teeth
+    streamed = tiny_history[-EVENTS:]
+    names = {e.principal for e in streamed} | {e.resource for e in streamed}
+    assert [name for name in names if name in log] == []
+    assert fed_worker.token not in log
