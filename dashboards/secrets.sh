@@ -25,7 +25,7 @@ random_secret() {
 }
 
 # Hex only: the values go into JAAS lines and kafka-configs arguments unquoted.
-for name in reachwatch_web_token grafana_admin_password kafka_admin_password \
+for name in reachwatch_web_token reachwatch_alerts_token grafana_admin_password kafka_admin_password \
     kafka_reachwatch_password kafka_siem_password kafka_shipper_password \
     kafka_keystore_password; do
   random_secret "$name"

@@ -66,6 +66,7 @@ def broker_credentials(settings: Settings) -> Any:
 def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
     """A ready-to-start worker app: topics, tables, agents, model watcher, web pages."""
     token = read_token(settings.web_token_file)  # first: a bad token file fails fast
+    alerts_token = read_token(settings.alerts_token_file)
     guard_web_exposure(settings)  # never who-read-what open on a network by accident
     metrics = metrics or Metrics(topics=settings.input_topics)
     app = faust.App(
@@ -130,6 +131,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
         recent=worker.recent,
         status=status,
         token=token,
+        alerts_token=alerts_token,
     )
     return app
 

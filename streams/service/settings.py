@@ -68,6 +68,9 @@ class Settings:
     # A file holding the bearer token /metrics and /alerts/recent demand; None = open
     # (the web server binds loopback by default). A file, so the token never sits in env.
     web_token_file: Path | None = None
+    # A second token for /alerts/recent alone (alert samples name who read what): then the
+    # web_token_file token (Prometheus') opens /metrics only. None = web_token_file's.
+    alerts_token_file: Path | None = None
     # The one way to serve /metrics and /alerts/recent beyond loopback without a token
     # (web.py, guard_web_exposure): loudly named so that it stands out in any review.
     insecure_open_web: bool = False

@@ -9,7 +9,10 @@
 
 The web server binds 127.0.0.1 unless ``web_host`` says otherwise. When a bearer token is
 configured (``web_token_file``), ``/metrics`` and ``/alerts/recent`` answer 401 without
-``Authorization: Bearer <token>``; ``/status`` stays open for liveness probes, since it
+``Authorization: Bearer <token>``. With ``alerts_token_file`` too, ``/alerts/recent``
+demands that second token and the first opens ``/metrics`` only: Prometheus, which needs
+counts, then cannot read alert samples (who read what), which Grafana's table can.
+``/status`` stays open for liveness probes, since it
 names no principal or resource (counters, table sizes, model version, partitions). Faust's
 own pages (``/table`` would serve window state per entity, ``/router`` the key placement)
 are switched off in ``app.py``.
@@ -139,11 +142,15 @@ def register_views(
     recent: RecentAlerts,
     status: Callable[[], Mapping[str, Any]],
     token: bytes | None = None,
+    alerts_token: bytes | None = None,
 ) -> None:
-    """Add the three views to ``app`` (before it starts)."""
+    """Add the three views to ``app`` (before it starts).
 
-    def refused(view: View, request: Request) -> Response | None:
-        if authorized(request.headers.get("Authorization"), token):
+    ``token`` guards ``/metrics``, and ``/alerts/recent`` unless ``alerts_token`` is given.
+    """
+
+    def refused(view: View, request: Request, needed: bytes | None) -> Response | None:
+        if authorized(request.headers.get("Authorization"), needed):
             return None
         return view.bytes(
             b'{"error":"unauthorized"}',
@@ -154,7 +161,7 @@ def register_views(
     @app.page("/metrics")
     class MetricsPage(View):
         async def get(self, request: Request) -> Response:
-            denied = refused(self, request)
+            denied = refused(self, request, token)
             if denied is not None:
                 return denied
             body, content_type = render(metrics.registry)
@@ -164,7 +171,7 @@ def register_views(
     @app.page("/alerts/recent")
     class RecentAlertsPage(View):
         async def get(self, request: Request) -> Response:
-            denied = refused(self, request)
+            denied = refused(self, request, token if alerts_token is None else alerts_token)
             if denied is not None:
                 return denied
             limit = parse_limit(request.query.get("limit"), recent.capacity)

@@ -293,8 +293,14 @@ def test_grafana_reads_the_alerts_with_the_workers_token() -> None:
     assert alerts["jsonData"]["auth_method"] == "bearerToken"
     secret = re.fullmatch(r"\$__file\{(/run/secrets/[\w.-]+)\}",
                           alerts["secureJsonData"]["bearerToken"]).group(1)
-    assert _secret_path(secret, "grafana") == "reachwatch_web_token"
-    assert {SERVICES[w]["environment"]["REACHWATCH_WEB_TOKEN_FILE"] for w in WORKERS} == {secret}
+    assert _secret_path(secret, "grafana") == "reachwatch_alerts_token"
+    assert {SERVICES[w]["environment"]["REACHWATCH_ALERTS_TOKEN_FILE"] for w in WORKERS} == {
+        secret}
+    # Grafana's token is not the metrics token, and Prometheus holds no alerts token.
+    web_tokens = {SERVICES[w]["environment"]["REACHWATCH_WEB_TOKEN_FILE"] for w in WORKERS}
+    assert secret not in web_tokens
+    assert "reachwatch_alerts_token" not in mounted_secrets("prometheus")
+    assert "reachwatch_web_token" not in mounted_secrets("grafana")
     hosts = {f"http://{w}:{SERVICES[w]['environment']['REACHWATCH_WEB_PORT']}" for w in WORKERS}
     assert set(alerts["jsonData"]["allowedHosts"]) == hosts
     # Alertmanager has no login and is not published: Grafana is the way to its silences.

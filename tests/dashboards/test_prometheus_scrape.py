@@ -1,7 +1,8 @@
 """A real Prometheus scrapes a token-protected worker with the committed scrape job.
 
-One embedded broker, one ``reachwatch run`` worker with ``REACHWATCH_WEB_TOKEN_FILE`` on a
-free loopback port, one Prometheus whose ``reachwatch`` job is the one committed in
+One embedded broker, one ``reachwatch run`` worker on a free loopback port with
+``REACHWATCH_WEB_TOKEN_FILE`` (the metrics token) and ``REACHWATCH_ALERTS_TOKEN_FILE`` (the
+alerts token), one Prometheus whose ``reachwatch`` job is the one committed in
 dashboards/prometheus/prometheus.yml (only its targets and the path of the token file
 changed), plus a control job without the token. Every process is stopped by its PID.
 """
@@ -34,7 +35,8 @@ EVENTS = 300
 class TokenWorker:
     process: subprocess.Popen[bytes]
     url: str
-    token: str
+    token: str  # opens /metrics
+    alerts_token: str  # opens /alerts/recent
     input_topic: str
     log_path: Path
 
@@ -67,9 +69,11 @@ def worker(
     broker: BrokerProcess, tiny_registry, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[TokenWorker]:
     workdir = tmp_path_factory.mktemp("scrape-worker")
-    token = uuid.uuid4().hex
+    token, alerts_token = uuid.uuid4().hex, uuid.uuid4().hex
     token_file = workdir / "reachwatch_web_token"
     token_file.write_text(token + "\n")
+    alerts_token_file = workdir / "reachwatch_alerts_token"
+    alerts_token_file.write_text(alerts_token)
     port, tag = free_port(), uuid.uuid4().hex[:8]
     environ = {k: v for k, v in os.environ.items() if not k.startswith("REACHWATCH_")}
     environ.update({
@@ -82,6 +86,7 @@ def worker(
         "REACHWATCH_REGISTRY_DIR": str(tiny_registry.root),
         "REACHWATCH_WEB_PORT": str(port),
         "REACHWATCH_WEB_TOKEN_FILE": str(token_file),
+        "REACHWATCH_ALERTS_TOKEN_FILE": str(alerts_token_file),
         "REACHWATCH_DATA_DIR": str(workdir / "data"),
         "REACHWATCH_BATCH_MAX_WAIT": "0.1",
     })
@@ -91,7 +96,8 @@ def worker(
             [sys.executable, "-m", "reachwatch.streams.cli", "run"],
             env=environ, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         )
-    running = TokenWorker(process, f"http://127.0.0.1:{port}", token, f"events-{tag}", log_path)
+    running = TokenWorker(process, f"http://127.0.0.1:{port}", token, alerts_token,
+                          f"events-{tag}", log_path)
     try:
         wait_until(lambda: running.process.poll() is None and running.status().get("assigned"),
                    90, "the worker's partitions")
@@ -158,13 +164,16 @@ def test_the_committed_scrape_job_sends_the_token_from_a_file() -> None:
     assert "credentials" not in job["authorization"]  # never the token itself
 
 
-def test_metrics_and_alerts_answer_401_without_the_token(worker: TokenWorker) -> None:
-    for path in ("/metrics", "/alerts/recent"):
+def test_metrics_and_alerts_answer_401_without_their_own_token(worker: TokenWorker) -> None:
+    for path, token, other in (("/metrics", worker.token, worker.alerts_token),
+                               ("/alerts/recent", worker.alerts_token, worker.token)):
         code, body = worker.get(path)
         assert code == 401, (path, body[:200])
         assert b"reachwatch_" not in body
-        assert worker.get(path, token="not-" + worker.token)[0] == 401
-        assert worker.get(path, token=worker.token)[0] == 200
+        assert worker.get(path, token="not-" + token)[0] == 401
+        # Prometheus' token reads no alert sample; Grafana's table token reads no metrics.
+        assert worker.get(path, token=other)[0] == 401, path
+        assert worker.get(path, token=token)[0] == 200, path
 
 
 def test_prometheus_scrapes_with_the_token_and_not_without(
@@ -210,4 +219,4 @@ def test_the_worker_log_names_no_entity_at_info(fed_worker: TokenWorker, tiny_hi
     streamed = tiny_history[-EVENTS:]
     names = {e.principal for e in streamed} | {e.resource for e in streamed}
     assert [name for name in names if name in log] == []
-    assert fed_worker.token not in log
+    assert fed_worker.token not in log and fed_worker.alerts_token not in log
