@@ -12,10 +12,10 @@ configured (``web_token_file``), ``/metrics`` and ``/alerts/recent`` answer 401 
 ``Authorization: Bearer <token>``. With ``alerts_token_file`` too, ``/alerts/recent``
 demands that second token and the first opens ``/metrics`` only: Prometheus, which needs
 counts, then cannot read alert samples (who read what), which Grafana's table can.
-``/status`` stays open for liveness probes, since it
-names no principal or resource (counters, table sizes, model version, partitions). Faust's
-own pages (``/table`` would serve window state per entity, ``/router`` the key placement)
-are switched off in ``app.py``.
+``/status`` stays open for liveness probes, since it names no principal or resource
+(counters, table sizes, model version, partitions). Faust's own pages (``/table`` would
+serve window state per entity, ``/router`` the key placement) are switched off in
+``app.py``.
 
 The worker fails closed (``guard_web_exposure``): a web server on any address other than
 loopback without a token refuses to start, unless ``insecure_open_web`` is set, which is
