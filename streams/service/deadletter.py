@@ -185,20 +185,15 @@ class DeadLetter:
         )
 
 
-def redaction_for(settings: Any) -> Redaction | None:
-    """The redaction a worker applies to its dead letters: on whenever pseudonymisation is.
+def redaction_for(pseudonymizer: Any | None) -> Redaction | None:
+    """The redaction of a worker's dead letters: on whenever pseudonymisation is.
 
-    Pseudonymisation promises that nothing downstream of intake holds an identity; a
-    verbatim dead letter would break that promise for every rejected line.
+    ``pseudonymizer`` is the worker's ``streams.ingest.pseudonyms.Pseudonymizer`` (None when
+    pseudonymisation is off). Pseudonymisation promises that nothing downstream of intake
+    holds an identity; a verbatim dead letter would break that promise for every rejected
+    line.
     """
-    mode = getattr(settings, "pseudonymize", None)  # None, "principals" or "resources"
-    key_file = getattr(settings, "pseudonym_key_file", None)
-    if not mode or key_file is None:
-        return None
-    from reachwatch.streams.ingest.pseudonyms import Pseudonymizer
-
-    resources = mode == "resources"
-    return Redaction.pseudonymising(Pseudonymizer.from_key_file(key_file, resources=resources))
+    return None if pseudonymizer is None else Redaction.pseudonymising(pseudonymizer)
 
 
 def _b64(raw: bytes | None) -> str | None:

@@ -163,13 +163,11 @@ def test_a_message_that_is_not_json_keeps_only_size_and_digest():
     assert "value_redacted" not in big  # a prefix of a document would not parse anyway
 
 
-def test_redaction_is_on_only_when_pseudonymisation_is(tmp_path):
-    key = tmp_path / "key"
-    key.write_bytes(b"k" * 32)
-    assert redaction_for(SimpleNamespace()) is None
-    assert redaction_for(SimpleNamespace(pseudonymize=None, pseudonym_key_file=None)) is None
-    on = redaction_for(SimpleNamespace(pseudonymize="principals", pseudonym_key_file=key))
-    assert on is not None and on.principal(ANA) == NAMES.principal(ANA)
-    assert on.resource(PAYROLL) == PAYROLL
-    both = redaction_for(SimpleNamespace(pseudonymize="resources", pseudonym_key_file=key))
+def test_redaction_is_on_only_when_pseudonymisation_is():
+    assert redaction_for(None) is None
+    principals = redaction_for(NAMES)
+    assert principals.principal(ANA) == NAMES.principal(ANA)
+    assert principals.resource(PAYROLL) == PAYROLL
+    both = redaction_for(Pseudonymizer(b"k" * 32, resources=True))
     assert both.resource(PAYROLL) == NAMES.resource(PAYROLL)
+    assert _letter(redaction=both).to_json()["value_redacted"]["principal"] == NAMES.principal(ANA)
