@@ -317,3 +317,17 @@ def test_dockerfile_builds_a_non_root_worker_with_constraints() -> None:
     for copied in re.findall(r"^COPY (.+) \S+$", text, re.M):
         for source in copied.split():
             assert (REPO / source).exists(), source
+
+
+def test_the_image_alone_refuses_to_serve_its_web_port_without_a_token() -> None:
+    """`docker run reachwatch` binds 0.0.0.0 (the image's ENV): without a token it must stop."""
+    from reachwatch.models.errors import ConfigError
+    from reachwatch.streams.service.settings import load_settings
+    from reachwatch.streams.service.web import guard_web_exposure
+
+    text = (REPO / "Dockerfile").read_text().replace("\\\n", " ")
+    image_env = dict(re.findall(r"\b(REACHWATCH_[A-Z_]+)=(\S+)", text))
+    assert image_env["REACHWATCH_WEB_HOST"] == "0.0.0.0"
+    assert "REACHWATCH_WEB_TOKEN_FILE" not in image_env  # the token comes from a secret
+    with pytest.raises(ConfigError, match="without a bearer token"):
+        guard_web_exposure(load_settings(environ=image_env))
