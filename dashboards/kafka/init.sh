@@ -1,7 +1,7 @@
 #!/bin/bash
 # The compose `kafka-init` one-shot: SCRAM users, topics (topics.txt) and ACLs (acls.txt),
 # as the admin super user over SASL_SSL. Idempotent: users' passwords are (re)set from the
-# secrets, topics created if missing and their retention re-applied, ACLs added (adding
+# secrets, topics created if missing and their config re-applied, ACLs added (adding
 # an existing ACL is a no-op). Rotating a password = new secret file + re-run.
 set -euo pipefail
 umask 077
@@ -28,12 +28,14 @@ for user in reachwatch shipper siem; do
     --add-config "SCRAM-SHA-512=[iterations=8192,password=$(secret "kafka_${user}_password")]"
 done
 
-grep -v '^[[:space:]]*\(#\|$\)' "$here/topics.txt" | while read -r topic partitions retention _; do
+grep -v '^[[:space:]]*\(#\|$\)' "$here/topics.txt" | while read -r topic partitions configs _; do
+  args=()
+  for config in ${configs//,/ }; do args+=(--config "$config"); done
   "$bin/kafka-topics.sh" --bootstrap-server "$server" --command-config "$admin" \
     --create --if-not-exists --topic "$topic" --partitions "$partitions" \
-    --replication-factor 1 --config "retention.ms=$retention"
+    --replication-factor 1 "${args[@]}"
   "$bin/kafka-configs.sh" --bootstrap-server "$server" --command-config "$admin" --alter \
-    --entity-type topics --entity-name "$topic" --add-config "retention.ms=$retention"
+    --entity-type topics --entity-name "$topic" --add-config "$configs"
 done
 
 grep -v '^[[:space:]]*\(#\|$\)' "$here/acls.txt" | while read -r principal kind pattern name operations _; do

@@ -3,9 +3,10 @@
 Docker does not run here, so the two entrypoint scripts run for real with stand-ins for
 the Kafka command-line tools that record their arguments (the broker's rendered
 server.properties, every kafka-configs/kafka-topics/kafka-acls call kafka-init makes),
-and the topics the workers need are derived from the code (topics.py, the tables, Faust's
-leader topic), never from a copy. The TLS material `make secrets` makes is checked by a
-real handshake with the worker's own SSL context.
+and the topics the workers need are derived from the app ``create_app`` builds (its
+agents' topics, its tables, Faust's leader topic, every ``*_topic`` setting), never from a
+copy. The TLS material `make secrets` makes is checked by a real handshake with the
+worker's own SSL context.
 """
 
 from __future__ import annotations
@@ -19,13 +20,11 @@ import threading
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-import faust
 import pytest
 from support.compose import SERVICES, WORKERS, secret_files, worker_environ
 from support.opsstack import REPO
 
 from reachwatch.streams.service.settings import Settings, load_settings
-from reachwatch.streams.service.topics import ServiceTopics, define_tables, define_topics
 
 KAFKA = REPO / "dashboards" / "kafka"
 FAKE_TOOL = """#!/bin/bash
@@ -181,38 +180,55 @@ def _applied_grants(init: Ran) -> list[Grant]:
     return grants
 
 
-def _worker_settings(compose_secrets: Path) -> Settings:
-    return load_settings(environ=worker_environ(WORKERS[0], compose_secrets))
+def _worker_settings(compose_secrets: Path, registry: Path | None = None) -> Settings:
+    overrides = {} if registry is None else {"registry_dir": registry}
+    return load_settings(overrides, environ=worker_environ(WORKERS[0], compose_secrets))
 
 
-def reachwatch_topics(settings: Settings) -> dict[str, set[str]]:
-    """Every topic a worker touches, from the code, with the operations it needs there."""
-    app = faust.App(settings.app_id, broker=settings.broker_url)
-    topics = define_topics(app, settings)
-    tables = define_tables(app, settings)
-    outputs = {id(t) for t in topics.declared_outputs()}
+@pytest.fixture(scope="module")
+def worker_topics(compose_secrets: Path, tiny_registry) -> dict[str, set[str]]:
+    """Every topic a compose worker touches, from the app it builds, with the operations.
+
+    The app is built by ``create_app`` from compose's worker env (only the model registry
+    swapped for a test one): the topics its agents consume, its tables' changelogs,
+    Faust's leader topic, and every ``*_topic`` setting (the outputs: alerts, dead
+    letters, and whatever a later module adds). Nothing here is a copy of a topic name.
+    """
+    from reachwatch.streams.service.app import create_app
+
+    settings = _worker_settings(compose_secrets, tiny_registry.root)
+    app = create_app(settings)
+    internal = settings.app_id + "-"
     needed: dict[str, set[str]] = {}
-    for field in fields(ServiceTopics):
-        topic = getattr(topics, field.name)
-        if field.name == "inputs":
-            ops = {"Read"}
-        elif id(topic) in outputs:
-            ops = {"Write"}
-        else:  # repartition topics: written by ingest, read by scoring
-            ops = {"Read", "Write"}
-        for name in topic.topics:
-            needed.setdefault(name, set()).update(ops | {"Describe"})
-    for table in (tables.principals, tables.resources):
-        needed[table.changelog_topic.get_topic_name()] = {"Read", "Write", "Describe", "Create"}
-    needed[app._leader_assignor._leader_topic_name] = {"Read", "Write", "Describe", "Create"}
-    for name in (settings.principal_topic, settings.resource_topic):
-        needed[name].add("Create")  # Faust creates its internal topics
+
+    def need(topic: str, *operations: str) -> None:
+        needed.setdefault(topic, {"Describe"}).update(operations)
+
+    for agent in app.agents.values():
+        for topic in agent.channel.topics:
+            if topic in settings.input_topics:
+                need(topic, "Read")
+            else:  # repartition topics: written by ingest, read by scoring
+                need(topic, "Read", "Write")
+    for table in app.tables.values():
+        need(table.changelog_topic.get_topic_name(), "Read", "Write")
+    need(app._leader_assignor._leader_topic_name, "Read", "Write")
+    for field in fields(Settings):
+        if field.name.endswith("_topic") and getattr(settings, field.name):
+            topic = getattr(settings, field.name)
+            if topic not in needed:
+                need(topic, "Write")
+    for topic in needed:
+        if topic.startswith(internal):
+            need(topic, "Create")  # Faust creates its internal topics and changelogs
     return needed
 
 
-def test_the_topic_list_comes_from_the_code(compose_secrets: Path) -> None:
+def test_the_topic_list_comes_from_the_code(
+    compose_secrets: Path, worker_topics: dict[str, set[str]]
+) -> None:
     settings = _worker_settings(compose_secrets)
-    topics = reachwatch_topics(settings)
+    topics = worker_topics
     # A new topic in topics.py or a new *_topic setting shows up here by itself.
     named = {getattr(settings, f.name) for f in fields(Settings) if f.name.endswith("_topic")}
     named |= set(settings.input_topics)
@@ -221,11 +237,13 @@ def test_the_topic_list_comes_from_the_code(compose_secrets: Path) -> None:
             f"{settings.app_id}-__assignor-__leader"} <= set(topics)
 
 
-def test_acls_grant_the_workers_everything_they_touch(init: Ran, compose_secrets: Path) -> None:
+def test_acls_grant_the_workers_everything_they_touch(
+    init: Ran, compose_secrets: Path, worker_topics: dict[str, set[str]]
+) -> None:
     settings = _worker_settings(compose_secrets)
     worker = "User:" + settings.sasl_username
     grants = [g for g in _applied_grants(init) if g.principal == worker]
-    for topic, operations in reachwatch_topics(settings).items():
+    for topic, operations in worker_topics.items():
         granted = set().union(*(g.operations for g in grants if g.covers("topic", topic)))
         assert operations <= granted, (topic, operations - granted)
     group = set().union(*(g.operations for g in grants if g.covers("group", settings.app_id)))
@@ -233,7 +251,7 @@ def test_acls_grant_the_workers_everything_they_touch(init: Ran, compose_secrets
 
 
 def test_only_the_workers_write_reachwatch_topics_and_only_the_siem_reads_alerts(
-    init: Ran, compose_secrets: Path
+    init: Ran, compose_secrets: Path, worker_topics: dict[str, set[str]]
 ) -> None:
     settings = _worker_settings(compose_secrets)
     grants = _applied_grants(init)
@@ -243,7 +261,7 @@ def test_only_the_workers_write_reachwatch_topics_and_only_the_siem_reads_alerts
         return {g.principal for g in grants
                 if g.covers("topic", topic) and operation in g.operations}
 
-    for topic in reachwatch_topics(settings):
+    for topic in worker_topics:
         if topic in settings.input_topics:
             assert who("Read", topic) == {worker}, topic
             assert who("Write", topic) == {"User:shipper"}, topic
@@ -251,7 +269,7 @@ def test_only_the_workers_write_reachwatch_topics_and_only_the_siem_reads_alerts
             assert who("Write", topic) == {worker}, topic
     assert who("Read", settings.alerts_topic) == {"User:siem"}
     assert who("Read", settings.dlq_topic) == set()  # dead letters: the admin only
-    exposures = [t for t in reachwatch_topics(settings) if "exposure" in t]
+    exposures = [t for t in worker_topics if "exposure" in t]
     for topic in [*exposures, f"{settings.app_id}-principal-state-changelog"]:
         assert who("Read", topic) <= {worker}, topic
     assert {g.principal for g in grants} == {worker, "User:shipper", "User:siem"}
@@ -263,24 +281,28 @@ def test_every_acl_line_and_topic_line_is_applied(init: Ran) -> None:
                for g in _applied_grants(init)}
     listed = {(p, k, pat, n, frozenset(ops.split(","))) for p, k, pat, n, ops in _table("acls.txt")}
     assert applied == listed
-    created = {(_option(c, "--topic")[0], _option(c, "--partitions")[0], _option(c, "--config")[0])
+    created = {(_option(c, "--topic")[0], _option(c, "--partitions")[0],
+                frozenset(_option(c, "--config")))
                for c in init.calls if c[0] == "kafka-topics.sh"}
-    assert created == {(t, p, f"retention.ms={r}") for t, p, r in _table("topics.txt")}
+    listed_topics = _table("topics.txt")
+    assert created == {(t, p, frozenset(c.split(","))) for t, p, c in listed_topics}
     altered = {(_option(c, "--entity-name")[0], _option(c, "--add-config")[0])
                for c in init.calls if c[0] == "kafka-configs.sh" and "topics" in c}
-    assert altered == {(t, f"retention.ms={r}") for t, _, r in _table("topics.txt")}
+    assert altered == {(t, c) for t, _, c in listed_topics}
 
 
 def test_topics_the_workers_do_not_create_are_created_by_kafka_init(
-    init: Ran, compose_secrets: Path
+    compose_secrets: Path, worker_topics: dict[str, set[str]]
 ) -> None:
     settings = _worker_settings(compose_secrets)
-    listed = {row[0]: int(row[2]) for row in _table("topics.txt")}
-    for topic in reachwatch_topics(settings):
+    listed = {row[0]: dict(c.split("=") for c in row[2].split(",")) for row in _table("topics.txt")}
+    for topic in worker_topics:
         if not topic.startswith(settings.app_id + "-"):
             assert topic in listed, topic
-    assert listed[settings.dlq_topic] == int(settings.dlq_retention * 1000)
-    assert listed[settings.dlq_topic] <= 7 * 86400 * 1000  # dead letters are kept briefly
+    dead_letters = listed[settings.dlq_topic]
+    assert int(dead_letters["retention.ms"]) == int(settings.dlq_retention * 1000)
+    assert int(dead_letters["retention.ms"]) <= 7 * 86400 * 1000  # kept briefly
+    assert dead_letters.get("cleanup.policy", "delete") == "delete"
 
 
 def test_kafka_init_sets_each_users_scram_password_from_its_secret(
