@@ -167,6 +167,12 @@ class DeadLetter:
     def encode(self) -> bytes:
         return orjson.dumps(self.to_json())
 
+    @property
+    def wire_key(self) -> bytes | None:
+        """The Kafka key to send this letter with: the original's, none when redacted
+        (a producer may key its messages by principal)."""
+        return None if self.redaction is not None else self.key
+
     @classmethod
     def decode(cls, raw: bytes) -> DeadLetter:
         """Read a dead letter back (tools and tests)."""

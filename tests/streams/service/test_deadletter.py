@@ -171,3 +171,8 @@ def test_redaction_is_on_only_when_pseudonymisation_is():
     both = redaction_for(Pseudonymizer(b"k" * 32, resources=True))
     assert both.resource(PAYROLL) == NAMES.resource(PAYROLL)
     assert _letter(redaction=both).to_json()["value_redacted"]["principal"] == NAMES.principal(ANA)
+
+
+def test_a_redacted_letter_is_sent_without_the_producers_key():
+    assert _letter().wire_key == ANA.encode()
+    assert _letter(redaction=Redaction.pseudonymising(NAMES)).wire_key is None
