@@ -25,6 +25,7 @@ from reachwatch.models.simulation import simulate
 from reachwatch.models.threshold_rule import fit_threshold_rule
 from reachwatch.models.training import fit
 from reachwatch.streams.formats.adapters import get_adapter
+from reachwatch.streams.ingest.chain import Chain
 from reachwatch.streams.offline.replay import Tally, collect_events, run_replay
 
 
@@ -34,9 +35,9 @@ def one_seed(seed: int, scale: float, out: Path, jobs: int) -> dict:
     labels = orjson.loads((folder / "labels.json").read_bytes())
     adapter = get_adapter("native")
     history = [
-        e for b in collect_events([folder / "history.jsonl"], adapter, None, Tally()) for e in b
+        e for b in collect_events([folder / "history.jsonl"], Chain(adapter), Tally()) for e in b
     ]
-    test = [e for b in collect_events([folder / "test.jsonl"], adapter, None, Tally()) for e in b]
+    test = [e for b in collect_events([folder / "test.jsonl"], Chain(adapter), Tally()) for e in b]
     started = time.perf_counter()
     fitted = fit(history, jobs=jobs)
     train_s = time.perf_counter() - started

@@ -35,8 +35,8 @@ from reachwatch.models.alerts import Alert
 from reachwatch.models.errors import SchemaError
 from reachwatch.models.pipeline import BatchResult, Pipeline
 from reachwatch.models.windows import decode_state, encode_state, state_watermark
-from reachwatch.streams.formats.adapters import Adapter
-from reachwatch.streams.ingest.intake import admit
+from reachwatch.streams.ingest.chain import Chain
+from reachwatch.streams.ingest.messages import read_message
 from reachwatch.streams.service.deadletter import DeadLetter
 from reachwatch.streams.service.envelopes import (
     MAX_ENVELOPE_EVENTS,
@@ -64,7 +64,7 @@ class Worker:
     settings: Settings
     pipeline: Pipeline
     watcher: ModelWatcher
-    adapter: Adapter
+    chain: Chain  # adapter → enrichment → pseudonyms, under the settings' limits
     topics: ServiceTopics
     tables: ServiceTables
     metrics: Metrics
@@ -95,9 +95,8 @@ class Worker:
         by_principal: dict[int, list[Forwarded]] = {}
         by_resource: dict[int, list[Forwarded]] = {}
         counter = self.metrics.events_consumed
-        limits = self.settings.limits
         for message in messages:
-            intake = admit(message.value, self.adapter, limits=limits)
+            intake = read_message(message.value, self.chain)
             self.events_in += 1
             if intake.skipped:
                 counter.labels(topic=message.topic, outcome="skipped").inc(intake.skipped)

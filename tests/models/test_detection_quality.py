@@ -18,6 +18,7 @@ from reachwatch.models.registry import Registry
 from reachwatch.models.simulation import simulate
 from reachwatch.models.training import fit
 from reachwatch.streams.formats.adapters import get_adapter
+from reachwatch.streams.ingest.chain import Chain
 from reachwatch.streams.offline.replay import Tally, collect_events, run_replay
 
 
@@ -27,7 +28,7 @@ def judged(tmp_path_factory: pytest.TempPathFactory):
     simulate(folder, seed=5, scale=0.3, history_days=14)
     adapter = get_adapter("native")
     history, test = (
-        [e for batch in collect_events([folder / name], adapter, None, Tally()) for e in batch]
+        [e for batch in collect_events([folder / name], Chain(adapter), Tally()) for e in batch]
         for name in ("history.jsonl", "test.jsonl")
     )
     registry = Registry(folder / "models")

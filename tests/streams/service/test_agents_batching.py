@@ -14,6 +14,7 @@ from support.tinyorg import history as tiny_history_events
 from reachwatch.models.pipeline import Pipeline
 from reachwatch.models.windows import decode_state, encode_state
 from reachwatch.streams.formats.adapters import get_adapter
+from reachwatch.streams.ingest.chain import Chain
 from reachwatch.streams.service.agents import Worker
 from reachwatch.streams.service.envelopes import decode_envelope
 from reachwatch.streams.service.metrics import Metrics
@@ -33,7 +34,7 @@ def _worker(model: Any, partitions: int = 3) -> Worker:
     settings = Settings(partitions=partitions)
     topics = ServiceTopics(*(RecordingTopic() for _ in range(5)))
     return Worker(settings=settings, pipeline=Pipeline(model), watcher=None,  # type: ignore[arg-type]
-                  adapter=get_adapter("native"), topics=topics,
+                  chain=Chain(get_adapter("native"), limits=settings.limits), topics=topics,
                   tables=ServiceTables({}, {}),  # type: ignore[arg-type]
                   metrics=Metrics(topics=settings.input_topics))
 
@@ -95,6 +96,7 @@ def test_scoring_carries_state_across_batches_through_the_cache(tiny_model) -> N
 def test_ingest_dead_letters_ids_over_the_configured_limit(tiny_model) -> None:
     worker = _worker(tiny_model)
     worker.settings = Settings(partitions=3, max_id_length=8)
+    worker.chain = Chain(get_adapter("native"), limits=worker.settings.limits)
     event = tiny_history_events()[0].to_json()
     short = {**event, "principal": "ana", "resource": "db/hr"}
     long = {**event, "principal": "ana", "resource": "db/hr/salaries"}  # 14 characters
