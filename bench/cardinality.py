@@ -24,7 +24,7 @@ from typing import Any
 import orjson
 
 from reachwatch.models.pipeline import Pipeline
-from reachwatch.models.simulation import simulate
+from reachwatch.models.simulation.reference import simulate
 from reachwatch.models.tinyorg import flood
 from reachwatch.models.training import TrainingParams, fit
 from reachwatch.streams.formats.adapters import get_adapter
@@ -54,7 +54,7 @@ def small_model() -> Any:
         ]
         fitted = fit(events, params=TrainingParams(n_estimators=50))
         registry = Registry(Path(tmp) / "models")
-        version = registry.write(fitted.forests, fitted.profiles, fitted.metadata)
+        version = registry.write(fitted.detectors, fitted.profiles, fitted.metadata)
         return registry.load(version), events[-1].ts + 3600.0
 
 

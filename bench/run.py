@@ -35,7 +35,7 @@ from throughput import worker_throughput
 
 from reachwatch.models.pipeline import Pipeline
 from reachwatch.models.registry import Registry
-from reachwatch.models.simulation import simulate
+from reachwatch.models.simulation.reference import simulate
 from reachwatch.models.training import TrainingParams, fit
 from reachwatch.streams.formats.adapters import get_adapter
 from reachwatch.streams.ingest.chain import Chain
@@ -67,7 +67,7 @@ def company(out: Path) -> tuple[Path, list[bytes]]:
         print(f"trained the bench model on {len(history):,} events in "
               f"{time.perf_counter() - started:.0f} s (cached in {registry})")
         reg = Registry(registry)
-        reg.promote(reg.write(fitted.forests, fitted.profiles, fitted.metadata))
+        reg.promote(reg.write(fitted.detectors, fitted.profiles, fitted.metadata))
     return registry, lines
 
 

@@ -27,14 +27,23 @@ from reachwatch.streams.cli.base import (
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--seed", default=7, show_default=True, type=int)
 @click.option("--scale", default=1.0, show_default=True, type=click.FloatRange(0.05, 20.0))
-@click.option("--history-days", default=21, show_default=True, type=click.IntRange(3, 120))
-@click.option("--test-days", default=3, show_default=True, type=click.IntRange(1, 30))
-def simulate(out_dir: Path, seed: int, scale: float, history_days: int, test_days: int) -> None:
-    """Write a synthetic company's access history, a test period with incidents, labels."""
-    from reachwatch.models.simulation import simulate as run
+@click.option("--history-days", type=click.IntRange(3, 120), help="Default: drawn (14-21).")
+@click.option("--test-days", type=click.IntRange(1, 30), help="Default: drawn (2-3).")
+@click.option("--reference", is_flag=True, help="The fixed reference company, not the family.")
+def simulate(out_dir: Path, seed: int, scale: float, history_days: int | None,
+             test_days: int | None, reference: bool) -> None:
+    """Write company SEED of the family: access history, a test period with incidents, labels."""
+    if reference:
+        from reachwatch.models.simulation.reference import simulate as fixed
 
-    summary = run(out_dir, seed=seed, scale=scale, history_days=history_days, test_days=test_days)
-    click.echo(orjson.dumps(getattr(summary, "to_json", lambda: summary.__dict__)()).decode())
+        summary = fixed(out_dir, seed=seed, scale=scale, history_days=history_days or 21,
+                        test_days=test_days or 3)
+    else:
+        from reachwatch.models.simulation import simulate as run
+
+        summary = run(out_dir, seed=seed, scale=scale, history_days=history_days,
+                      test_days=test_days)
+    click.echo(orjson.dumps(summary.to_json()).decode())
 
 
 @click.command()
@@ -133,7 +142,7 @@ def train(
     # The chain the model must be served through (key and mapping fingerprints, no secret).
     fitted.metadata.update(chain.describe())
     store = Registry(registry)
-    version = store.write(fitted.forests, fitted.profiles, fitted.metadata)
+    version = store.write(fitted.detectors, fitted.profiles, fitted.metadata)
     write_card(store.root / version, fitted.metadata)
     if promote:
         store.promote(version)

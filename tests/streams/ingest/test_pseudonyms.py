@@ -129,7 +129,7 @@ def test_a_raw_model_takes_principal_pseudonyms_but_not_resource_ones() -> None:
 # -- end to end: a simulated company trained and replayed with pseudonyms ----------------------
 @pytest.fixture(scope="module")
 def pseudonymised_company(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    from reachwatch.models.simulation import simulate
+    from reachwatch.models.simulation.reference import simulate
 
     root = tmp_path_factory.mktemp("pseudonymised")
     simulate(root / "company", seed=5, scale=0.3, history_days=7)
