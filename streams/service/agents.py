@@ -39,7 +39,7 @@ from reachwatch.models.windows import decode_state, encode_state, state_watermar
 from reachwatch.streams.ingest.chain import Chain
 from reachwatch.streams.ingest.messages import read_message
 from reachwatch.streams.service.alertlog import AlertLog
-from reachwatch.streams.service.deadletter import DeadLetter
+from reachwatch.streams.service.deadletter import DeadLetter, redaction_for
 from reachwatch.streams.service.envelopes import (
     MAX_ENVELOPE_EVENTS,
     Forwarded,
@@ -143,8 +143,9 @@ class Worker:
             message_ts=message.timestamp,
             rejected_ts=time.time(),
             value_limit=self.settings.max_message_bytes,
+            redaction=redaction_for(self.chain.pseudonymizer),  # none when pseudonymising
         )
-        self.topics.dead_letters.send_soon(key=message.key, value=letter.encode())
+        self.topics.dead_letters.send_soon(key=letter.wire_key, value=letter.encode())
 
     # -- scoring ----------------------------------------------------------------------
     # An ingest batch sends at most one envelope per partition of a side's topic, so a

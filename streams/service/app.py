@@ -39,7 +39,7 @@ from reachwatch.streams.service.reload import ModelWatcher
 from reachwatch.streams.service.settings import Settings, load_settings
 from reachwatch.streams.service.topics import define_tables, define_topics
 from reachwatch.streams.service.transport import use_short_fetch_wait
-from reachwatch.streams.service.web import read_token, register_views
+from reachwatch.streams.service.web import guard_web_exposure, read_token, register_views
 
 
 def broker_credentials(settings: Settings) -> Any:
@@ -96,6 +96,8 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
     files, the model or the data dir do not fit.
     """
     token = read_token(settings.web_token_file)  # first: a bad token file fails fast
+    alerts_token = read_token(settings.alerts_token_file)
+    guard_web_exposure(settings)  # never who-read-what open on a network by accident
     metrics = metrics or Metrics(topics=settings.input_topics)
     chain = build_chain(
         settings.format,
@@ -188,8 +190,12 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
         recent=worker.recent,
         status=status,
         token=token,
+        alerts_token=alerts_token,
     )
-    register_exposure_views(app, worker.followup, token)
+    # Exposure records name people: the alerts token where there is one, not the metrics one.
+    register_exposure_views(
+        app, worker.followup, alerts_token if alerts_token is not None else token
+    )
     return app
 
 

@@ -70,6 +70,9 @@ class Settings:
     exposure_cap: int = 10_000
     # Alerts /alerts/recent keeps (their latest message each, in a changelog table).
     alert_log_size: int = 10_000
+    # Seconds the dead-letter topic keeps a message (retention.ms of the topic the worker
+    # creates): dead letters are raw input, a copy of who read what, kept for triage only.
+    dlq_retention: float = 3 * 86400.0
     format: str = "native"
     # The ingest chain after the adapter: a mapping file, the pseudonym key and what the
     # key replaces (principals, or principals and resources). A model must have been
@@ -88,6 +91,12 @@ class Settings:
     # A file holding the bearer token /metrics and /alerts/recent demand; None = open
     # (the web server binds loopback by default). A file, so the token never sits in env.
     web_token_file: Path | None = None
+    # A second token for /alerts/recent alone (alert samples name who read what): then the
+    # web_token_file token (Prometheus') opens /metrics only. None = web_token_file's.
+    alerts_token_file: Path | None = None
+    # The one way to serve /metrics and /alerts/recent beyond loopback without a token
+    # (web.py, guard_web_exposure): loudly named so that it stands out in any review.
+    insecure_open_web: bool = False
     # How many of this worker's latest published alerts /alerts/recent keeps (in memory).
     recent_alerts: int = 200
     # Seconds between samples of broker health, consumer lag and table sizes.
@@ -173,7 +182,7 @@ class Settings:
                 raise ConfigError(f"{name} must be at least 1")
         for name in (
             "batch_max_wait", "reload_poll_interval", "broker_session_timeout", "health_interval",
-            "idle_sweep_interval", "page_resend_interval",
+            "idle_sweep_interval", "dlq_retention", "page_resend_interval",
         ):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive")
