@@ -60,9 +60,12 @@ def test_worker_down_inhibits_no_events_in_a_real_alertmanager(
             down = {"alertname": "ReachwatchWorkerDown", "severity": "ticket", "job": "reachwatch"}
             quiet = {"alertname": "ReachwatchNoEventsConsumed", "severity": "ticket"}
             lag = {"alertname": "ReachwatchConsumerLagGrowing", "severity": "ticket"}
+            # An inhibition holds only while its source alert is known: post that first.
+            alertmanager.post_alerts([{"labels": down | {"instance": "w1"}}])
+            wait_until(lambda: "ReachwatchWorkerDown" in alertmanager.alertnames(), 10,
+                       "the source alert held")
             alertmanager.post_alerts(
                 [
-                    {"labels": down | {"instance": "w1"}},
                     {"labels": quiet | {"job": "reachwatch"}},
                     # Same alert for another deployment: not explained by this worker.
                     {"labels": quiet | {"job": "other"}},
