@@ -9,6 +9,7 @@ the stream.
 
 from __future__ import annotations
 
+import math
 from collections.abc import MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +29,7 @@ class BatchResult:
     touched: set[str] = field(default_factory=set)
     scored: int = 0
     late: int = 0
+    late_events: list[AccessEvent] = field(default_factory=list)
     scores: list[float] = field(default_factory=list)
 
 
@@ -68,23 +70,30 @@ class Pipeline:
         self,
         events: Sequence[AccessEvent],
         states: MutableMapping[str, EntityState],
+        watermark: float | None = None,
     ) -> BatchResult:
-        return self._observe(events, states, "broad_reader")
+        return self._observe(events, states, watermark, "broad_reader")
 
     def observe_resources(
         self,
         events: Sequence[AccessEvent],
         states: MutableMapping[str, EntityState],
+        watermark: float | None = None,
     ) -> BatchResult:
-        return self._observe(events, states, "broad_audience")
+        return self._observe(events, states, watermark, "broad_audience")
 
     def _observe(
         self,
         events: Sequence[AccessEvent],
         states: MutableMapping[str, Any],
+        watermark: float | None,
         kind: str,
     ) -> BatchResult:
+        """``watermark``: the event time the caller's input has reached (the stream's aligned
+        watermark); a read more than ``allowed_lateness`` before it is late. Without it, a
+        read is late against its entity's own latest read only."""
         result = BatchResult()
+        horizon = -math.inf if watermark is None else watermark - self.model.config.allowed_lateness
         features = self.features
         model = self.model.kinds[kind]
         if kind == "broad_reader":
@@ -103,6 +112,10 @@ class Pipeline:
         samples: list[list[dict[str, Any]] | None] = []
         gate = model.breadth_threshold
         for event in events:
+            if event.ts < horizon:
+                result.late += 1
+                result.late_events.append(event)
+                continue
             key = key_of(event)
             state = states.get(key)
             if state is None:
@@ -111,6 +124,7 @@ class Pipeline:
             result.touched.add(key)
             if view is None:
                 result.late += 1
+                result.late_events.append(event)
                 continue
             views.append(view)
             # Reads that may alert keep a snapshot of the entity's recent reads now, so an
