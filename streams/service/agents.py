@@ -81,6 +81,7 @@ class Worker:
         self._paused: dict[str, Any] = {}  # source -> TP
         self._tps: dict[str, Any] = {}
         self._described = -math.inf
+        self._starts: dict[str, int | None] = {}  # first offset to read, per unseen source
 
     def _scorer(self, side: Any, table: Any) -> SideScorer:
         return SideScorer(
@@ -112,6 +113,7 @@ class Worker:
             return
         async with self._ingest_lock:
             self.forwarder.sources.tick()
+            await self._refresh_backlogs()
             await self._forward(stream, [])
             now = time.monotonic()
             if len(self.forwarder.held) and now - self._described >= WAITING_LOG_INTERVAL_S:
@@ -133,6 +135,39 @@ class Worker:
         for holder in out.done:
             await stream.ack(holder)
         self._align_partitions()
+
+    async def _refresh_backlogs(self) -> None:
+        consumer = self.consumer
+        if consumer is None or not hasattr(consumer, "start_offsets"):
+            return
+        last = self.forwarder.last_offset
+        unseen = [tp for s, tp in self._tps.items() if s not in last and s not in self._starts]
+        if unseen:
+            try:
+                starts = await consumer.start_offsets(unseen)
+            except Exception as exc:  # asked again on the next tick
+                log.debug("start offsets unavailable: %s", exc)
+            else:
+                self._starts.update((f"{tp.topic}:{tp.partition}", o) for tp, o in starts.items())
+        ends: dict[str, int | None] = {}
+        for source, tp in self._tps.items():
+            try:
+                ends[source] = consumer.highwater(tp)
+            except Exception:  # revoked meanwhile
+                ends[source] = None
+        unfetched = [self._tps[s] for s, end in ends.items() if end is None]
+        if unfetched:  # not fetched from yet: ask the broker
+            try:
+                asked = await consumer.end_offsets(unfetched)
+            except Exception as exc:
+                log.debug("end offsets unavailable: %s", exc)
+            else:
+                ends.update((f"{tp.topic}:{tp.partition}", o) for tp, o in asked.items())
+        for source, end in ends.items():
+            seen = last.get(source)
+            upcoming = seen + 1 if seen is not None else self._starts.get(source)
+            if end is not None and upcoming is not None:
+                self.forwarder.sources.set_backlog(source, upcoming < end)
 
     def _align_partitions(self) -> None:
         ahead = self.forwarder.ahead()
@@ -216,6 +251,7 @@ class Worker:
         }
         # A new assignment starts unpaused in the consumer: so does our view of it.
         self._paused.clear()
+        self._starts.clear()
         if mine:
             self._tps.update(mine)
             self.forwarder.sources.assign(set(self.forwarder.sources.clocks) | set(mine))

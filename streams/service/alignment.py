@@ -13,7 +13,9 @@ A source is *idle* when nothing came from it for ``idle_ticks`` ticks of the age
 alignment timer (``alignment_idle_timeout`` seconds apart in all): an idle source does not
 hold the frontier back (a quiet partition must not stall the others). Ticks, not wall time:
 a timer that fires late because a scoring batch held the event loop counts once, so a
-partition that had no chance to deliver is not taken for a quiet one. Sources running more
+partition that had no chance to deliver is not taken for a quiet one. Nor is a source known
+to hold unread messages (``set_backlog``, from the broker's end offsets): the embedded
+broker can starve a partition's fetches for seconds during a catch-up. Sources running more
 than ``max_drift`` seconds of event time ahead of the frontier are to be paused until it
 catches up, which bounds what the release buffer holds.
 
@@ -47,6 +49,7 @@ class SourceClock:
 
     watermark: float
     silent: int = 0
+    backlog: bool = False
 
 
 class SourceClocks:
@@ -80,8 +83,15 @@ class SourceClocks:
         for clock in self.clocks.values():
             clock.silent += 1
 
+    def set_backlog(self, source: str, backlog: bool) -> None:
+        """Whether ``source`` is known to hold unread messages (then it is never idle)."""
+        clock = self.clocks.get(source)
+        if clock is not None:
+            clock.backlog = backlog
+
     def idle(self, source: str) -> bool:
-        return self.clocks[source].silent >= self.idle_ticks
+        clock = self.clocks[source]
+        return clock.silent >= self.idle_ticks and not clock.backlog
 
     def frontier(self) -> float:
         """Event time every active source has reached; with all idle, the latest of all.
@@ -98,9 +108,9 @@ class SourceClocks:
         """Active sources more than ``max_drift`` ahead of the frontier: to be paused."""
         frontier = self.frontier()
         if frontier == UNKNOWN:
-            # Someone has not started: hold back the others only once they lead by a
-            # bound, which needs a known frontier; until then nobody is paused.
-            return set()
+            # Someone has not delivered yet (the broker may be starving its fetches): hold
+            # back everyone who has, so it gets the fetches.
+            return {s for s, c in self.clocks.items() if c.watermark > UNKNOWN and not self.idle(s)}
         return {
             s
             for s, c in self.clocks.items()

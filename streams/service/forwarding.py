@@ -68,6 +68,8 @@ class Forwarder:
         self.messages_in = 0
         # Frontier last reported to the internal partitions (-inf: none yet).
         self.reported = UNKNOWN
+        # Offset of the last message taken per source (is anything left to read?).
+        self.last_offset: dict[str, int] = {}
 
     def take(
         self,
@@ -83,6 +85,7 @@ class Forwarder:
         for holder in holders:
             message = message_of(holder)
             source = source_of(message)
+            self.last_offset[source] = message.offset
             intake = admit(message.value, self.adapter, limits=limits)
             self.messages_in += 1
             if intake.skipped:

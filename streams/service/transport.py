@@ -49,6 +49,42 @@ class _Consumer(driver.Consumer):
     def release(self, tps: Iterable[Any]) -> None:
         self._in_thread("resume", tps)
 
+    async def start_offsets(self, tps: Iterable[Any]) -> dict[Any, int | None]:
+        """Where reading ``tps`` starts: the committed offset, else the log start."""
+        partitions = {TopicPartition(tp.topic, tp.partition): tp for tp in tps}
+        thread = self._thread
+
+        async def read() -> dict[Any, int | None]:
+            consumer = thread._consumer
+            if consumer is None:
+                return {}
+            found: dict[Any, int | None] = {}
+            for tp, faust_tp in partitions.items():
+                found[faust_tp] = await consumer.committed(tp)
+            missing = [tp for tp, faust_tp in partitions.items() if found[faust_tp] is None]
+            if missing:
+                for tp, offset in (await consumer.beginning_offsets(missing)).items():
+                    found[partitions[tp]] = offset
+            return found
+
+        future = asyncio.run_coroutine_threadsafe(read(), thread.thread_loop)
+        return await asyncio.wrap_future(future)
+
+    async def end_offsets(self, tps: Iterable[Any]) -> dict[Any, int]:
+        """The broker's end offsets of ``tps`` (for partitions not fetched from yet)."""
+        partitions = {TopicPartition(tp.topic, tp.partition): tp for tp in tps}
+        thread = self._thread
+
+        async def read() -> dict[Any, int]:
+            consumer = thread._consumer
+            if consumer is None:
+                return {}
+            ends = await consumer.end_offsets(list(partitions))
+            return {partitions[tp]: offset for tp, offset in ends.items()}
+
+        future = asyncio.run_coroutine_threadsafe(read(), thread.thread_loop)
+        return await asyncio.wrap_future(future)
+
     def _in_thread(self, method: str, tps: Iterable[Any]) -> None:
         partitions = [TopicPartition(tp.topic, tp.partition) for tp in tps]
         thread = self._thread

@@ -30,7 +30,7 @@ def test_the_frontier_is_the_slowest_active_source_and_an_unknown_one_holds_it()
     sources.assign(["in:0", "in:1"])
     sources.observe("in:0", 5000.0)
     assert sources.frontier() == UNKNOWN  # in:1 has said nothing yet
-    assert sources.ahead() == set()
+    assert sources.ahead() == {"in:0"}  # held back so that in:1 gets the fetches
     sources.observe("in:1", 1000.0)
     assert sources.frontier() == 1000.0
     assert sources.ahead() == {"in:0"}
@@ -47,6 +47,18 @@ def test_a_source_is_idle_after_silent_ticks_and_active_again_when_it_delivers()
     assert sources.frontier() == 6000.0  # idle: no longer holds in:0 back
     sources.observe("in:1", 1001.0)
     assert sources.frontier() == 1001.0
+
+
+def test_a_silent_source_with_unread_messages_is_not_idle():
+    sources = SourceClocks(max_drift=100.0, idle_ticks=1)
+    sources.observe("in:0", 5000.0)
+    sources.observe("in:1", 1000.0)
+    sources.set_backlog("in:1", True)  # the broker holds more than it has delivered
+    sources.tick()
+    sources.observe("in:0", 6000.0)
+    assert sources.frontier() == 1000.0
+    sources.set_backlog("in:1", False)
+    assert sources.frontier() == 6000.0
 
 
 def test_release_buffer_keeps_arrival_order_for_equal_times_and_drops_revoked_holders():
@@ -103,7 +115,7 @@ def test_forwarding_holds_a_fast_partition_until_the_slow_one_catches_up():
     forwarder.sources.assign(["in:0", "in:1"])
     # Partition 1 has not delivered: nothing leaves, nothing is acknowledged.
     assert _step(forwarder, fast) == []
-    assert forwarder.ahead() == set()  # the frontier is unknown: nobody to compare with
+    assert forwarder.ahead() == {"in:0"}  # until in:1 delivers
     done = _step(forwarder, slow)
     assert {(m.partition, m.offset) for m in done} == {(0, 0), (1, 0)}
     assert forwarder.ahead() == {"in:0"}  # 2,400 s ahead of in:1, bound 60 s
