@@ -112,7 +112,7 @@ class Worker:
         if stream is None:
             return
         async with self._ingest_lock:
-            self.forwarder.sources.tick()
+            self.forwarder.sources.tick(self._paused)
             await self._refresh_backlogs()
             await self._forward(stream, [])
             now = time.monotonic()
@@ -146,7 +146,7 @@ class Worker:
             try:
                 starts = await consumer.start_offsets(unseen)
             except Exception as exc:  # asked again on the next tick
-                log.debug("start offsets unavailable: %s", exc)
+                log.info("start offsets unavailable (asked again): %r", exc)
             else:
                 self._starts.update((f"{tp.topic}:{tp.partition}", o) for tp, o in starts.items())
         ends: dict[str, int | None] = {}
@@ -160,7 +160,7 @@ class Worker:
             try:
                 asked = await consumer.end_offsets(unfetched)
             except Exception as exc:
-                log.debug("end offsets unavailable: %s", exc)
+                log.info("end offsets unavailable (asked again): %r", exc)
             else:
                 ends.update((f"{tp.topic}:{tp.partition}", o) for tp, o in asked.items())
         for source, end in ends.items():

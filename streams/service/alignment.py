@@ -21,6 +21,7 @@ catches up, which bounds what the release buffer holds.
 
 >>> sources = SourceClocks(max_drift=150.0, idle_ticks=2)
 >>> sources.observe("in:0", 1000.0); sources.observe("in:1", 900.0)
+>>> sources.set_backlog("in:0", False); sources.set_backlog("in:1", False)
 >>> sources.frontier()
 900.0
 >>> sorted(sources.ahead())
@@ -41,6 +42,8 @@ from dataclasses import dataclass
 
 # What a source that never delivered reports: it holds the frontier back until it is idle.
 UNKNOWN = -math.inf
+# A source whose backlog is unknown is idle only after this many times the idle ticks.
+UNKNOWN_BACKLOG_FACTOR = 10
 
 
 @dataclass(slots=True)
@@ -49,7 +52,7 @@ class SourceClock:
 
     watermark: float
     silent: int = 0
-    backlog: bool = False
+    backlog: bool | None = None  # None: not known yet
 
 
 class SourceClocks:
@@ -78,10 +81,13 @@ class SourceClocks:
                 clock.watermark = ts
             clock.silent = 0
 
-    def tick(self) -> None:
-        """One beat of the alignment timer: every source is silent one tick longer."""
-        for clock in self.clocks.values():
-            clock.silent += 1
+    def tick(self, paused: Iterable[str] = ()) -> None:
+        """One beat of the alignment timer: every source is silent one tick longer, except
+        the ``paused`` ones (silent because we hold them back, not because they are quiet)."""
+        held = set(paused)
+        for source, clock in self.clocks.items():
+            if source not in held:
+                clock.silent += 1
 
     def set_backlog(self, source: str, backlog: bool) -> None:
         """Whether ``source`` is known to hold unread messages (then it is never idle)."""
@@ -91,6 +97,10 @@ class SourceClocks:
 
     def idle(self, source: str) -> bool:
         clock = self.clocks[source]
+        if clock.backlog is None:
+            # Nobody could tell whether it has unread messages (the broker did not answer
+            # yet): take it for quiet only after much longer.
+            return clock.silent >= self.idle_ticks * UNKNOWN_BACKLOG_FACTOR
         return clock.silent >= self.idle_ticks and not clock.backlog
 
     def frontier(self) -> float:

@@ -12,7 +12,7 @@ from support.tinyorg import history as tiny_history_events
 
 from reachwatch.models.pipeline import Pipeline
 from reachwatch.streams.formats.adapters import get_adapter
-from reachwatch.streams.service.alignment import UNKNOWN, SourceClocks
+from reachwatch.streams.service.alignment import UNKNOWN, UNKNOWN_BACKLOG_FACTOR, SourceClocks
 from reachwatch.streams.service.delivery import deliver_all
 from reachwatch.streams.service.envelopes import Forwarded, encode_envelope, read_envelope
 from reachwatch.streams.service.forwarding import Forwarder
@@ -40,6 +40,7 @@ def test_a_source_is_idle_after_silent_ticks_and_active_again_when_it_delivers()
     sources = SourceClocks(max_drift=100.0, idle_ticks=2)
     sources.observe("in:0", 5000.0)
     sources.observe("in:1", 1000.0)
+    sources.set_backlog("in:1", False)
     sources.tick()
     sources.observe("in:0", 6000.0)
     assert sources.frontier() == 1000.0  # one silent tick: not idle yet
@@ -59,6 +60,27 @@ def test_a_silent_source_with_unread_messages_is_not_idle():
     assert sources.frontier() == 1000.0
     sources.set_backlog("in:1", False)
     assert sources.frontier() == 6000.0
+
+
+def test_a_paused_source_is_not_taken_for_a_quiet_one():
+    sources = SourceClocks(max_drift=100.0, idle_ticks=1)
+    sources.observe("in:0", 5000.0)
+    sources.observe("in:1", 1000.0)
+    sources.tick(paused={"in:0"})
+    sources.observe("in:1", 1001.0)
+    assert not sources.idle("in:0")
+    assert sources.ahead() == {"in:0"}
+
+
+def test_a_source_nobody_could_vouch_for_is_idle_only_much_later():
+    sources = SourceClocks(max_drift=100.0, idle_ticks=2)
+    sources.observe("in:0", 5000.0)
+    sources.observe("in:1", 1000.0)
+    for _ in range(2 * UNKNOWN_BACKLOG_FACTOR - 1):
+        sources.tick()
+    assert not sources.idle("in:1")
+    sources.tick()
+    assert sources.idle("in:1")
 
 
 def test_release_buffer_keeps_arrival_order_for_equal_times_and_drops_revoked_holders():
@@ -124,6 +146,7 @@ def test_forwarding_holds_a_fast_partition_until_the_slow_one_catches_up():
     assert released == [0.0, 1.0]  # in event-time order, across partitions
     assert sent[-1].frontiers == {"in:0": base.ts + 1.0, "in:1": base.ts + 1.0}
     # in:1 goes quiet: idle after a few silent ticks, and the rest leaves in order.
+    forwarder.sources.set_backlog("in:1", False)  # nothing left to read
     for _ in range(4):
         forwarder.sources.tick()
     forwarder.sources.observe("in:0", base.ts + 2400.0)  # in:0 is still there
