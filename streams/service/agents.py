@@ -255,6 +255,7 @@ class Worker:
         if mine:
             self._tps.update(mine)
             self.forwarder.sources.assign(set(self.forwarder.sources.clocks) | set(mine))
+        self.forwarder.await_assignment = False
 
     def status(self) -> dict[str, Any]:
         return {
@@ -270,6 +271,7 @@ def register_agents(app: faust.App, worker: Worker) -> None:
     """Attach the worker's loops to ``app``."""
     topics = worker.topics
     worker.consumer = None  # set once the app has one (below)
+    worker.forwarder.await_assignment = True
     app.agent(topics.inputs, name="reachwatch.ingest")(worker.ingest)
     app.agent(topics.by_principal, name="reachwatch.score_principals")(worker.score_principals)
     app.agent(topics.by_resource, name="reachwatch.score_resources")(worker.score_resources)

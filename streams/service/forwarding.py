@@ -68,6 +68,9 @@ class Forwarder:
         self.messages_in = 0
         # Frontier last reported to the internal partitions (-inf: none yet).
         self.reported = UNKNOWN
+        # In the worker: hold everything until the consumer's assignment is known, or the
+        # first partition to deliver would set a frontier the others are then late for.
+        self.await_assignment = False
         # Offset of the last message taken per source (is anything left to read?).
         self.last_offset: dict[str, int] = {}
 
@@ -102,7 +105,7 @@ class Forwarder:
 
     def release(self) -> Outgoing:
         """Envelopes for every held event the frontier passed, and the emptied holders."""
-        frontier = self.sources.frontier()
+        frontier = UNKNOWN if self.await_assignment else self.sources.frontier()
         released = self.held.release(frontier)
         out = Outgoing(done=self.held.done())
         report = {source: frontier for source in self.sources.clocks} if frontier > UNKNOWN else {}
