@@ -256,6 +256,13 @@ class Worker:
             self._tps.update(mine)
             self.forwarder.sources.assign(set(self.forwarder.sources.clocks) | set(mine))
         self.forwarder.await_assignment = False
+        if self.consumer is not None:
+            try:
+                counts = [self.consumer.topic_partitions(t) for t in self.settings.input_topics]
+            except Exception:  # no metadata yet: scoring then trusts the reports it has
+                counts = []
+            if counts and all(counts):
+                self.forwarder.total_sources = sum(counts)
 
     def status(self) -> dict[str, Any]:
         return {

@@ -133,18 +133,32 @@ class UpstreamFrontiers:
     """What the envelopes of one internal partition say about their input sources.
 
     Every envelope carries, per input source its sender reads, the frontier up to which the
-    sender has sent that source's events. The partition's frontier is the smallest of the
-    latest reports: with several workers ingesting, each reports its own sources.
+    sender has sent that source's events, and how many input sources there are in all. The
+    partition's frontier is the smallest of the latest reports, and unknown until every
+    source has been reported on: with several workers ingesting each reports its own
+    sources, and a worker restarting while a dead one still holds some input partitions
+    must not run ahead of those (they are read again from their committed offsets).
+
+    >>> upstream = UpstreamFrontiers.empty()
+    >>> upstream.update({"in:0": 50.0}, sources=2); upstream.frontier()
+    -inf
+    >>> upstream.update({"in:1": 40.0}, sources=2); upstream.frontier()
+    40.0
     """
 
     reports: dict[str, float]
+    sources: int = 0
 
     @classmethod
     def empty(cls) -> UpstreamFrontiers:
         return cls({})
 
-    def update(self, report: Mapping[str, float]) -> None:
+    def update(self, report: Mapping[str, float], sources: int = 0) -> None:
         self.reports.update(report)
+        if sources:
+            self.sources = sources
 
     def frontier(self) -> float:
-        return min(self.reports.values()) if self.reports else UNKNOWN
+        if not self.reports or len(self.reports) < self.sources:
+            return UNKNOWN
+        return min(self.reports.values())

@@ -11,7 +11,8 @@ Wire form (JSON): ``{"v": 1, "topics": [...], "r": [...], "t": [...], "e": [[...
 "w": {...}}``: per event its receive time ``r``, its input topic as an index ``t`` into
 ``topics`` (keeps the envelope small) and its fields ``e`` in ``AccessEvent`` slot order;
 ``w`` maps each input source (``topic:partition``) the sender reads to the event time up to
-which it has sent that source's events (``streams.service.alignment``). An envelope may hold
+which it has sent that source's events (``streams.service.alignment``) and ``n`` is how many
+input sources there are in all (0: unknown). An envelope may hold
 no events and only ``w``: the sender's frontier moved on (for instance a partition went idle).
 """
 
@@ -47,10 +48,12 @@ class Envelope:
 
     items: list[Forwarded]
     frontiers: dict[str, float]
+    sources: int = 0
 
 
-def encode_envelope(items: Sequence[Forwarded],
-                    frontiers: Mapping[str, float] | None = None) -> bytes:
+def encode_envelope(
+    items: Sequence[Forwarded], frontiers: Mapping[str, float] | None = None, sources: int = 0
+) -> bytes:
     """One envelope holding ``items`` (in order) and the sender's ``frontiers``.
 
     >>> e = AccessEvent(ts=1767600000.0, principal="ana", resource="s3://hr/pay.csv")
@@ -69,6 +72,7 @@ def encode_envelope(items: Sequence[Forwarded],
             "t": indices,
             "e": [[getattr(item.event, name) for name in _FIELDS] for item in items],
             "w": dict(frontiers or {}),
+            "n": sources,
         }
     )
 
@@ -90,9 +94,15 @@ def read_envelope(raw: bytes | None) -> Envelope:
             for fields, index, received in zip(obj["e"], obj["t"], obj["r"], strict=True)
         ]
         frontiers = {str(k): float(v) for k, v in (obj.get("w") or {}).items()}
-        return Envelope(items, frontiers)
+        return Envelope(items, frontiers, int(obj.get("n") or 0))
     except SchemaError:
         raise
-    except (orjson.JSONDecodeError, AttributeError, KeyError, TypeError, ValueError,
-            IndexError) as exc:
+    except (
+        orjson.JSONDecodeError,
+        AttributeError,
+        KeyError,
+        TypeError,
+        ValueError,
+        IndexError,
+    ) as exc:
         raise SchemaError("not_json", f"not an envelope: {type(exc).__name__}") from None

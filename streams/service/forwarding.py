@@ -71,6 +71,8 @@ class Forwarder:
         # In the worker: hold everything until the consumer's assignment is known, or the
         # first partition to deliver would set a frontier the others are then late for.
         self.await_assignment = False
+        # Input partitions of all input topics (0: unknown), reported with every envelope.
+        self.total_sources = 0
         # Offset of the last message taken per source (is anything left to read?).
         self.last_offset: dict[str, int] = {}
 
@@ -149,7 +151,9 @@ class Forwarder:
             for partition in targets:
                 group = groups.get(partition, [])
                 for start in range(0, max(len(group), 1), MAX_ENVELOPE_EVENTS):
-                    value = encode_envelope(group[start : start + MAX_ENVELOPE_EVENTS], report)
+                    value = encode_envelope(
+                        group[start : start + MAX_ENVELOPE_EVENTS], report, self.total_sources
+                    )
                     sends.append(_sender(topic, value, partition))
         return sends
 

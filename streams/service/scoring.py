@@ -147,7 +147,7 @@ class SideScorer:
                 self.metrics.events_consumed.labels(topic=self.error_topic, outcome="error").inc()
                 lane.held.put(holder, [], key=id(holder))
                 continue
-            lane.upstream.update(envelope.frontiers)
+            lane.upstream.update(envelope.frontiers, envelope.sources)
             lane.held.put(holder, [(f.event.ts, f) for f in envelope.items], key=id(holder))
 
     def release(self) -> tuple[list[Forwarded], float | None, list[Any]]:

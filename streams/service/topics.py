@@ -74,12 +74,15 @@ def define_topics(app: faust.App, settings: Settings) -> ServiceTopics:
     # Input topics are declared "internal" only so Faust creates them when missing (handy
     # on a fresh embedded broker); an existing topic keeps its partitions and config.
     return ServiceTopics(
-        inputs=app.topic(*settings.input_topics, internal=True,
-                         partitions=settings.partitions, **RAW),
-        by_principal=app.topic(settings.principal_topic, internal=True,
-                               partitions=settings.partitions, **RAW),
-        by_resource=app.topic(settings.resource_topic, internal=True,
-                              partitions=settings.partitions, **RAW),
+        inputs=app.topic(
+            *settings.input_topics, internal=True, partitions=settings.partitions, **RAW
+        ),
+        by_principal=app.topic(
+            settings.principal_topic, internal=True, partitions=settings.partitions, **RAW
+        ),
+        by_resource=app.topic(
+            settings.resource_topic, internal=True, partitions=settings.partitions, **RAW
+        ),
         alerts=app.topic(settings.alerts_topic, partitions=settings.partitions, **RAW),
         dead_letters=app.topic(settings.dlq_topic, partitions=settings.partitions, **RAW),
     )
@@ -92,8 +95,9 @@ class DurableTable(faust.Table):
         super().__init__(*args, **kwargs)
         self.unsettled: list[tuple[Any, Any]] = []
 
-    def send_changelog(self, partition: Any, key: Any, value: Any, *args: Any,
-                       **kwargs: Any) -> Any:
+    def send_changelog(
+        self, partition: Any, key: Any, value: Any, *args: Any, **kwargs: Any
+    ) -> Any:
         fut = super().send_changelog(partition, key, value, *args, **kwargs)
         self.unsettled.append((key, fut))
         return fut
@@ -110,8 +114,9 @@ async def settle(table: Any) -> None:
         batch = list(unsettled)
         unsettled.clear()
         results = await asyncio.gather(*(fut for _, fut in batch), return_exceptions=True)
-        failed = [key for (key, _), r in zip(batch, results, strict=True)
-                  if isinstance(r, BaseException)]
+        failed = [
+            key for (key, _), r in zip(batch, results, strict=True) if isinstance(r, BaseException)
+        ]
         if failed:
             await asyncio.sleep(0.5)
             for key in dict.fromkeys(failed):
@@ -124,16 +129,18 @@ async def settle(table: Any) -> None:
 
 def define_tables(app: faust.App, settings: Settings) -> ServiceTables:
     def table(name: str) -> TableT:
-        table = app.tables.add(DurableTable(
-            app,
-            name=name,
-            default=None,
-            beacon=app.tables.beacon,
-            partitions=settings.partitions,
-            use_partitioner=True,
-            key_type=bytes,
-            value_type=bytes,
-        ))
+        table = app.tables.add(
+            DurableTable(
+                app,
+                name=name,
+                default=None,
+                beacon=app.tables.beacon,
+                partitions=settings.partitions,
+                use_partitioner=True,
+                key_type=bytes,
+                value_type=bytes,
+            )
+        )
         # Table() takes no serializer arguments and derives "json" from bytes types; set
         # them before the changelog topic (created lazily) copies them.
         table.key_serializer = "raw"

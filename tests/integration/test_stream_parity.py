@@ -18,6 +18,7 @@ from typing import Any
 
 import orjson
 import pytest
+from support.producing import produce_keyed
 
 from reachwatch.models.pipeline import Pipeline
 from reachwatch.models.records import parse_timestamp
@@ -50,23 +51,6 @@ def _replay(files: list[Path], company: Any) -> tuple[Counter[Any], dict[str, in
             resource_late += pipeline.observe_resources(events[start:start + 2000], states).late
     key = Counter((a.kind, a.entity, a.alert_id, a.severity, a.revision) for a in alerts)
     return key, {"principal": tally.late, "resource": resource_late}, tally.accepted
-
-
-def _produce_keyed(broker: Any, topic: str, lines: list[bytes]) -> None:
-    from confluent_kafka import Producer
-
-    producer = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 20,
-                         "queue.buffering.max.messages": 500_000})
-    for line in lines:
-        principal = orjson.loads(line)["principal"].encode()
-        while True:
-            try:
-                producer.produce(topic, key=principal, value=line)
-                break
-            except BufferError:
-                producer.poll(0.05)
-        producer.poll(0)
-    assert producer.flush(120) == 0, "messages still undelivered after 120 s"
 
 
 def _counter(text: str, name: str, side: str) -> float:
@@ -138,7 +122,7 @@ def test_stream_alerts_equal_the_replay_on_a_retained_topic(company, service, st
     assert expected, "the simulated company raised no alert offline"
     worker = start_worker(REACHWATCH_PARTITIONS=str(PARTITIONS))
     worker.wait_assigned()
-    _produce_keyed(service.broker, service.input_topic, lines)
+    produce_keyed(service.broker.bootstrap, service.input_topic, lines)
     scored = _wait_scored(worker, total, timeout=400)
     got = _stream_alerts(clients, service.alerts_topic, sum(expected.values()))
     print(_report("at once", expected, got, replay_late, scored))
@@ -152,7 +136,7 @@ def test_stream_alerts_equal_the_replay_across_a_stop_and_restart(company, servi
     expected, replay_late, total, lines = replayed
     first = start_worker(REACHWATCH_PARTITIONS=str(PARTITIONS))
     first.wait_assigned()
-    _produce_keyed(service.broker, service.input_topic, lines)
+    produce_keyed(service.broker.bootstrap, service.input_topic, lines)
     first.wait_until(lambda s: s["messages_in"] >= total // 2, 300, "half the traffic")
     assert first.stop(signal.SIGTERM) == 0, first.log_tail()
     time.sleep(5)  # down for a while: the rest of the traffic waits in the topic
