@@ -24,10 +24,11 @@ from typing import Any
 import orjson
 
 from reachwatch.models.pipeline import Pipeline
-from reachwatch.models.simulation import simulate
+from reachwatch.models.simulation.reference import simulate
 from reachwatch.models.tinyorg import flood
 from reachwatch.models.training import TrainingParams, fit
 from reachwatch.streams.formats.adapters import get_adapter
+from reachwatch.streams.ingest.chain import Chain
 from reachwatch.streams.offline.replay import Tally, collect_events
 
 BATCH = 500
@@ -47,7 +48,7 @@ def small_model() -> Any:
         events = [
             e
             for batch in collect_events(
-                [Path(tmp) / "history.jsonl"], get_adapter("native"), None, Tally()
+                [Path(tmp) / "history.jsonl"], Chain(get_adapter("native")), Tally()
             )
             for e in batch
         ]

@@ -20,6 +20,7 @@ import orjson
 from reachwatch.models.pipeline import Pipeline
 from reachwatch.models.registry import Registry
 from reachwatch.streams.formats.adapters import get_adapter
+from reachwatch.streams.ingest.chain import Chain
 from reachwatch.streams.offline.replay import Tally, collect_events, run_replay
 
 
@@ -41,7 +42,7 @@ def main(argv: list[str]) -> None:
     pipeline.observe_resources = hashed(observe_r)  # type: ignore[method-assign]
     tally = Tally()
     lines: list[bytes] = []
-    batches = list(collect_events([Path(p) for p in argv[1:]], get_adapter("native"), None, tally))
+    batches = list(collect_events([Path(p) for p in argv[1:]], Chain(get_adapter("native")), tally))
     started = time.perf_counter()
     run_replay(iter(batches), pipeline, tally, lambda a: lines.append(orjson.dumps(a.to_json())))
     elapsed = time.perf_counter() - started

@@ -33,6 +33,7 @@ from reachwatch.models.simulation import simulate
 from reachwatch.models.training import TrainingParams, fit
 from reachwatch.models.windows import decode_state
 from reachwatch.streams.formats.adapters import get_adapter
+from reachwatch.streams.ingest.chain import Chain
 from reachwatch.streams.local.broker import embedded_broker, free_port
 from reachwatch.streams.offline.replay import Tally, collect_events, run_replay
 
@@ -41,7 +42,7 @@ PARTITIONS = 4
 
 def _replay(files: list[Path], pipeline: Pipeline) -> dict[str, Any]:
     tally = Tally()
-    batches = list(collect_events(files, get_adapter("native"), None, tally))
+    batches = list(collect_events(files, Chain(get_adapter("native")), tally))
     alerts: list[Any] = []
     run_replay(batches, pipeline, tally, alerts.append)
     resource_late, states = 0, {}

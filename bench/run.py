@@ -35,9 +35,10 @@ from throughput import worker_throughput
 
 from reachwatch.models.pipeline import Pipeline
 from reachwatch.models.registry import Registry
-from reachwatch.models.simulation import simulate
+from reachwatch.models.simulation.reference import simulate
 from reachwatch.models.training import TrainingParams, fit
 from reachwatch.streams.formats.adapters import get_adapter
+from reachwatch.streams.ingest.chain import Chain
 from reachwatch.streams.local.broker import embedded_broker
 from reachwatch.streams.offline.replay import Tally, collect_events, run_replay
 
@@ -75,7 +76,7 @@ def offline_replay(registry: Path, data: Path, jobs: int = 1) -> dict[str, float
     beforehand), in one process or with the two sides in two (``--jobs 2``)."""
     tally = Tally()
     batches = list(collect_events([data / "history.jsonl", data / "test.jsonl"],
-                                  get_adapter("native"), None, tally))
+                                  Chain(get_adapter("native")), tally))
     pipeline = Pipeline(Registry(registry).load("current"))
     started = time.perf_counter()
     run_replay(iter(batches), pipeline, tally, lambda alert: None, jobs=jobs)

@@ -4,18 +4,15 @@ The native wire format is one JSON object per Kafka message or JSONL line; see
 ``parse_event`` for the fields. Parsing never raises anything but ``SchemaError``, whose
 ``code`` is the reason reported in rejects files, dead letters and metrics.
 
-Size limits are a ``Limits`` value. Callers that have one pass it (``parse_event(obj,
-limits)``); the adapters between a message and ``parse_event`` do not carry it, so the
-stream's intake and offline replay put theirs *in force* for the duration of a message
-(``enforce_limits``), and ``parse_event`` / ``decode_json`` called without limits apply
-the limits in force: the defaults unless someone set them.
+Size limits are a ``Limits`` value, passed down explicitly: the ingest chain hands its
+limits to the adapter, which hands them to ``parse_event``; ``parse_event`` and
+``decode_json`` called without limits apply the defaults.
 """
 
 from __future__ import annotations
 
 import math
 import unicodedata
-from contextvars import ContextVar
 from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
@@ -73,7 +70,7 @@ class Limits:
     """Size limits on one message and the fields of its events; the defaults are today's.
 
     ``max_message_bytes`` bounds a stream message (files have their own line limits, see
-    ``streams.sources``); ``max_id_length`` bounds principal and resource;
+    ``streams.ingest.files``); ``max_id_length`` bounds principal and resource;
     ``max_field_length`` the other free-text fields; ``max_nesting`` JSON depth.
 
     >>> Limits(max_id_length=64).max_field_length
@@ -93,20 +90,6 @@ class Limits:
 
 
 DEFAULT_LIMITS = Limits()
-# Per thread and per asyncio task, so one worker's limits never leak into another's.
-_IN_FORCE: ContextVar[Limits] = ContextVar("reachwatch_limits", default=DEFAULT_LIMITS)
-
-
-def limits_in_force() -> Limits:
-    """The limits ``parse_event`` and ``decode_json`` apply when given none."""
-    return _IN_FORCE.get()
-
-
-# enforce_limits(limits) puts ``limits`` in force and returns a token; restore_limits(token)
-# puts back what was in force before (use try/finally). Bound methods rather than wrapper
-# functions or a context manager: they run once per stream message.
-enforce_limits = _IN_FORCE.set
-restore_limits = _IN_FORCE.reset
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,12 +120,12 @@ class AccessEvent:
 
 
 def decode_json(
-    raw: bytes | str, max_bytes: int | None = None, limits: Limits | None = None
+    raw: bytes | str, max_bytes: int | None = None, limits: Limits = DEFAULT_LIMITS
 ) -> Any:
     """Decode one message or line into a JSON value, or raise ``SchemaError``.
 
     ``max_bytes`` bounds the input (``too_large``); nesting deeper than ``max_nesting`` of
-    ``limits`` (default: the limits in force) is ``too_large`` too. ``limits`` does not
+    ``limits`` is ``too_large`` too. ``limits`` does not
     bound the size: a file line is not a stream message, so the caller says which applies.
     """
     if max_bytes is not None and len(raw) > max_bytes:
@@ -162,7 +145,7 @@ def decode_json(
         raise SchemaError("not_json", msg[:200]) from None
     # Counting brackets runs at C speed and spares the walk for nearly every message.
     if isinstance(value, (dict, list)):
-        nesting = (_IN_FORCE.get() if limits is None else limits).max_nesting
+        nesting = limits.max_nesting
         if _brackets(raw) > nesting and _nested_deeper(value, nesting):
             raise SchemaError("too_large", f"JSON nested deeper than {nesting} levels")
     return value
@@ -276,10 +259,10 @@ def _count(obj: dict[str, Any], field: str) -> int | None:
     return value
 
 
-def parse_event(obj: Any, limits: Limits | None = None) -> AccessEvent:
+def parse_event(obj: Any, limits: Limits = DEFAULT_LIMITS) -> AccessEvent:
     """Validate one native JSON object into an ``AccessEvent``.
 
-    ``limits`` bounds the text fields (``too_large``); default: the limits in force.
+    ``limits`` bounds the text fields (``too_large``).
 
     >>> parse_event({"ts": "2026-01-05T09:00:00Z", "principal": "ana", "resource": "hr.salaries",
     ...              "sensitivity": "restricted"}).sensitivity
@@ -289,8 +272,6 @@ def parse_event(obj: Any, limits: Limits | None = None) -> AccessEvent:
     Traceback (most recent call last):
     reachwatch.models.errors.SchemaError: too_large: resource is 11 characters, limit 8
     """
-    if limits is None:
-        limits = _IN_FORCE.get()
     id_length = limits.max_id_length
     field_length = limits.max_field_length
     if not isinstance(obj, dict):

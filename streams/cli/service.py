@@ -1,7 +1,8 @@
 """``reachwatch run | broker | demo``: the streaming service's commands (thin click wrappers).
 
-Registered on the main group by ``streams.cli``. Flags override ``REACHWATCH_*`` env; both
-are folded into one ``Settings`` here, once.
+Flags override ``REACHWATCH_*`` env; both are folded into one ``Settings`` here, once. A
+worker that cannot start (no model, a model trained through another ingest chain, a data
+dir it cannot create) says why in one line, through ``base.Commands``.
 """
 
 from __future__ import annotations
@@ -16,22 +17,16 @@ from typing import Any
 import click
 
 from reachwatch.models.errors import ReachwatchError
+from reachwatch.streams.cli.base import chain_options, format_option, parse_model_ref
 from reachwatch.streams.service.settings import Settings, load_settings
 
 
 def _model_overrides(model: str | None) -> dict[str, Any]:
-    """``--model``: a registry directory (follow its promotions) or a version id/prefix."""
-    if not model:
+    """``--model`` as settings: the registry only when the reference names one."""
+    root, ref = parse_model_ref(model)
+    if model is None:
         return {}
-    path = Path(model)
-    if path.is_dir():
-        if (path / "metadata.json").exists():  # a version folder inside a registry
-            return {"registry_dir": path.parent, "model_ref": path.name}
-        return {"registry_dir": path, "model_ref": "current"}
-    if ":" in model:
-        root, _, version = model.rpartition(":")
-        return {"registry_dir": Path(root), "model_ref": version}
-    return {"model_ref": model}
+    return {"model_ref": ref} if root is None else {"registry_dir": root, "model_ref": ref}
 
 
 def start_worker(settings: Settings) -> int:
@@ -61,7 +56,8 @@ def start_worker(settings: Settings) -> int:
 @click.command()
 @click.option("--broker", "broker_url", help="kafka://HOST:PORT[;kafka://HOST2:PORT2].")
 @click.option("--topic", "input_topics", multiple=True, help="Input topic (repeatable).")
-@click.option("--format", "fmt", help="Input adapter: native, ocsf, cloudtrail, m365.")
+@format_option(default=None)
+@chain_options
 @click.option("--model", help="Registry dir (follows promotions), DIR:VERSION, or a version.")
 @click.option("--alerts-topic")
 @click.option("--dlq-topic")
@@ -75,6 +71,9 @@ def run(
     broker_url: str | None,
     input_topics: Sequence[str],
     fmt: str | None,
+    enrich: Path | None,
+    pseudonym_key_file: Path | None,
+    pseudonymize: str | None,
     model: str | None,
     alerts_topic: str | None,
     dlq_topic: str | None,
@@ -90,6 +89,9 @@ def run(
         "broker_url": broker_url,
         "input_topics": tuple(input_topics),
         "format": fmt,
+        "enrich": enrich,
+        "pseudonym_key_file": pseudonym_key_file,
+        "pseudonymize": pseudonymize,
         "alerts_topic": alerts_topic,
         "dlq_topic": dlq_topic,
         "web_host": web_host,
@@ -102,11 +104,7 @@ def run(
     if web_port is not None:
         overrides["web_port"] = web_port
         overrides["web_enabled"] = web_port != 0
-    try:
-        settings = load_settings(overrides)
-    except ReachwatchError as exc:
-        raise click.ClickException(str(exc)) from None
-    sys.exit(start_worker(settings))
+    sys.exit(start_worker(load_settings(overrides)))
 
 
 @click.command()

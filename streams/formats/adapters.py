@@ -3,9 +3,10 @@
 An adapter does two things. ``records(document)`` splits what arrived (a JSONL line, a
 Kafka message, a whole JSON file) into the format's records, e.g. a CloudTrail
 ``{"Records": [...]}`` envelope or a Management Activity API array. ``event(record)``
-maps one record to an ``AccessEvent``, returns None for a valid record that is not a
-data read (a write, a management call: counted as *skipped*), or raises ``SchemaError``
-for a malformed record. Validation itself is ``records.parse_event``'s; adapters only map.
+maps one record to an ``AccessEvent`` under the size ``Limits`` it is given, returns None
+for a valid record that is not a data read (a write, a management call: counted as
+*skipped*), or raises ``SchemaError`` for a malformed record. Validation itself is
+``records.parse_event``'s; adapters only map and hand the limits on.
 
 Actions are normalised across formats to a small vocabulary so features can compare them:
 
@@ -32,7 +33,7 @@ from collections.abc import Iterable
 from typing import Any, Protocol
 
 from reachwatch.models.errors import ConfigError
-from reachwatch.models.records import AccessEvent, parse_event
+from reachwatch.models.records import DEFAULT_LIMITS, AccessEvent, Limits, parse_event
 from reachwatch.streams.formats.cloudtrail import CloudTrailAdapter
 from reachwatch.streams.formats.m365 import M365Adapter
 from reachwatch.streams.formats.ocsf import OcsfAdapter
@@ -47,8 +48,9 @@ class Adapter(Protocol):
         """Split one arrived document (line, message, file) into the format's records."""
         ...
 
-    def event(self, record: Any) -> AccessEvent | None:
-        """One record as an event; None for a valid record that is not a data read."""
+    def event(self, record: Any, limits: Limits = DEFAULT_LIMITS) -> AccessEvent | None:
+        """One record as an event under ``limits``; None for a valid record that is not a
+        data read."""
         ...
 
 
@@ -60,8 +62,8 @@ class NativeAdapter:
     def records(self, document: Any) -> Iterable[Any]:
         return (document,)
 
-    def event(self, record: Any) -> AccessEvent | None:
-        return parse_event(record)
+    def event(self, record: Any, limits: Limits = DEFAULT_LIMITS) -> AccessEvent | None:
+        return parse_event(record, limits)
 
 
 def get_adapter(name: str) -> Adapter:

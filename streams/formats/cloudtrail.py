@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from reachwatch.models.errors import SchemaError
-from reachwatch.models.records import AccessEvent
+from reachwatch.models.records import DEFAULT_LIMITS, AccessEvent, Limits
 from reachwatch.streams.formats.fields import dig, first_text, native_event, require_object, text_at
 
 _S3_OBJECT_READS = {
@@ -80,7 +80,7 @@ class CloudTrailAdapter:
             return records
         return (document,)
 
-    def event(self, record: Any) -> AccessEvent | None:
+    def event(self, record: Any, limits: Limits = DEFAULT_LIMITS) -> AccessEvent | None:
         record = require_object(record, "a CloudTrail record")
         source = text_at(record, "eventSource")
         name = text_at(record, "eventName")
@@ -120,6 +120,7 @@ class CloudTrailAdapter:
                 "bytes": "additionalEventData.bytesTransferredOut",
                 "source": "sourceIPAddress",
             },
+            limits,
         )
 
 

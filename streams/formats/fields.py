@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from reachwatch.models.errors import SchemaError
-from reachwatch.models.records import AccessEvent, parse_event
+from reachwatch.models.records import DEFAULT_LIMITS, AccessEvent, Limits, parse_event
 
 
 def dig(record: Any, *path: str) -> Any:
@@ -58,15 +58,18 @@ def require_object(record: Any, what: str) -> dict[str, Any]:
     return record
 
 
-def native_event(fields: dict[str, Any], origins: Mapping[str, str | None]) -> AccessEvent:
-    """``parse_event`` on adapter-built native fields, naming the source field on error.
+def native_event(
+    fields: dict[str, Any], origins: Mapping[str, str | None], limits: Limits = DEFAULT_LIMITS
+) -> AccessEvent:
+    """``parse_event`` on adapter-built native fields under ``limits``, naming the source
+    field on error.
 
     ``origins`` maps a native field name to the source path it was read from. Fields whose
     value is None are dropped first, so a missing optional source field stays optional.
     """
     native = {name: value for name, value in fields.items() if value is not None}
     try:
-        return parse_event(native)
+        return parse_event(native, limits)
     except SchemaError as exc:
         # parse_event details start with the native field name ("principal is required").
         field = exc.detail.split(" ", 1)[0]

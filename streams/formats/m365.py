@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from reachwatch.models.errors import SchemaError
-from reachwatch.models.records import AccessEvent
+from reachwatch.models.records import DEFAULT_LIMITS, AccessEvent, Limits
 from reachwatch.streams.formats.fields import native_event, require_object, text_at
 
 _WORKLOADS = frozenset({"sharepoint", "onedrive"})
@@ -74,7 +74,7 @@ class M365Adapter:
             return document
         return (document,)
 
-    def event(self, record: Any) -> AccessEvent | None:
+    def event(self, record: Any, limits: Limits = DEFAULT_LIMITS) -> AccessEvent | None:
         record = require_object(record, "an M365 audit record")
         operation = text_at(record, "Operation")
         if operation is None:
@@ -108,6 +108,7 @@ class M365Adapter:
                 "resource_group": "SiteUrl",
                 "source": "ClientIP",
             },
+            limits,
         )
 
 

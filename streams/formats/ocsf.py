@@ -37,7 +37,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from reachwatch.models.errors import SchemaError
-from reachwatch.models.records import AccessEvent
+from reachwatch.models.records import DEFAULT_LIMITS, AccessEvent, Limits
 from reachwatch.streams.formats.fields import dig, first_text, native_event, require_object, text_at
 
 DATASTORE_ACTIVITY = 6005
@@ -71,7 +71,7 @@ class OcsfAdapter:
             return document
         return (document,)
 
-    def event(self, record: Any) -> AccessEvent | None:
+    def event(self, record: Any, limits: Limits = DEFAULT_LIMITS) -> AccessEvent | None:
         record = require_object(record, "an OCSF event")
         class_uid = _class_uid(record)
         activities = _READ_ACTIVITIES.get(class_uid)
@@ -115,6 +115,7 @@ class OcsfAdapter:
                 "bytes": "query_info.bytes_out or file.size",
                 "source": "src_endpoint.ip",
             },
+            limits,
         )
 
 

@@ -14,11 +14,18 @@ are None, and ``sensitivity`` / ``principal_type`` when they hold the schema def
 an absent field and adapters never know sensitivity. ``override: true`` on a rule makes it
 replace whatever the event carries. An exact match beats any prefix; among prefixes the
 longest wins; ``"*"`` alone is a catch-all.
+
+Enrichment changes features (sensitivity, peer groups), so a model records the mapping it
+was trained with as a fingerprint of its rules (``describe``), and ``check_model`` refuses
+to score with another mapping, or with one where the model had none (or the reverse).
+The fingerprint hashes the parsed rules, so the same mapping in YAML or JSON, in any rule
+order, has one fingerprint.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +45,8 @@ from reachwatch.models.records import (
 
 DEFAULT_SENSITIVITY = "internal"
 DEFAULT_PRINCIPAL_TYPE = "human"
+# Where a model's metadata records the mapping it was trained with.
+METADATA_KEY = "enrichment"
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +155,24 @@ class Enrichment:
         ]
         return cls(resources, principals)
 
+    @property
+    def fingerprint(self) -> str:
+        """16 hex digits of SHA-256 over the rules, whatever the file's format or order."""
+        rules = {
+            "resources": sorted(dataclasses.astuple(rule) for rule in self.resources),
+            "principals": sorted(dataclasses.astuple(rule) for rule in self.principals),
+        }
+        canonical = orjson.dumps(rules, option=orjson.OPT_SORT_KEYS)
+        return hashlib.sha256(canonical).hexdigest()[:16]
+
+    def describe(self) -> dict[str, Any]:
+        """What a model trained with this mapping stores in its metadata."""
+        return {
+            "fingerprint": self.fingerprint,
+            "resource_rules": len(self.resources),
+            "principal_rules": len(self.principals),
+        }
+
     def apply(self, event: AccessEvent) -> AccessEvent:
         """The event with gaps filled from the longest matching rules (same object if none)."""
         changes: dict[str, str] = {}
@@ -170,6 +197,28 @@ class Enrichment:
         if not changes:
             return event
         return dataclasses.replace(event, **changes)
+
+
+def check_model(metadata: dict[str, Any], enrichment: Enrichment | None) -> None:
+    """``ConfigError`` when events would not be enriched the way the model was trained."""
+    trained = metadata.get(METADATA_KEY)
+    version = metadata.get("version", "?")
+    if trained is None and enrichment is None:
+        return
+    if trained is None:
+        raise ConfigError(
+            f"model {version} was trained without enrichment; drop --enrich or retrain with it"
+        )
+    if enrichment is None:
+        raise ConfigError(
+            f"model {version} was trained with enrichment (mapping {trained.get('fingerprint')}); "
+            "pass --enrich with that mapping"
+        )
+    if trained.get("fingerprint") != enrichment.fingerprint:
+        raise ConfigError(
+            f"model {version} was trained with enrichment mapping {trained.get('fingerprint')}, "
+            f"this mapping is {enrichment.fingerprint}"
+        )
 
 
 def _rules(

@@ -10,8 +10,8 @@ The same key always gives the same pseudonym, so baselines survive restarts and 
 trained on pseudonymised history scores pseudonymised events. 100 bits of HMAC make a
 collision between two ids of one organisation negligible (birthday bound ~2**50 ids).
 Without the key nobody can map a pseudonym back, not even by hashing a directory
-export; with it, ``reveal`` recomputes pseudonyms over a list of candidate ids and logs
-that it did (who, when, which pseudonym, found or not; never the identity itself).
+export; with it, ``ingest.reveal`` recomputes pseudonyms over a list of candidate ids and
+logs that it did (who, when, which pseudonym, found or not; never the identity itself).
 
 The key lives in a file outside the repository (``reachwatch pseudonymize-key new FILE``
 writes one with mode 0600). A text key file loses its trailing newline; a key shorter than
@@ -30,19 +30,12 @@ import hmac
 import os
 import re
 import secrets
-import time
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import orjson
-
-from reachwatch.models.errors import ConfigError, SchemaError
+from reachwatch.models.errors import ConfigError
 from reachwatch.models.records import AccessEvent
-from reachwatch.streams.formats.adapters import Adapter
-from reachwatch.streams.ingest.enrichment import Enrichment
-from reachwatch.streams.ingest.sources import read_outcomes
 
 MIN_KEY_BYTES = 32
 NEW_KEY_BYTES = 32
@@ -50,10 +43,11 @@ PSEUDONYM_CHARS = 20  # base32 characters: 100 bits of the HMAC
 PRINCIPAL_PREFIX = "p_"
 RESOURCE_PREFIX = "r_"
 PSEUDONYM_PATTERN = re.compile(rf"^(p|r)_[a-z2-7]{{{PSEUDONYM_CHARS}}}$")
-DEFAULT_AUDIT_LOG = Path("var/reveal-audit.jsonl")
 # What a pseudonymised model records about its key: enough to refuse the wrong key,
 # nothing that helps recover it.
 METADATA_KEY = "pseudonymization"
+# What a key replaces: principals only, or principals and resources.
+PSEUDONYMIZE_MODES = ("principals", "resources")
 
 
 def load_key(path: Path) -> bytes:
@@ -133,21 +127,9 @@ class Pseudonymizer:
         resource = self.resource(event.resource) if self.resources else event.resource
         return replace(event, principal=self.principal(event.principal), resource=resource)
 
-    def wrap(self, adapter: Adapter, enrichment: Enrichment | None = None) -> Adapter:
-        """An adapter whose events are enriched on raw ids, then pseudonymised.
-
-        Pass the enrichment here (and none to the reader): its rules name real
-        principals and resources, so it must run before the names are replaced.
-        """
-        return PseudonymizingAdapter(adapter, self, enrichment)
-
     def describe(self) -> dict[str, Any]:
         """What a model trained through this pseudonymizer stores in its metadata."""
         return {"principals": True, "resources": self.resources, "key_id": self.fingerprint}
-
-    def check_model(self, metadata: dict[str, Any]) -> None:
-        """Refuse to score with a model whose pseudonyms came from another key or mode."""
-        check_model(metadata, self)
 
 
 def check_model(metadata: dict[str, Any], pseudonymizer: Pseudonymizer | None) -> None:
@@ -180,101 +162,3 @@ def check_model(metadata: dict[str, Any], pseudonymizer: Pseudonymizer | None) -
     if bool(trained.get("resources")) != pseudonymizer.resources:
         mode = "principals and resources" if trained.get("resources") else "principals only"
         raise ConfigError(f"model {version} was trained pseudonymising {mode}; use the same mode")
-
-
-@dataclass(frozen=True)
-class PseudonymizingAdapter:
-    """Another adapter's records, its events enriched and then pseudonymised."""
-
-    inner: Adapter
-    pseudonymizer: Pseudonymizer
-    enrichment: Enrichment | None = None
-
-    @property
-    def name(self) -> str:
-        return self.inner.name
-
-    def records(self, document: Any) -> Iterable[Any]:
-        return self.inner.records(document)
-
-    def event(self, record: Any) -> AccessEvent | None:
-        event = self.inner.event(record)
-        if event is None:
-            return None
-        if self.enrichment is not None:
-            event = self.enrichment.apply(event)
-        return self.pseudonymizer.apply(event)
-
-
-# -- reveal --------------------------------------------------------------------------------
-def candidate_ids(path: Path, adapter: Adapter) -> Iterator[str]:
-    """Ids a pseudonym may stand for: one per line, or the principal and resource of each
-    event in a log (a file whose first non-blank character is '{' or '[', read with
-    ``adapter``; malformed records are passed over)."""
-    path = Path(path)
-    if _looks_like_json(path):
-        for outcome in read_outcomes([path], adapter):
-            if outcome.event is not None:
-                yield outcome.event.principal
-                yield outcome.event.resource
-        return
-    with path.open("rb") as handle:
-        for line in handle:
-            identity = line.decode("utf-8", errors="replace").strip()
-            if identity:
-                yield identity
-
-
-def _looks_like_json(path: Path) -> bool:
-    with path.open("rb") as handle:
-        head = handle.read(4096).lstrip(b"\xef\xbb\xbf \t\r\n")
-    return head.startswith((b"{", b"[", b"\x1f\x8b"))
-
-
-def reveal(
-    pseudonym: str, pseudonymizer: Pseudonymizer, candidates: Iterable[str]
-) -> tuple[str | None, int]:
-    """The candidate whose pseudonym is ``pseudonym`` (or None), and how many were tried."""
-    if not PSEUDONYM_PATTERN.match(pseudonym):
-        raise SchemaError(
-            "bad_value",
-            f"{pseudonym[:40]!r} is not a pseudonym (p_ or r_ + {PSEUDONYM_CHARS} base32 chars)",
-        )
-    derive = pseudonymizer.principal if pseudonym.startswith("p_") else pseudonymizer.resource
-    tried = 0
-    for candidate in candidates:
-        tried += 1
-        if hmac.compare_digest(derive(candidate), pseudonym):
-            return candidate, tried
-    return None, tried
-
-
-def audit_reveal(
-    log: Path,
-    *,
-    who: str,
-    pseudonym: str,
-    found: bool,
-    key_id: str,
-    candidates: Path | None = None,
-    now: float | None = None,
-) -> dict[str, Any]:
-    """Append one audit line for a reveal (never the revealed identity); return it."""
-    row: dict[str, Any] = {
-        "ts": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() if now is None else now)),
-        "action": "reveal",
-        "who": who,
-        "pseudonym": pseudonym,
-        "result": "found" if found else "not_found",
-        "key_id": key_id,
-    }
-    if candidates is not None:
-        row["candidates"] = str(candidates)
-    log = Path(log)
-    log.parent.mkdir(parents=True, exist_ok=True)
-    # O_APPEND: concurrent reveals each add whole lines; 0600: the log says who looked
-    # at whom (by pseudonym), which is itself worth protecting.
-    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    with os.fdopen(fd, "ab") as handle:
-        handle.write(orjson.dumps(row) + b"\n")
-    return row

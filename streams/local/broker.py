@@ -18,7 +18,6 @@ and is stopped by the PID we hold (SIGTERM, then SIGKILL after a grace period).
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import struct
 import subprocess
@@ -29,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from reachwatch.models.errors import ReachwatchError
+from reachwatch.streams.local.process import stop_process
 
 MEMORY_STORAGE = "memory://tansu/"
 READY_TIMEOUT_S = 20.0
@@ -174,15 +174,7 @@ def start_broker(
 
 def stop_broker(broker: BrokerProcess, grace: float = STOP_GRACE_S) -> int:
     """Stop the broker by its PID: SIGTERM, then SIGKILL after ``grace`` seconds."""
-    process = broker.process
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=grace)
-    return process.returncode
+    return stop_process(broker.process, grace)
 
 
 @contextmanager

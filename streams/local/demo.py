@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -30,6 +29,7 @@ from rich.table import Table
 from reachwatch.models.errors import ReachwatchError
 from reachwatch.models.records import parse_event, parse_timestamp
 from reachwatch.streams.local.broker import BrokerProcess, embedded_broker, free_port
+from reachwatch.streams.local.process import stop_process
 
 SEVERITY_STYLE = {
     "low": "cyan", "medium": "yellow", "high": "bold red", "critical": "bold white on red"
@@ -40,7 +40,7 @@ WORKER_READY_S = 90.0
 
 def _train(workdir: Path, scale: float, console: Console) -> tuple[Path, str, Path]:
     from reachwatch.models.registry import Registry
-    from reachwatch.models.simulation import simulate
+    from reachwatch.models.simulation.reference import simulate
     from reachwatch.models.training import fit
 
     data = workdir / "data"
@@ -173,16 +173,6 @@ async def _stream(broker: BrokerProcess, lines: list[tuple[float, bytes]], secon
     return alerts
 
 
-def _stop(process: subprocess.Popen[bytes], grace: float = 15.0) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
-
-
 def run_demo(*, keep_running: bool = False, scale: float = 0.3, seconds: float = 40.0,
              workdir: Path | None = None) -> int:
     """Run the demo; returns the exit code (0 when the seed exposure incident was caught)."""
@@ -234,6 +224,6 @@ def run_demo(*, keep_running: bool = False, scale: float = 0.3, seconds: float =
             )
             return 0 if caught_exposure else 1
         finally:
-            _stop(worker)
+            stop_process(worker)
             if owned_tmp and not keep_running:
                 console.print(f"[dim]data kept in {workdir}[/]")

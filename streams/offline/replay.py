@@ -4,9 +4,9 @@ Used by ``reachwatch replay`` and ``reachwatch train``. Files are read in the or
 (history first, then new days) and each file is sorted by event time, so state is warm
 when the interesting part arrives, exactly as a stream that consumed the history would be.
 
-Field and nesting limits (``records.Limits``) are the stream's defaults unless the caller
-passes its own to ``collect_events``; a file line is not a stream message, so its size is
-bounded by ``streams.sources``' line limit, not by ``max_message_bytes``.
+Records are read through the ingest ``Chain`` the stream uses (adapter, enrichment,
+pseudonyms, field and nesting limits); a file line is not a stream message, so its size is
+bounded by ``ingest.files``' line limit, not by ``max_message_bytes``.
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ import orjson
 from reachwatch.models.alerts import Alert
 from reachwatch.models.forked import map_forked
 from reachwatch.models.pipeline import Pipeline
-from reachwatch.models.records import AccessEvent, Limits, enforce_limits, restore_limits
-from reachwatch.streams.ingest.enrichment import Enrichment
-from reachwatch.streams.ingest.sources import Outcome, read_outcomes
+from reachwatch.models.records import AccessEvent
+from reachwatch.streams.ingest.chain import Chain
+from reachwatch.streams.ingest.files import Outcome, read_files
 from reachwatch.streams.offline.statestore import StateStore
 
 BATCH_SIZE = 2000
@@ -61,28 +61,17 @@ class Tally:
 
 def collect_events(
     paths: Sequence[Path],
-    adapter: Any,
-    enrichment: Enrichment | None,
+    chain: Chain,
     tally: Tally,
     rejects: IO[bytes] | None = None,
-    limits: Limits | None = None,
 ) -> Iterator[list[AccessEvent]]:
-    """Per input file, its valid events in event-time order; counts everything else.
-
-    ``limits`` (default: the limits in force) bound the fields and nesting of every record.
-    """
+    """Per input file, its valid events (through ``chain``) in event-time order; counts
+    everything else."""
     for path in paths:
         events: list[AccessEvent] = []
-        # In force only while this file is read, never across the yield: the caller's
-        # code between files runs under its own limits.
-        token = None if limits is None else enforce_limits(limits)
-        try:
-            for outcome in read_outcomes([path], adapter, enrichment):
-                tally.events += 1
-                _count(outcome, events, tally, rejects, path)
-        finally:
-            if token is not None:
-                restore_limits(token)
+        for outcome in read_files([path], chain):
+            tally.events += 1
+            _count(outcome, events, tally, rejects, path)
         events.sort(key=lambda e: e.ts)
         yield events
 

@@ -27,7 +27,7 @@ import faust
 from faust.types import TP, StreamT
 
 from reachwatch.models.pipeline import Pipeline
-from reachwatch.streams.formats.adapters import Adapter
+from reachwatch.streams.ingest.chain import Chain
 from reachwatch.streams.service.delivery import deliver_all
 from reachwatch.streams.service.forwarding import IDLE_TICKS, Forwarder, source_of
 from reachwatch.streams.service.metrics import Metrics
@@ -59,7 +59,7 @@ class Worker:
     settings: Settings
     pipeline: Pipeline
     watcher: ModelWatcher
-    adapter: Adapter
+    chain: Chain  # adapter → enrichment → pseudonyms, under the settings' limits
     topics: ServiceTopics
     tables: ServiceTables
     metrics: Metrics
@@ -69,7 +69,7 @@ class Worker:
 
     def __post_init__(self) -> None:
         s = self.settings
-        self.forwarder = Forwarder(s, self.adapter, self.topics, self.metrics)
+        self.forwarder = Forwarder(s, self.chain, self.topics, self.metrics)
         self.publisher = AlertPublisher(
             self.topics.alerts, self.metrics, self.recent, retries=s.alert_publish_retries
         )

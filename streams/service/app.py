@@ -20,13 +20,15 @@ Faust settings chosen for the embedded tansu broker (and fine on Apache Kafka):
 from __future__ import annotations
 
 import ssl
+from pathlib import Path
 from typing import Any
 
 import faust
 
+from reachwatch.models.errors import ConfigError
 from reachwatch.models.pipeline import Pipeline
 from reachwatch.models.registry import Registry
-from reachwatch.streams.formats.adapters import get_adapter
+from reachwatch.streams.ingest.chain import build_chain
 from reachwatch.streams.service.agents import Worker, register_agents
 from reachwatch.streams.service.health import HealthProbe
 from reachwatch.streams.service.metrics import Metrics, faust_monitor
@@ -63,10 +65,52 @@ def broker_credentials(settings: Settings) -> Any:
     return None
 
 
+def prepare_data_dir(path: Path) -> None:
+    """Create the worker's data dir with its parents; ``ConfigError`` (one line) if not.
+
+    Faust creates it without parents, so a first start in an empty directory would fail
+    with a traceback on the default ``var/worker``.
+    """
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise ConfigError(f"cannot create the data dir {path}: a file is in the way") from None
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise ConfigError(f"cannot create the data dir {path}: {reason}") from None
+    probe = path / ".reachwatch-write-test"
+    try:
+        probe.touch()
+        probe.unlink()
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise ConfigError(f"the data dir {path} is not writable: {reason}") from None
+
+
 def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
-    """A ready-to-start worker app: topics, tables, agents, model watcher, web pages."""
+    """A ready-to-start worker app: topics, tables, agents, model watcher, web pages.
+
+    Fails with ``ConfigError`` (one line) before anything starts when the ingest chain's
+    files, the model or the data dir do not fit.
+    """
     token = read_token(settings.web_token_file)  # first: a bad token file fails fast
     metrics = metrics or Metrics(topics=settings.input_topics)
+    chain = build_chain(
+        settings.format,
+        enrich=settings.enrich,
+        pseudonym_key_file=settings.pseudonym_key_file,
+        pseudonymize=settings.pseudonymize,
+        limits=settings.limits,
+    )
+    watcher = ModelWatcher(
+        Registry(settings.registry_dir),
+        settings.model_ref,
+        allowed_lateness=settings.allowed_lateness,
+        metrics=metrics,
+        check=chain.check_model,
+    )
+    model = watcher.load()
+    prepare_data_dir(settings.data_dir)
     app = faust.App(
         settings.app_id,
         broker=settings.broker_url,
@@ -102,17 +146,11 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
     )
     use_short_fetch_wait(app)  # before any topic: they bind to the app's transport
     app.monitor = faust_monitor(metrics.registry)
-    watcher = ModelWatcher(
-        Registry(settings.registry_dir),
-        settings.model_ref,
-        allowed_lateness=settings.allowed_lateness,
-        metrics=metrics,
-    )
     worker = Worker(
         settings=settings,
-        pipeline=Pipeline(watcher.load()),
+        pipeline=Pipeline(model),
         watcher=watcher,
-        adapter=get_adapter(settings.format),
+        chain=chain,
         topics=define_topics(app, settings),
         tables=define_tables(app, settings),
         metrics=metrics,

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reachwatch.models.errors import SchemaError
-from reachwatch.streams.formats.adapters import Adapter
-from reachwatch.streams.ingest.intake import admit
+from reachwatch.streams.ingest.chain import Chain
+from reachwatch.streams.ingest.messages import read_message
 from reachwatch.streams.service.alignment import UNKNOWN, SourceClocks
 from reachwatch.streams.service.deadletter import DeadLetter
 from reachwatch.streams.service.envelopes import MAX_ENVELOPE_EVENTS, Forwarded, encode_envelope
@@ -55,12 +55,12 @@ class Forwarder:
     def __init__(
         self,
         settings: Settings,
-        adapter: Adapter,
+        chain: Chain,
         topics: ServiceTopics,
         metrics: Metrics,
     ) -> None:
         self.settings = settings
-        self.adapter = adapter
+        self.chain = chain
         self.topics = topics
         self.metrics = metrics
         self.sources = SourceClocks(settings.alignment_max_drift, IDLE_TICKS)
@@ -86,12 +86,11 @@ class Forwarder:
         received = time.time()
         dead_letters: list[Send] = []
         counter = self.metrics.events_consumed
-        limits = self.settings.limits
         for holder in holders:
             message = message_of(holder)
             source = source_of(message)
             self.last_offset[source] = message.offset
-            intake = admit(message.value, self.adapter, limits=limits)
+            intake = read_message(message.value, self.chain)
             self.messages_in += 1
             if intake.skipped:
                 counter.labels(topic=message.topic, outcome="skipped").inc(intake.skipped)

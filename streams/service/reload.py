@@ -6,13 +6,19 @@ event loop and swaps it into the pipeline between two micro-batches. Window stat
 (it does not depend on the model), and no rebalance happens. A version that fails to load
 is reported (log + ``reachwatch_model_reload_failures_total``) and the worker keeps scoring
 with the model it has; it tries again only when the pointer changes.
+
+Every load, the first and each reload, passes the model's metadata to ``check`` (the ingest
+chain's ``check_model``): a version trained with other pseudonymisation or enrichment is
+refused at start (one-line error) or, when promoted later, not switched to.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from reachwatch.models.errors import ReachwatchError
 from reachwatch.models.registry import LoadedModel, Registry
@@ -29,6 +35,8 @@ class ModelWatcher:
     ref: str = "current"
     allowed_lateness: float | None = None
     metrics: Metrics | None = None
+    # Raises ``ReachwatchError`` when a model's metadata does not fit this worker.
+    check: Callable[[dict[str, Any]], None] | None = None
     loaded_version: str | None = None
     failed_version: str | None = None
 
@@ -37,8 +45,11 @@ class ModelWatcher:
         return self.ref == "current"
 
     def load(self, ref: str | None = None) -> LoadedModel:
-        """Load ``ref`` (default: the configured one), applying the lateness override."""
+        """Load and ``check`` ``ref`` (default: the configured one), applying the lateness
+        override."""
         model = self.registry.load(ref or self.ref)
+        if self.check is not None:
+            self.check(model.metadata)
         if self.allowed_lateness is not None:
             config = dataclasses.replace(model.config, allowed_lateness=self.allowed_lateness)
             model = dataclasses.replace(model, config=config)

@@ -20,6 +20,12 @@ Size limits (``limits``) bound every input message; each breach is dead-lettered
   documents deeper than 1024 itself, as ``not_json``).
 
 Each must be a positive integer.
+
+The ingest chain (``streams.ingest.chain``) is the one ``train`` and ``replay`` read files
+through, from the same three knobs: ``REACHWATCH_ENRICH`` (a mapping file),
+``REACHWATCH_PSEUDONYM_KEY_FILE`` (the HMAC key) and ``REACHWATCH_PSEUDONYMIZE``
+(``principals``, the default with a key, or ``resources``). The worker refuses a model
+trained through another chain.
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ from reachwatch.models.records import (
     MAX_NESTING,
     Limits,
 )
+from reachwatch.streams.ingest.pseudonyms import PSEUDONYMIZE_MODES
 
 ENV_PREFIX = "REACHWATCH_"
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
@@ -54,6 +61,12 @@ class Settings:
     alerts_topic: str = "access-alerts"
     dlq_topic: str = "access-events-dlq"
     format: str = "native"
+    # The ingest chain after the adapter: a mapping file, the pseudonym key and what the
+    # key replaces (principals, or principals and resources). A model must have been
+    # trained with the same three, which the worker checks on every load.
+    enrich: Path | None = None
+    pseudonym_key_file: Path | None = None
+    pseudonymize: str | None = None
     registry_dir: Path = Path("var/models")
     model_ref: str = "current"
     # Partitions of the internal by-principal / by-resource topics and their changelogs;
@@ -162,6 +175,16 @@ class Settings:
         ):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive")
+        if self.pseudonymize is not None and self.pseudonymize not in PSEUDONYMIZE_MODES:
+            raise ConfigError(
+                f"pseudonymize must be one of {'|'.join(PSEUDONYMIZE_MODES)}, "
+                f"got {self.pseudonymize!r}"
+            )
+        if self.pseudonymize is not None and self.pseudonym_key_file is None:
+            raise ConfigError(
+                "pseudonymize needs a pseudonym key file "
+                "(--pseudonym-key-file or REACHWATCH_PSEUDONYM_KEY_FILE)"
+            )
         if self.allowed_lateness is not None and self.allowed_lateness < 0:
             raise ConfigError("allowed_lateness must not be negative")
         if not 0 <= self.web_port <= 65535:
@@ -213,7 +236,8 @@ def _convert(name: str, raw: str, default: Any) -> Any:
             return int(raw)
         if isinstance(default, float):
             return float(raw)
-        if isinstance(default, Path) or name.startswith("ssl_") or name.endswith("_file"):
+        if (isinstance(default, Path) or name.startswith("ssl_") or name.endswith("_file")
+                or name == "enrich"):
             return Path(raw) if raw else None
     except ValueError:
         raise ConfigError(f"{ENV_PREFIX}{name.upper()}={raw!r} is not valid") from None

@@ -26,9 +26,10 @@ import pytest
 
 from reachwatch.models.records import parse_event, parse_timestamp
 from reachwatch.models.registry import Registry
-from reachwatch.models.simulation import simulate
+from reachwatch.models.simulation.reference import simulate
 from reachwatch.models.training import TrainingParams, fit
 from reachwatch.streams.local.broker import BrokerProcess, embedded_broker, free_port
+from reachwatch.streams.local.process import stop_process
 
 WORKER_READY_S = 60.0
 SIM_SCALE = 0.2
@@ -45,6 +46,7 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerProcess]:
 class Company:
     """A simulated company, its test period and a registry with two model versions."""
 
+    data: Path  # history.jsonl, test.jsonl, labels.json
     registry: Path
     version: str  # promoted
     spare_version: str  # same model under another version id, not promoted
@@ -89,7 +91,7 @@ def company(tmp_path_factory: pytest.TempPathFactory) -> Company:
     lines.sort(key=lambda item: item[0])
     labels = orjson.loads((root / "data" / "labels.json").read_bytes())
     incident = next(i for i in labels["incidents"] if i["kind"] == INCIDENT_KIND)
-    return Company(root / "registry", version, spare, lines, incident)
+    return Company(root / "data", root / "registry", version, spare, lines, incident)
 
 
 @dataclass
@@ -136,14 +138,7 @@ class WorkerProcess:
         return self.wait_until(lambda s: bool(s.get("assigned")), timeout, "partitions")
 
     def stop(self, signum: int = signal.SIGTERM, timeout: float = 20.0) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signum)
-            try:
-                self.process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=5)
-        return self.process.returncode
+        return stop_process(self.process, timeout, signum)
 
     def log_tail(self, lines: int = 40) -> str:
         try:
@@ -184,7 +179,9 @@ def service(broker: BrokerProcess, company: Company, tmp_path: Path) -> Service:
 def start_worker(service: Service) -> Iterator[Callable[..., WorkerProcess]]:
     started: list[WorkerProcess] = []
 
-    def start(**env: str) -> WorkerProcess:
+    def start(cwd: Path | None = None, unset: tuple[str, ...] = (), **env: str) -> WorkerProcess:
+        """A worker with the test's names, ``env`` on top, ``unset`` variables removed
+        (their defaults apply, relative to ``cwd``)."""
         port = free_port()
         log_path = service.workdir / f"worker-{len(started)}-{port}.log"
         environ = {
@@ -203,9 +200,12 @@ def start_worker(service: Service) -> Iterator[Callable[..., WorkerProcess]]:
             **service.extra_env,
             **env,
         }
+        for name in unset:
+            environ.pop(name, None)
         with log_path.open("wb") as log:
             process = subprocess.Popen(
                 [sys.executable, "-m", "reachwatch.streams.cli", "run"],
+                cwd=cwd,
                 env=environ,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -257,10 +257,27 @@ class OutsideClients:
 
         Returns what was read when ``until`` holds or the timeout passes (the caller asserts).
         """
+        records: list[dict[str, Any]] = []
+
+        def decoded(messages: list[Any]) -> bool:
+            for message in messages[len(records):]:
+                record = orjson.loads(message.value)
+                record["_partition"] = message.partition
+                record["_offset"] = message.offset
+                records.append(record)
+            return until(records)
+
+        self.read_messages(topic, decoded, timeout)
+        return records
+
+    def read_messages(self, topic: str, until: Callable[[list[Any]], bool],
+                      timeout: float = 60.0) -> list[Any]:
+        """Every message of ``topic`` (kafka-python records: key, value, partition, offset)
+        from the beginning, polling until ``until`` holds or the timeout passes."""
         from kafka import KafkaConsumer, TopicPartition
 
         consumer = KafkaConsumer(bootstrap_servers=self.broker.bootstrap, enable_auto_commit=False)
-        records: list[dict[str, Any]] = []
+        records: list[Any] = []
         deadline = time.monotonic() + timeout
         try:
             partitions = None
@@ -275,11 +292,7 @@ class OutsideClients:
             consumer.seek_to_beginning()
             while time.monotonic() < deadline:
                 for batch in consumer.poll(timeout_ms=300).values():
-                    for message in batch:
-                        record = orjson.loads(message.value)
-                        record["_partition"] = message.partition
-                        record["_offset"] = message.offset
-                        records.append(record)
+                    records.extend(batch)
                 if until(records):
                     break
         finally:

@@ -18,8 +18,10 @@ from pathlib import Path
 import orjson
 import pytest
 
+from reachwatch.models.records import Limits
 from reachwatch.streams.formats.adapters import get_adapter
-from reachwatch.streams.ingest.intake import admit
+from reachwatch.streams.ingest.chain import Chain
+from reachwatch.streams.ingest.messages import read_message
 
 pytestmark = pytest.mark.integration
 
@@ -86,8 +88,8 @@ def test_nasty_messages_are_dead_lettered_good_ones_scored_worker_never_restarts
         stream.append(message)
     stream.append(canary(len(nasty)))
 
-    adapter = get_adapter("native")
-    fates = [admit(message, adapter, MAX_MESSAGE_BYTES) for message in stream]
+    chain = Chain(get_adapter("native"), limits=Limits(max_message_bytes=MAX_MESSAGE_BYTES))
+    fates = [read_message(message, chain) for message in stream]
     rejected = [(m, f.rejected.code) for m, f in zip(stream, fates, strict=True) if f.rejected]
     accepted = sum(len(f.events) for f in fates)
     expected_reasons = Counter(code for _, code in rejected)

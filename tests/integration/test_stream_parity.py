@@ -24,6 +24,7 @@ from reachwatch.models.pipeline import Pipeline
 from reachwatch.models.records import parse_timestamp
 from reachwatch.models.registry import Registry
 from reachwatch.streams.formats.adapters import get_adapter
+from reachwatch.streams.ingest.chain import Chain
 from reachwatch.streams.offline.replay import Tally, collect_events, run_replay
 
 pytestmark = pytest.mark.integration
@@ -40,7 +41,7 @@ def _replay(files: list[Path], company: Any) -> tuple[Counter[Any], dict[str, in
     """(alerts, late per side, valid events) of the offline replay of the same files."""
     pipeline = Pipeline(Registry(company.registry).load(company.version))
     tally = Tally()
-    batches = list(collect_events(files, get_adapter("native"), None, tally))
+    batches = list(collect_events(files, Chain(get_adapter("native")), tally))
     alerts: list[Any] = []
     run_replay(batches, pipeline, tally, alerts.append)
     # The replay's tally counts late reads on the principal side only: count the resource

@@ -1,8 +1,9 @@
-"""End-to-end detection quality on a small simulated company (simulate -> train -> replay).
+"""End-to-end detection quality on the small reference company (simulate -> train -> replay).
 
-The issue's bar: every labelled incident caught, nothing benign alerts, exposures caught
-within 30 minutes of event time. bench/quality.py runs the same at full scale on several
-seeds, next to the plain threshold rule.
+A regression guard on the fixed company the demo and the streaming tests use: every
+labelled incident caught, nothing benign alerts, exposures caught within 30 minutes of
+event time. The yardstick is bench/quality.py: the held-out half of a family of drawn
+companies, next to the threshold rule and the previous release.
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ import pytest
 from reachwatch.models.evaluation import evaluate
 from reachwatch.models.pipeline import Pipeline
 from reachwatch.models.registry import Registry
-from reachwatch.models.simulation import simulate
+from reachwatch.models.simulation.reference import simulate
 from reachwatch.models.training import fit
 from reachwatch.streams.formats.adapters import get_adapter
+from reachwatch.streams.ingest.chain import Chain
 from reachwatch.streams.offline.replay import Tally, collect_events, run_replay
 
 
@@ -27,7 +29,7 @@ def judged(tmp_path_factory: pytest.TempPathFactory):
     simulate(folder, seed=5, scale=0.3, history_days=14)
     adapter = get_adapter("native")
     history, test = (
-        [e for batch in collect_events([folder / name], adapter, None, Tally()) for e in batch]
+        [e for batch in collect_events([folder / name], Chain(adapter), Tally()) for e in batch]
         for name in ("history.jsonl", "test.jsonl")
     )
     registry = Registry(folder / "models")

@@ -8,7 +8,7 @@ import orjson
 import pytest
 
 from reachwatch.models.errors import SchemaError
-from reachwatch.models.evaluation import evaluate
+from reachwatch.models.evaluation import Evaluation, evaluate, scorecard
 from reachwatch.models.records import parse_timestamp
 
 EXPOSURE_START = "2026-03-23T10:00:00Z"
@@ -177,3 +177,104 @@ def test_labels_without_test_period_are_a_schema_error(labels: dict[str, Any]) -
     del labels["test_end"]
     with pytest.raises(SchemaError):
         evaluate(labels, [])
+
+
+# -- exposures timed from the first out-of-audience read ---------------------------------
+
+def test_exposure_time_to_detect_counts_from_the_first_outside_read(
+    labels: dict[str, Any],
+) -> None:
+    labels["incidents"][0]["first_outside_read"] = "2026-03-23T10:20:00Z"
+    result = evaluate(
+        labels, [alert("broad_audience", "hr.employee-monitoring", "2026-03-23T10:25:00Z")]
+    )
+    assert result.time_to_detect == {"INC-1": 300.0}
+
+
+def test_an_alert_before_the_first_outside_read_detects_in_zero_time(
+    labels: dict[str, Any],
+) -> None:
+    labels["incidents"][0]["first_outside_read"] = "2026-03-23T10:20:00Z"
+    result = evaluate(
+        labels, [alert("broad_audience", "hr.employee-monitoring", "2026-03-23T10:10:00Z")]
+    )
+    assert result.time_to_detect == {"INC-1": 0.0}
+
+
+def test_a_false_positive_keeps_its_highest_severity(labels: dict[str, Any]) -> None:
+    alerts = [
+        alert("broad_reader", "svc-backup", "2026-03-23T01:10:00Z", "low"),
+        alert("broad_reader", "svc-backup", "2026-03-23T02:10:00Z", "high"),
+        alert("broad_reader", "svc-backup", "2026-03-23T03:10:00Z", "medium"),
+    ]
+    (fp,) = evaluate(labels, alerts).false_positives
+    assert fp.severity == "high"
+
+
+def test_from_json_restores_the_evaluation(labels: dict[str, Any]) -> None:
+    labels["incidents"][0]["first_outside_read"] = EXPOSURE_START
+    labels["incidents"][0]["variant"] = {"speed": "fast", "size": "small"}
+    result = evaluate(labels, [alert("broad_reader", "zoe", "2026-03-23T14:05:00Z"),
+                               alert("broad_reader", "svc-backup", "2026-03-23T01:10:00Z")])
+    assert Evaluation.from_json(orjson.loads(orjson.dumps(result.to_json()))) == result
+
+
+# -- pooling companies ---------------------------------------------------------------------
+
+def _company(day: str, exposure_minutes: float | None, insider: bool,
+             fps: list[tuple[str, str]]) -> Evaluation:
+    """One company's evaluation: an exposure detected after ``exposure_minutes`` (or
+    missed), an insider caught or not, and false positives (entity, severity)."""
+    labels = {
+        "test_start": f"{day}T00:00:00Z", "test_end": f"{day}T23:59:59Z",
+        "incidents": [
+            {"id": "INC-1", "type": "exposure", "kind": "broad_audience", "entity": "hr.x",
+             "start": f"{day}T10:00:00Z", "end": f"{day}T11:00:00Z",
+             "first_outside_read": f"{day}T10:00:00Z",
+             "variant": {"sensitivity": "restricted", "speed": "fast"}},
+            {"id": "INC-2", "type": "insider_broad_read", "kind": "broad_reader",
+             "entity": "zoe", "start": f"{day}T14:00:00Z", "end": f"{day}T14:45:00Z"},
+        ],
+        "benign": [{"id": "BEN-1", "type": "service_backup", "kind": "broad_reader",
+                    "entity": "svc-backup"}],
+    }
+    start = parse_timestamp(f"{day}T10:00:00Z")
+    alerts = []
+    if exposure_minutes is not None:
+        alerts.append(alert("broad_audience", "hr.x", start + exposure_minutes * 60, "high"))
+    if insider:
+        alerts.append(alert("broad_reader", "zoe", start + 4.5 * 3600))
+    alerts += [alert("broad_reader", entity, start, severity) for entity, severity in fps]
+    return evaluate(labels, alerts)
+
+
+def test_scorecard_pools_recall_and_time_to_detect_per_type() -> None:
+    card = scorecard([
+        _company("2026-03-23", 4.0, True, []),
+        _company("2026-03-24", 20.0, False, []),
+        _company("2026-03-25", None, True, []),
+    ])
+    exposure = card["by_type"]["exposure"]
+    assert (exposure["incidents"], exposure["caught"], exposure["missed"]) == (3, 2, 1)
+    assert exposure["recall"] == pytest.approx(2 / 3)
+    assert (exposure["ttd_median_s"], exposure["ttd_worst_s"]) == (720.0, 1200.0)
+    assert card["by_type"]["insider_broad_read"]["caught"] == 2
+    assert (card["incidents"], card["caught"]) == (6, 4)
+    assert card["exposures"]["caught"] == 2
+    assert card["exposures_by_variant"]["speed=fast"]["incidents"] == 3
+
+
+def test_scorecard_counts_false_positives_per_company_day_and_look_alikes_by_severity() -> None:
+    card = scorecard([
+        _company("2026-03-23", 4.0, True, [("svc-backup", "low"), ("ana", "high")]),
+        _company("2026-03-24", 4.0, True, [("svc-backup", "medium")]),
+    ])
+    days = card["company_days"]
+    assert days == pytest.approx(2.0, abs=1e-3)
+    assert card["false_positive_entities"] == 3
+    assert card["false_positive_entities_per_company_day"] == pytest.approx(3 / days)
+    assert card["look_alikes"] == 2
+    assert card["look_alike_hits"] == 2
+    assert card["look_alike_hits_by_severity"] == {"low": 1, "medium": 1}
+    assert card["look_alikes_above_low"] == 1
+    assert card["look_alike_hits_by_type"] == {"service_backup": 2}

@@ -17,11 +17,8 @@ from reachwatch.models.records import (
     AccessEvent,
     Limits,
     decode_json,
-    enforce_limits,
-    limits_in_force,
     parse_event,
     parse_timestamp,
-    restore_limits,
 )
 
 T = "2026-01-05T09:00:00Z"
@@ -308,21 +305,6 @@ def test_default_nesting_limit_is_the_documented_constant() -> None:
     with pytest.raises(SchemaError) as caught:
         decode_json(nested(MAX_NESTING + 1))
     assert caught.value.detail == f"JSON nested deeper than {MAX_NESTING} levels"
-
-
-def test_limits_in_force_apply_when_none_are_given_and_are_restored() -> None:
-    obj = event(principal="p" * 20)
-    token = enforce_limits(Limits(max_id_length=10, max_nesting=3))
-    try:
-        assert reason(obj) == "too_large"
-        with pytest.raises(SchemaError):
-            decode_json(nested(4))
-        # An explicit argument wins over the limits in force.
-        assert parse_event(obj, Limits()).principal == "p" * 20
-    finally:
-        restore_limits(token)
-    assert limits_in_force() == Limits()
-    assert parse_event(obj).principal == "p" * 20
 
 
 @pytest.mark.parametrize("bad", [{"max_nesting": 0}, {"max_id_length": -1},

@@ -11,7 +11,7 @@ import pytest
 from reachwatch.models.errors import SchemaError
 from reachwatch.models.evaluation import evaluate
 from reachwatch.models.records import AccessEvent, parse_timestamp
-from reachwatch.models.simulation import simulate
+from reachwatch.models.simulation.reference import simulate
 from reachwatch.models.threshold_rule import ThresholdRule, fit_threshold_rule
 
 T0 = 1772409600.0  # 2026-03-02T00:00:00Z

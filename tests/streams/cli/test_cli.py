@@ -124,3 +124,33 @@ def test_train_on_too_little_data_fails_cleanly(runner, tiny_history, tmp_path):
     result = runner.invoke(main, ["train", str(events), "--out", str(tmp_path / "r"), "--quiet"])
     assert result.exit_code != 0
     assert "at least 100 valid events" in result.output
+
+
+def test_train_records_its_chain_and_replay_and_run_refuse_another(runner, tiny_history,
+                                                                   tmp_path):
+    events = write_jsonl(tmp_path / "history.jsonl", tiny_history[:6000])
+    mapping = tmp_path / "map.yaml"
+    mapping.write_text("resources:\n  - {match: '*', sensitivity: confidential}\n")
+    key = tmp_path / "pseudonym.key"
+    key.write_bytes(b"k" * 32)
+    chain = ["--enrich", str(mapping), "--pseudonym-key-file", str(key)]
+    registry = tmp_path / "reg"
+    trained = runner.invoke(main, ["train", str(events), "--out", str(registry), "--quiet",
+                                   "--promote", *chain])
+    assert trained.exit_code == 0, trained.output
+    meta = orjson.loads((registry / trained.output.strip() / "metadata.json").read_bytes())
+    assert set(meta["enrichment"]) == {"fingerprint", "resource_rules", "principal_rules"}
+    assert meta["pseudonymization"]["resources"] is False
+    alerts = str(tmp_path / "a.jsonl")
+    served = runner.invoke(main, ["replay", str(events), "--model", str(registry),
+                                  "--alerts-out", alerts, *chain])
+    assert served.exit_code == 0, served.output
+    for args, says in (
+        (["replay", str(events), "--model", str(registry), "--alerts-out", alerts,
+          "--pseudonym-key-file", str(key)], "trained with enrichment"),
+        (["run", "--model", str(registry), "--enrich", str(mapping)], "trained on pseudonyms"),
+    ):
+        refused = runner.invoke(main, args)
+        assert refused.exit_code == 1
+        assert refused.stderr.strip().splitlines() == [refused.stderr.strip()]
+        assert says in refused.stderr

@@ -1,7 +1,7 @@
 """Hostile input at library level: anything in, an event or a SchemaError out, never a crash.
 
 Two halves: hypothesis throws arbitrary bytes and JSON at ``decode_json``, every adapter
-and ``sources.read_outcomes``; the corpus in ``tests/fixtures/nasty/`` (written by its
+and ``files.read_files``; the corpus in ``tests/fixtures/nasty/`` (written by its
 ``make_corpus.py``) pins the exact reason of each known nasty case, with good events
 around every one of them still accepted and scored.
 
@@ -31,8 +31,9 @@ from reachwatch.models.pipeline import Pipeline
 from reachwatch.models.records import REASONS, AccessEvent, decode_json
 from reachwatch.streams.cli.main import main
 from reachwatch.streams.formats.adapters import ADAPTER_NAMES, NativeAdapter, get_adapter
+from reachwatch.streams.ingest.chain import Chain
+from reachwatch.streams.ingest.files import FILE_REASONS, read_files
 from reachwatch.streams.ingest.pseudonyms import Pseudonymizer
-from reachwatch.streams.ingest.sources import FILE_REASONS, read_outcomes
 
 NASTY = FIXTURES / "nasty"
 ALL_REASONS = set(REASONS) | set(FILE_REASONS)
@@ -146,7 +147,8 @@ def test_any_file_reads_to_outcomes_never_an_exception(
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "input"
         path.write_bytes(content)
-        outcomes = list(read_outcomes([path], get_adapter(adapter), max_line_bytes=max_line_bytes))
+        chain = Chain(get_adapter(adapter))
+        outcomes = list(read_files([path], chain, max_line_bytes=max_line_bytes))
     for outcome in outcomes:
         assert outcome.event is None or isinstance(outcome.event, AccessEvent)
         assert outcome.error is None or outcome.error.code in ALL_REASONS
@@ -204,7 +206,7 @@ EXPECTED: dict[str, list[str]] = {
 def _fates(path: Path, **kw: Any) -> list[str]:
     return [
         OK if o.event is not None else o.error.code if o.error is not None else "skipped"
-        for o in read_outcomes([path], NativeAdapter(), **kw)
+        for o in read_files([path], Chain(NativeAdapter()), **kw)
     ]
 
 
@@ -221,7 +223,7 @@ def test_every_corpus_file_is_checked() -> None:
 def test_line_limit_turns_huge_lines_into_too_large_with_the_size_in_the_detail() -> None:
     path = NASTY / "huge_string.jsonl.gz"
     assert _fates(path, max_line_bytes=64 * 1024) == [OK, "too_large", "too_large", OK]
-    errors = [o.error for o in read_outcomes([path], NativeAdapter(), max_line_bytes=65536)]
+    errors = [o.error for o in read_files([path], Chain(NativeAdapter()), max_line_bytes=65536)]
     assert errors[1] is not None
     assert errors[1].detail.startswith("line is 1000") and errors[1].detail.endswith(
         "bytes, limit 65536"
@@ -236,7 +238,7 @@ def test_a_newline_free_file_is_read_past_not_into_memory(tmp_path: Path) -> Non
         for _ in range(8):  # 8 MiB without a newline
             handle.write(b"x" * (1 << 20))
         handle.write(b"\n" + good + b"\n")
-    outcomes = list(read_outcomes([path], NativeAdapter(), max_line_bytes=4096))
+    outcomes = list(read_files([path], Chain(NativeAdapter()), max_line_bytes=4096))
     assert [o.error.code if o.error else OK for o in outcomes] == [OK, "too_large", OK]
     assert outcomes[1].raw is not None and len(outcomes[1].raw) <= 300
 
@@ -273,7 +275,7 @@ LOOKALIKES = (
 
 
 def test_lookalike_principals_stay_distinct_and_get_distinct_pseudonyms() -> None:
-    events = [o.event for o in read_outcomes([NASTY / "lookalikes.jsonl"], NativeAdapter())]
+    events = [o.event for o in read_files([NASTY / "lookalikes.jsonl"], Chain(NativeAdapter()))]
     principals = [e.principal for e in events if e is not None]
     assert set(LOOKALIKES) <= set(principals)
     names = Pseudonymizer(b"k" * 32)
@@ -287,7 +289,7 @@ def _corpus_files() -> list[Path]:
 
 def test_good_events_of_the_corpus_are_all_scored(tiny_model) -> None:
     events = sorted(
-        (o.event for o in read_outcomes(_corpus_files(), NativeAdapter()) if o.event),
+        (o.event for o in read_files(_corpus_files(), Chain(NativeAdapter())) if o.event),
         key=lambda e: e.ts,
     )
     expected_ok = sum(f.count(OK) for f in EXPECTED.values())

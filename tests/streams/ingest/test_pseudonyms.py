@@ -14,19 +14,14 @@ from click.testing import CliRunner
 from reachwatch.models.errors import ConfigError
 from reachwatch.models.records import AccessEvent
 from reachwatch.streams.cli.main import main
-from reachwatch.streams.formats.adapters import NativeAdapter
-from reachwatch.streams.ingest.enrichment import Enrichment
 from reachwatch.streams.ingest.pseudonyms import (
     MIN_KEY_BYTES,
     PSEUDONYM_PATTERN,
     Pseudonymizer,
-    audit_reveal,
     check_model,
     load_key,
     new_key,
-    reveal,
 )
-from reachwatch.streams.ingest.sources import read_outcomes
 
 KEY = b"0123456789abcdef0123456789abcdef"
 
@@ -65,23 +60,6 @@ def test_resources_are_replaced_only_when_asked() -> None:
     out = Pseudonymizer(KEY, resources=True).apply(read())
     assert out.resource == Pseudonymizer(KEY).resource("hr/salaries")
     assert out.principal_group == "hr"
-
-
-def test_enrichment_sees_raw_names_before_they_are_replaced(tmp_path: Path) -> None:
-    mapping = tmp_path / "map.yaml"
-    mapping.write_text(
-        "resources:\n  - match: hr/*\n    group: hr\n    sensitivity: restricted\n"
-        "principals:\n  - match: ana\n    group: finance\n"
-    )
-    path = tmp_path / "events.jsonl"
-    path.write_bytes(orjson.dumps({"ts": 1_772_409_600, "principal": "ana", "resource": "hr/x"}))
-    names = Pseudonymizer(KEY, resources=True)
-    adapter = names.wrap(NativeAdapter(), Enrichment.from_file(mapping))
-    [outcome] = list(read_outcomes([path], adapter))
-    assert outcome.event is not None
-    assert outcome.event.principal == names.principal("ana")
-    assert outcome.event.resource == names.resource("hr/x")
-    assert (outcome.event.principal_group, outcome.event.sensitivity) == ("finance", "restricted")
 
 
 # -- keys ------------------------------------------------------------------------------------
@@ -148,69 +126,10 @@ def test_a_raw_model_takes_principal_pseudonyms_but_not_resource_ones() -> None:
         check_model({"version": "v1"}, Pseudonymizer(KEY, resources=True))
 
 
-# -- reveal ------------------------------------------------------------------------------------
-def test_reveal_finds_the_candidate_and_counts_tries() -> None:
-    names = Pseudonymizer(KEY)
-    assert reveal(names.principal("bo"), names, ["ana", "bo", "cy"]) == ("bo", 2)
-    assert reveal(names.resource("bo"), names, ["ana", "bo"]) == ("bo", 2)
-    assert reveal(names.principal("zed"), names, ["ana", "bo"]) == (None, 2)
-
-
-def test_audit_line_names_who_and_what_but_never_the_identity(tmp_path: Path) -> None:
-    log = tmp_path / "audit" / "reveal.jsonl"
-    names = Pseudonymizer(KEY)
-    pseudonym = names.principal("ana.secret")
-    audit_reveal(log, who="analyst", pseudonym=pseudonym, found=True, key_id=names.fingerprint)
-    audit_reveal(log, who="analyst", pseudonym=pseudonym, found=False, key_id=names.fingerprint)
-    rows = [orjson.loads(line) for line in log.read_bytes().splitlines()]
-    assert [(r["who"], r["pseudonym"], r["result"]) for r in rows] == [
-        ("analyst", pseudonym, "found"),
-        ("analyst", pseudonym, "not_found"),
-    ]
-    assert b"ana.secret" not in log.read_bytes()
-    assert stat.S_IMODE(log.stat().st_mode) == 0o600
-
-
-def test_cli_reveal_from_an_id_list_logs_and_says_so(tmp_path: Path) -> None:
-    key = tmp_path / "k"
-    new_key(key)
-    names = Pseudonymizer.from_key_file(key)
-    ids = tmp_path / "directory.txt"
-    ids.write_text("ana\nbo.lindqvist\ncy\n")
-    log = tmp_path / "audit.jsonl"
-    runner = CliRunner()
-    args = ["--key-file", str(key), "--candidates", str(ids), "--audit-log", str(log)]
-    found = runner.invoke(main, ["reveal", names.principal("bo.lindqvist"), *args])
-    assert found.exit_code == 0, found.output
-    assert found.stdout.strip() == "bo.lindqvist"
-    assert f"logged to {log}" in found.stderr
-    missing = runner.invoke(main, ["reveal", names.principal("nobody"), *args])
-    assert missing.exit_code == 1
-    assert "matches none of 3 candidates" in missing.stderr
-    assert [orjson.loads(x)["result"] for x in log.read_bytes().splitlines()] == [
-        "found",
-        "not_found",
-    ]
-    assert b"bo.lindqvist" not in log.read_bytes()
-
-
-def test_cli_reveal_rejects_what_is_not_a_pseudonym(tmp_path: Path) -> None:
-    key = tmp_path / "k"
-    new_key(key)
-    ids = tmp_path / "ids.txt"
-    ids.write_text("ana\n")
-    result = CliRunner().invoke(
-        main,
-        ["reveal", "ana", "--key-file", str(key), "--candidates", str(ids)],
-    )
-    assert result.exit_code == 2
-    assert "is not a pseudonym" in result.output
-
-
 # -- end to end: a simulated company trained and replayed with pseudonyms ----------------------
 @pytest.fixture(scope="module")
 def pseudonymised_company(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    from reachwatch.models.simulation import simulate
+    from reachwatch.models.simulation.reference import simulate
 
     root = tmp_path_factory.mktemp("pseudonymised")
     simulate(root / "company", seed=5, scale=0.3, history_days=7)

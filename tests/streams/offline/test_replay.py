@@ -1,4 +1,5 @@
-"""Offline replay: size limits apply to every file's records; two jobs change nothing."""
+"""Offline replay: the chain's size limits apply to every file's records; two jobs change
+nothing."""
 
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ from pathlib import Path
 import orjson
 
 from reachwatch.models.pipeline import Pipeline
-from reachwatch.models.records import Limits, limits_in_force
+from reachwatch.models.records import Limits
 from reachwatch.models.registry import Registry
 from reachwatch.streams.formats.adapters import get_adapter
+from reachwatch.streams.ingest.chain import Chain
 from reachwatch.streams.offline.replay import Tally, collect_events, run_replay
 
 GOOD = {"ts": "2026-03-23T10:00:00Z", "principal": "ana", "resource": "hr.salaries"}
@@ -25,20 +27,11 @@ def _history(tmp_path: Path) -> Path:
 def test_lowered_limit_rejects_records_the_default_accepts(tmp_path: Path) -> None:
     path = _history(tmp_path)
     default, lowered = Tally(), Tally()
-    list(collect_events([path], get_adapter("native"), None, default))
-    list(collect_events([path], get_adapter("native"), None, lowered,
-                        limits=Limits(max_id_length=16)))
+    list(collect_events([path], Chain(get_adapter("native")), default))
+    list(collect_events([path], Chain(get_adapter("native"), limits=Limits(max_id_length=16)),
+                        lowered))
     assert (default.accepted, sum(default.rejected.values())) == (2, 0)
     assert (lowered.accepted, dict(lowered.rejected)) == (1, {"too_large": 1})
-
-
-def test_limits_are_not_in_force_between_files(tmp_path: Path) -> None:
-    paths = [_history(tmp_path)] * 2
-    tally = Tally()
-    for _ in collect_events(paths, get_adapter("native"), None, tally,
-                            limits=Limits(max_id_length=16)):
-        assert limits_in_force() == Limits()
-    assert dict(tally.rejected) == {"too_large": 2}
 
 
 def test_two_jobs_replay_the_same_alerts_in_the_same_order(tiny_registry, tiny_history,

@@ -14,6 +14,7 @@ from support.tinyorg import history as tiny_history_events
 from reachwatch.models.pipeline import Pipeline
 from reachwatch.models.windows import decode_state, encode_state
 from reachwatch.streams.formats.adapters import get_adapter
+from reachwatch.streams.ingest.chain import Chain
 from reachwatch.streams.service.agents import Worker
 from reachwatch.streams.service.delivery import deliver_all
 from reachwatch.streams.service.envelopes import decode_envelope, read_envelope
@@ -39,7 +40,7 @@ def _worker(model: Any, partitions: int = 3, **settings: Any) -> Worker:
     config = Settings(partitions=partitions, **settings)
     topics = ServiceTopics(*(RecordingTopic() for _ in range(5)))
     return Worker(settings=config, pipeline=Pipeline(model), watcher=None,  # type: ignore[arg-type]
-                  adapter=get_adapter("native"), topics=topics,
+                  chain=Chain(get_adapter("native"), limits=config.limits), topics=topics,
                   tables=ServiceTables({}, {}),  # type: ignore[arg-type]
                   metrics=Metrics(topics=config.input_topics))
 

@@ -12,6 +12,7 @@ from support.tinyorg import history as tiny_history_events
 
 from reachwatch.models.pipeline import Pipeline
 from reachwatch.streams.formats.adapters import get_adapter
+from reachwatch.streams.ingest.chain import Chain
 from reachwatch.streams.service.alignment import UNKNOWN, UNKNOWN_BACKLOG_FACTOR, SourceClocks
 from reachwatch.streams.service.delivery import deliver_all
 from reachwatch.streams.service.envelopes import Forwarded, encode_envelope, read_envelope
@@ -129,7 +130,10 @@ def _step(forwarder: Forwarder, messages: list[Any]) -> list[Any]:
 def test_forwarding_holds_a_fast_partition_until_the_slow_one_catches_up():
     topics = ServiceTopics(*(RecordingTopic() for _ in range(5)))
     forwarder = Forwarder(
-        Settings(partitions=1, alignment_max_drift=60.0), get_adapter("native"), topics, Metrics()
+        Settings(partitions=1, alignment_max_drift=60.0),
+        Chain(get_adapter("native"), limits=Settings().limits),
+        topics,
+        Metrics(),
     )
     base = tiny_history_events()[0]
     fast = [_message(dataclasses.replace(base, ts=base.ts + 600.0 * i), 0, i) for i in range(5)]

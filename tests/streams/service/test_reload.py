@@ -115,3 +115,26 @@ def test_pinned_version_never_reloads(registry):
 def test_lateness_override_reaches_the_loaded_config(registry):
     model = ModelWatcher(registry, allowed_lateness=42.0).load()
     assert model.config.allowed_lateness == 42.0
+
+
+def test_every_load_is_checked_and_a_refused_promotion_keeps_the_old_model(registry):
+    from reachwatch.models.errors import ConfigError
+
+    checked: list[str] = []
+
+    def check(metadata):
+        checked.append(metadata["version"])
+        if metadata.get("note") == "second":
+            raise ConfigError(f"model {metadata['version']} was trained through another chain")
+
+    metrics = Metrics(CollectorRegistry())
+    watcher = ModelWatcher(registry, metrics=metrics, check=check)
+    first = watcher.load()
+    refused = _other_version(registry)
+    registry.promote(refused)
+    assert watcher.poll() is None
+    assert checked == [first.version, refused]
+    assert watcher.loaded_version == first.version
+    assert metrics.model_reload_failures._value.get() == 1
+    with pytest.raises(ConfigError, match="another chain"):
+        ModelWatcher(registry, check=check).load()  # at start: the worker does not start

@@ -76,3 +76,24 @@ def test_bad_size_limit_is_a_one_line_error_naming_the_setting(name, raw):
     message = str(caught.value)
     assert name.lower() in message.lower()
     assert "\n" not in message
+
+
+def test_the_ingest_chain_comes_from_env_and_flags(tmp_path):
+    env = {"REACHWATCH_ENRICH": "map.yaml", "REACHWATCH_PSEUDONYM_KEY_FILE": "k.key",
+           "REACHWATCH_PSEUDONYMIZE": "resources"}
+    settings = load_settings(environ=env)
+    assert (settings.enrich, settings.pseudonym_key_file, settings.pseudonymize) == (
+        Path("map.yaml"), Path("k.key"), "resources")
+    flagged = load_settings({"pseudonymize": "principals"}, environ=env)
+    assert flagged.pseudonymize == "principals"
+    assert load_settings(environ={}).enrich is None
+
+
+@pytest.mark.parametrize(("env", "says"), [
+    ({"REACHWATCH_PSEUDONYMIZE": "everything", "REACHWATCH_PSEUDONYM_KEY_FILE": "k"},
+     "pseudonymize must be one of principals|resources"),
+    ({"REACHWATCH_PSEUDONYMIZE": "principals"}, "needs a pseudonym key file"),
+])
+def test_a_pseudonymize_setting_that_cannot_work_is_refused(env, says):
+    with pytest.raises(ConfigError, match=says):
+        load_settings(environ=env)

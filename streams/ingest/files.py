@@ -1,4 +1,4 @@
-"""Sources: reading log files record by record for ``reachwatch replay`` and ``train``.
+"""Files: the ingest chain's reader for log files (``reachwatch replay`` and ``train``).
 
 A file is JSONL/NDJSON (one document per line, blank lines ignored), or one whole JSON
 document: an array of records, or an object such as CloudTrail's ``{"Records": [...]}``
@@ -6,9 +6,10 @@ document: an array of records, or an object such as CloudTrail's ``{"Records": [
 the file is called. JSONL is streamed line by line; a whole-document file is loaded at
 once, as JSON arrays cannot be split without parsing them.
 
-Each input record ends as exactly one ``Outcome``: an event, a skip (a valid record that
-is not a data read) or an error. A bad line never stops reading: decoding, adapter and
-enrichment failures all become error outcomes, so callers can count and dead-letter them.
+Each input record goes through the ``Chain`` (adapter, enrichment, pseudonyms, field
+limits) and ends as exactly one ``Outcome``: an event, a skip (a valid record that is not
+a data read) or an error. A bad line never stops reading: decoding, adapter and enrichment
+failures all become error outcomes, so callers can count and dead-letter them.
 
 Hostile files are bounded too: a line longer than ``max_line_bytes`` is a ``too_large``
 outcome read past in chunks (a newline-free multi-gigabyte file never sits in memory),
@@ -22,7 +23,7 @@ from __future__ import annotations
 
 import gzip
 import zlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -31,8 +32,7 @@ import orjson
 
 from reachwatch.models.errors import SchemaError
 from reachwatch.models.records import AccessEvent, decode_json
-from reachwatch.streams.formats.adapters import Adapter
-from reachwatch.streams.ingest.enrichment import Enrichment
+from reachwatch.streams.ingest.chain import Chain
 
 _GZIP_MAGIC = b"\x1f\x8b"
 _UTF8_BOM = b"\xef\xbb\xbf"
@@ -67,26 +67,25 @@ class Outcome:
         return self.event is None and self.error is None
 
 
-def read_outcomes(
+def read_files(
     paths: Sequence[Path],
-    adapter: Adapter,
-    enrichment: Enrichment | None = None,
+    chain: Chain,
     *,
     max_line_bytes: int = MAX_LINE_BYTES,
     max_document_bytes: int = MAX_DOCUMENT_BYTES,
 ) -> Iterator[Outcome]:
-    """Outcomes of every record in ``paths``, files in the given order."""
+    """Outcomes of every record in ``paths`` through ``chain``, files in the given order."""
     for path in paths:
         path = Path(path)
         try:
-            whole = _whole_document(path, max_line_bytes, max_document_bytes)
+            whole = _whole_document(path, chain, max_line_bytes, max_document_bytes)
         except _UNREADABLE as exc:
             yield Outcome(1, None, None, _corrupt(exc), path)
             continue
         if whole is None:
-            yield from _line_outcomes(path, adapter, enrichment, max_line_bytes)
+            yield from _line_outcomes(path, chain, max_line_bytes)
         else:
-            yield from _document_outcomes(path, whole, adapter, enrichment)
+            yield from _document_outcomes(path, whole, chain)
 
 
 def _corrupt(exc: BaseException) -> SchemaError:
@@ -137,7 +136,7 @@ def _lines(stream: IO[bytes], limit: int) -> Iterator[_Line]:
 
 
 def _whole_document(
-    path: Path, max_line_bytes: int = MAX_LINE_BYTES, max_document_bytes: int = MAX_DOCUMENT_BYTES
+    path: Path, chain: Chain, max_line_bytes: int, max_document_bytes: int
 ) -> Any | SchemaError | None:
     """The file's single JSON document when it is not JSONL, else None.
 
@@ -170,14 +169,12 @@ def _whole_document(
             "too_large", f"JSON document is over {max_document_bytes} bytes, the limit"
         )
     try:
-        return decode_json(content)
+        return decode_json(content, limits=chain.limits)
     except SchemaError as exc:
         return exc if first.startswith(b"[") else None
 
 
-def _document_outcomes(
-    path: Path, document: Any, adapter: Adapter, enrichment: Enrichment | None
-) -> Iterator[Outcome]:
+def _document_outcomes(path: Path, document: Any, chain: Chain) -> Iterator[Outcome]:
     if isinstance(document, SchemaError):
         yield Outcome(1, None, None, document, path)
         return
@@ -185,19 +182,17 @@ def _document_outcomes(
     position = 0
     for item in documents:
         try:
-            records = list(adapter.records(item))
+            records = chain.records(item)
         except SchemaError as exc:
             position += 1
             yield Outcome(position, _dump(item), None, exc, path)
             continue
         for record in records:
             position += 1
-            yield _outcome(path, position, _dump(record), record, adapter, enrichment)
+            yield _outcome(path, position, _dump(record), record, chain)
 
 
-def _line_outcomes(
-    path: Path, adapter: Adapter, enrichment: Enrichment | None, max_line_bytes: int
-) -> Iterator[Outcome]:
+def _line_outcomes(path: Path, chain: Chain, max_line_bytes: int) -> Iterator[Outcome]:
     with _open(path) as stream:
         lines = _lines(stream, max_line_bytes)
         number = 0
@@ -211,12 +206,10 @@ def _line_outcomes(
             if line is None:
                 return
             number = line.number
-            yield from _line_outcome(path, line, adapter, enrichment, max_line_bytes)
+            yield from _line_outcome(path, line, chain, max_line_bytes)
 
 
-def _line_outcome(
-    path: Path, line: _Line, adapter: Adapter, enrichment: Enrichment | None, limit: int
-) -> Iterator[Outcome]:
+def _line_outcome(path: Path, line: _Line, chain: Chain, limit: int) -> Iterator[Outcome]:
     content = line.content.removeprefix(_UTF8_BOM) if line.number == 1 else line.content
     if line.too_long:
         raw = content.decode("utf-8", errors="replace") + "…"
@@ -227,38 +220,22 @@ def _line_outcome(
         return
     raw = content.decode("utf-8", errors="replace")
     try:
-        records = _as_list(adapter.records(decode_json(content)))
+        records = chain.records(decode_json(content, limits=chain.limits))
     except SchemaError as exc:
         yield Outcome(line.number, raw, None, exc, path)
         return
     single = len(records) == 1
     for record in records:
         record_raw = raw if single else _dump(record)
-        yield _outcome(path, line.number, record_raw, record, adapter, enrichment)
+        yield _outcome(path, line.number, record_raw, record, chain)
 
 
-def _outcome(
-    path: Path,
-    line: int,
-    raw: str | None,
-    record: Any,
-    adapter: Adapter,
-    enrichment: Enrichment | None,
-) -> Outcome:
+def _outcome(path: Path, line: int, raw: str | None, record: Any, chain: Chain) -> Outcome:
     try:
-        event = adapter.event(record)
-        if event is not None and enrichment is not None:
-            event = enrichment.apply(event)
+        event = chain.event(record)
     except SchemaError as exc:
         return Outcome(line, raw, None, exc, path)
-    except Exception as exc:
-        error = SchemaError("adapter_error", f"{adapter.name} failed: {type(exc).__name__}: {exc}")
-        return Outcome(line, raw, None, error, path)
     return Outcome(line, raw, event, None, path)
-
-
-def _as_list(records: Iterable[Any]) -> list[Any]:
-    return records if isinstance(records, list) else list(records)
 
 
 def _dump(record: Any) -> str | None:

@@ -1,4 +1,8 @@
-"""Synthetic company: who reads which dataset when, plus labelled incidents to judge on.
+"""The reference company: one fixed organisation, kept for the demo and the streaming tests.
+
+The detector is judged on the family (``reachwatch.models.simulation``); this is the single
+company of earlier releases, whose story (an exposure the demo shows, the incident the
+streaming tests replay) stays put while the family and the detector change.
 
 ``simulate`` writes a history period of normal behaviour and a test period holding the
 same behaviour plus four labelled incidents (a restricted dataset exposed to the whole

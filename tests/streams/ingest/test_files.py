@@ -1,4 +1,4 @@
-"""Sources: JSONL, whole JSON documents, gzip, and one outcome per record, always."""
+"""Files: JSONL, whole JSON documents, gzip, and one outcome per record, always."""
 
 from __future__ import annotations
 
@@ -11,10 +11,11 @@ from typing import Any
 import orjson
 from support import FIXTURES
 
-from reachwatch.models.records import AccessEvent
+from reachwatch.models.records import AccessEvent, Limits
 from reachwatch.streams.formats.adapters import NativeAdapter, get_adapter
+from reachwatch.streams.ingest.chain import Chain
 from reachwatch.streams.ingest.enrichment import Enrichment, ResourceRule
-from reachwatch.streams.ingest.sources import Outcome, read_outcomes
+from reachwatch.streams.ingest.files import Outcome, read_files
 
 
 def native(n: int, resource: str = "hr.salaries") -> dict[str, Any]:
@@ -25,9 +26,10 @@ def jsonl(*objects: Any) -> bytes:
     return b"".join(orjson.dumps(o) + b"\n" for o in objects)
 
 
-def outcomes(path: Path | list[Path], adapter: Any = None, **kw: Any) -> list[Outcome]:
+def outcomes(path: Path | list[Path], adapter: Any = None, enrichment: Enrichment | None = None,
+             **kw: Any) -> list[Outcome]:
     paths = path if isinstance(path, list) else [path]
-    return list(read_outcomes(paths, adapter or NativeAdapter(), **kw))
+    return list(read_files(paths, Chain(adapter or NativeAdapter(), enrichment), **kw))
 
 
 def test_jsonl_gives_one_outcome_per_line_and_skips_blank_lines(tmp_path: Path) -> None:
@@ -160,10 +162,10 @@ class _BrokenAdapter:
     def records(self, document: Any) -> Iterable[Any]:
         return (document,)
 
-    def event(self, record: Any) -> AccessEvent | None:
+    def event(self, record: Any, limits: Limits) -> AccessEvent | None:
         if record.get("boom"):
             raise KeyError("boom")
-        return NativeAdapter().event(record)
+        return NativeAdapter().event(record, limits)
 
 
 def test_an_adapter_bug_is_one_error_not_the_end_of_the_file(tmp_path: Path) -> None:
@@ -177,7 +179,7 @@ def test_an_adapter_bug_is_one_error_not_the_end_of_the_file(tmp_path: Path) -> 
 def test_jsonl_is_streamed_not_loaded_whole(tmp_path: Path) -> None:
     path = tmp_path / "growing.jsonl"
     path.write_bytes(jsonl(native(1)))
-    stream = read_outcomes([path], NativeAdapter())
+    stream = read_files([path], Chain(NativeAdapter()))
     assert next(stream).line == 1
     # Lines written after reading began are still read: the file was not slurped.
     with path.open("ab") as handle:
