@@ -217,11 +217,11 @@ class SideScorer:
         now = time.monotonic()
         if now - self._late_logged >= LATE_SAMPLE_INTERVAL_S:
             self._late_logged = now
-            sample = [
-                (e.ts, e.principal, e.resource) for e in result.late_events[:LATE_SAMPLE_SIZE]
-            ]
+            # Event times only: nothing identifying an entity goes to the log.
+            sample = [e.ts for e in result.late_events[:LATE_SAMPLE_SIZE]]
             log.warning(
-                "%d late read(s) on the %s side (watermark %s, allowed lateness %ss), e.g. %s",
+                "%d late read(s) on the %s side (watermark %s, allowed lateness %ss), e.g. "
+                "at event times %s",
                 result.late,
                 self.side.name,
                 watermark,
