@@ -37,11 +37,14 @@ catches up, which bounds what the release buffer holds.
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 # What a source that never delivered reports: it holds the frontier back until it is idle.
 UNKNOWN = -math.inf
+# What an idle source is reported at: it holds nothing back (finite, for JSON).
+IDLE = sys.float_info.max
 # A source whose backlog is unknown is idle only after this many times the idle ticks.
 UNKNOWN_BACKLOG_FACTOR = 10
 
@@ -159,6 +162,7 @@ class UpstreamFrontiers:
             self.sources = sources
 
     def frontier(self) -> float:
+        """``IDLE`` when every source is idle: then everything held may go."""
         if not self.reports or len(self.reports) < self.sources:
             return UNKNOWN
         return min(self.reports.values())

@@ -21,7 +21,7 @@ from typing import Any
 from reachwatch.models.errors import SchemaError
 from reachwatch.streams.ingest.chain import Chain
 from reachwatch.streams.ingest.messages import read_message
-from reachwatch.streams.service.alignment import UNKNOWN, SourceClocks
+from reachwatch.streams.service.alignment import IDLE, UNKNOWN, SourceClocks
 from reachwatch.streams.service.deadletter import DeadLetter
 from reachwatch.streams.service.envelopes import MAX_ENVELOPE_EVENTS, Forwarded, encode_envelope
 from reachwatch.streams.service.metrics import Metrics
@@ -66,8 +66,8 @@ class Forwarder:
         self.sources = SourceClocks(settings.alignment_max_drift, IDLE_TICKS)
         self.held: ReleaseBuffer[Forwarded] = ReleaseBuffer()
         self.messages_in = 0
-        # Frontier last reported to the internal partitions (-inf: none yet).
-        self.reported = UNKNOWN
+        # What was last reported to the internal partitions.
+        self.reported: dict[str, float] = {}
         # In the worker: hold everything until the consumer's assignment is known, or the
         # first partition to deliver would set a frontier the others are then late for.
         self.await_assignment = False
@@ -109,14 +109,25 @@ class Forwarder:
         frontier = UNKNOWN if self.await_assignment else self.sources.frontier()
         released = self.held.release(frontier)
         out = Outgoing(done=self.held.done())
-        report = {source: frontier for source in self.sources.clocks} if frontier > UNKNOWN else {}
-        moved = frontier > self.reported
+        report = self._report(frontier)
+        moved = report != self.reported
         if released or moved:
             out.envelopes = self._envelopes(released, report, broadcast=moved)
-            if moved:
-                self.reported = frontier
+            self.reported = report
         self.metrics.events_held.labels(stage="ingest").set(len(self.held))
         return out
+
+    def _report(self, frontier: float) -> dict[str, float]:
+        """Per source, the frontier up to which its events are sent; an idle source holds
+        nothing back (``IDLE``), even one that never delivered (an empty partition)."""
+        if self.await_assignment:
+            return {}
+        sources = self.sources
+        return {
+            source: IDLE if sources.idle(source) else frontier
+            for source in sources.clocks
+            if sources.idle(source) or frontier > UNKNOWN
+        }
 
     def ahead(self) -> set[str]:
         """Sources to pause: more than the alignment bound ahead of the frontier."""

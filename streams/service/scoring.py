@@ -26,7 +26,7 @@ from typing import IO, Any
 from reachwatch.models.errors import SchemaError
 from reachwatch.models.pipeline import BatchResult, Pipeline
 from reachwatch.models.records import AccessEvent
-from reachwatch.streams.service.alignment import UNKNOWN, UpstreamFrontiers
+from reachwatch.streams.service.alignment import IDLE, UNKNOWN, UpstreamFrontiers
 from reachwatch.streams.service.envelopes import Forwarded, read_envelope
 from reachwatch.streams.service.metrics import Metrics
 from reachwatch.streams.service.publisher import AlertPublisher
@@ -166,8 +166,13 @@ class SideScorer:
             if items:
                 out.extend(items)
                 marks.append(lane.released)
-            if frontier > lane.released:
-                lane.released = frontier
+            # An all-idle upstream releases everything; what was released is then the
+            # latest event time, not IDLE (or every later read would be late).
+            reached = (
+                max((f.event.ts for f in items), default=UNKNOWN) if frontier == IDLE else frontier
+            )
+            if reached > lane.released:
+                lane.released = reached
             done.extend(lane.held.done())
         if len(self.lanes) > 1 and out:
             out.sort(key=lambda f: f.event.ts)  # stable: each partition's order is kept
