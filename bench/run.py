@@ -67,7 +67,7 @@ def company(out: Path) -> tuple[Path, list[bytes]]:
         print(f"trained the bench model on {len(history):,} events in "
               f"{time.perf_counter() - started:.0f} s (cached in {registry})")
         reg = Registry(registry)
-        reg.promote(reg.write(fitted.forests, fitted.profiles, fitted.metadata))
+        reg.promote(reg.write(fitted.detectors, fitted.profiles, fitted.metadata))
     return registry, lines
 
 

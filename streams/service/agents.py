@@ -27,6 +27,7 @@ import faust
 from faust.types import TP, StreamT
 
 from reachwatch.models.pipeline import Pipeline
+from reachwatch.models.sides import PRINCIPAL, RESOURCE
 from reachwatch.streams.ingest.chain import Chain
 from reachwatch.streams.service.delivery import deliver_all
 from reachwatch.streams.service.forwarding import IDLE_TICKS, Forwarder, source_of
@@ -34,7 +35,7 @@ from reachwatch.streams.service.metrics import Metrics
 from reachwatch.streams.service.publisher import AlertPublisher
 from reachwatch.streams.service.recent import RecentAlerts
 from reachwatch.streams.service.reload import ModelWatcher
-from reachwatch.streams.service.scoring import PRINCIPAL, RESOURCE, SideScorer
+from reachwatch.streams.service.scoring import SideScorer
 from reachwatch.streams.service.settings import Settings
 from reachwatch.streams.service.sweep import Sweeper
 from reachwatch.streams.service.topics import ServiceTables, ServiceTopics

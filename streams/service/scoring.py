@@ -25,7 +25,7 @@ from typing import IO, Any
 
 from reachwatch.models.errors import SchemaError
 from reachwatch.models.pipeline import BatchResult, Pipeline
-from reachwatch.models.records import AccessEvent
+from reachwatch.models.sides import PRINCIPAL, Side
 from reachwatch.streams.service.alignment import IDLE, UNKNOWN, UpstreamFrontiers
 from reachwatch.streams.service.envelopes import Forwarded, read_envelope
 from reachwatch.streams.service.metrics import Metrics
@@ -38,34 +38,6 @@ log = logging.getLogger(__name__)
 
 LATE_SAMPLE_INTERVAL_S = 60.0  # at most one logged sample of late reads per side per minute
 LATE_SAMPLE_SIZE = 3
-
-
-@dataclass(frozen=True, slots=True)
-class Side:
-    """What differs between the two sides, said once."""
-
-    name: str  # "principal" | "resource"
-    kind: str  # the alert kind it raises
-    key_of: Callable[[AccessEvent], str]
-    observe: Callable[[Pipeline], Callable[..., BatchResult]]
-    # Each event is scored on both sides; the input counters count it once, here.
-    counts_input: bool
-
-
-PRINCIPAL = Side(
-    "principal",
-    "broad_reader",
-    lambda e: e.principal,
-    lambda p: p.observe_principals,
-    counts_input=True,
-)
-RESOURCE = Side(
-    "resource",
-    "broad_audience",
-    lambda e: e.resource,
-    lambda p: p.observe_resources,
-    counts_input=False,
-)
 
 
 def count_outcomes(metrics: Metrics, forwarded: Sequence[Forwarded], result: BatchResult) -> None:
@@ -190,14 +162,14 @@ class SideScorer:
         events = [f.event for f in forwarded]
         latest = max(e.ts for e in events)
         self.clock = latest if self.clock is None else max(self.clock, latest)
-        states = self.cache.load(self.table, {side.key_of(e) for e in events})
+        states = self.cache.load(self.table, {side.entity(e) for e in events})
         started = time.perf_counter()
-        result = side.observe(pipeline)(events, states, watermark)
+        result = pipeline.observe(side, events, states, watermark)
         self.metrics.record_batch(
             side.name, len(events), time.perf_counter() - started, side.kind, result.scores
         )
         self.metrics.events_scored.labels(side=side.name).inc(result.scored)
-        if side.counts_input:
+        if side is PRINCIPAL:  # each event is scored on both sides: counted once, here
             count_outcomes(self.metrics, forwarded, result)
         if result.late:
             self._report_late(result, watermark)

@@ -11,6 +11,7 @@ import orjson
 from support.tinyorg import history as tiny_history_events
 
 from reachwatch.models.pipeline import Pipeline
+from reachwatch.models.sides import RESOURCE
 from reachwatch.streams.formats.adapters import get_adapter
 from reachwatch.streams.ingest.chain import Chain
 from reachwatch.streams.service.alignment import UNKNOWN, UNKNOWN_BACKLOG_FACTOR, SourceClocks
@@ -21,7 +22,7 @@ from reachwatch.streams.service.metrics import Metrics
 from reachwatch.streams.service.publisher import AlertPublisher
 from reachwatch.streams.service.recent import RecentAlerts
 from reachwatch.streams.service.release import ReleaseBuffer
-from reachwatch.streams.service.scoring import RESOURCE, SideScorer
+from reachwatch.streams.service.scoring import SideScorer
 from reachwatch.streams.service.settings import Settings
 from reachwatch.streams.service.topics import ServiceTopics
 
