@@ -45,6 +45,9 @@ from dataclasses import dataclass
 UNKNOWN = -math.inf
 # What an idle source is reported at: it holds nothing back (finite, for JSON).
 IDLE = sys.float_info.max
+# What a source that has not delivered yet is reported at: it holds everything back. A
+# report for every assigned source overwrites what an earlier owner reported (IDLE, say).
+NOT_YET = -sys.float_info.max
 # A source whose backlog is unknown is idle only after this many times the idle ticks.
 UNKNOWN_BACKLOG_FACTOR = 10
 
@@ -165,4 +168,5 @@ class UpstreamFrontiers:
         """``IDLE`` when every source is idle: then everything held may go."""
         if not self.reports or len(self.reports) < self.sources:
             return UNKNOWN
-        return min(self.reports.values())
+        lowest = min(self.reports.values())
+        return UNKNOWN if lowest <= NOT_YET else lowest

@@ -21,7 +21,7 @@ from typing import Any
 from reachwatch.models.errors import SchemaError
 from reachwatch.streams.ingest.chain import Chain
 from reachwatch.streams.ingest.messages import read_message
-from reachwatch.streams.service.alignment import IDLE, UNKNOWN, SourceClocks
+from reachwatch.streams.service.alignment import IDLE, NOT_YET, UNKNOWN, SourceClocks
 from reachwatch.streams.service.deadletter import DeadLetter
 from reachwatch.streams.service.envelopes import MAX_ENVELOPE_EVENTS, Forwarded, encode_envelope
 from reachwatch.streams.service.metrics import Metrics
@@ -123,11 +123,8 @@ class Forwarder:
         if self.await_assignment:
             return {}
         sources = self.sources
-        return {
-            source: IDLE if sources.idle(source) else frontier
-            for source in sources.clocks
-            if sources.idle(source) or frontier > UNKNOWN
-        }
+        pending = frontier if frontier > UNKNOWN else NOT_YET
+        return {source: IDLE if sources.idle(source) else pending for source in sources.clocks}
 
     def ahead(self) -> set[str]:
         """Sources to pause: more than the alignment bound ahead of the frontier."""
