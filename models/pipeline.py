@@ -9,6 +9,7 @@ the stream.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +30,7 @@ class BatchResult:
     touched: set[str] = field(default_factory=set)
     scored: int = 0
     late: int = 0
+    late_events: list[AccessEvent] = field(default_factory=list)
     scores: list[float] = field(default_factory=list)
 
 
@@ -69,24 +71,38 @@ class Pipeline:
         return idle
 
     def observe_principals(
-        self, events: Sequence[AccessEvent], states: MutableMapping[str, EntityState]
+        self,
+        events: Sequence[AccessEvent],
+        states: MutableMapping[str, EntityState],
+        watermark: float | None = None,
     ) -> BatchResult:
-        return self.observe(PRINCIPAL, events, states)
+        return self.observe(PRINCIPAL, events, states, watermark)
 
     def observe_resources(
-        self, events: Sequence[AccessEvent], states: MutableMapping[str, EntityState]
+        self,
+        events: Sequence[AccessEvent],
+        states: MutableMapping[str, EntityState],
+        watermark: float | None = None,
     ) -> BatchResult:
-        return self.observe(RESOURCE, events, states)
+        return self.observe(RESOURCE, events, states, watermark)
 
     def observe(
         self,
         side: Side,
         events: Sequence[AccessEvent],
         states: MutableMapping[str, EntityState],
+        watermark: float | None = None,
     ) -> BatchResult:
         """Score one side of a batch: ``states`` holds that side's entities by key (missing
-        ones are created) and is updated in place."""
+        ones are created) and is updated in place.
+
+        ``watermark``: the event time the caller's input has reached (the stream's aligned
+        watermark); a read more than ``allowed_lateness`` before it is late. Without it, a
+        read is late against its entity's own latest read only."""
         result = BatchResult()
+        horizon = (
+            -math.inf if watermark is None else watermark - self.model.config.allowed_lateness
+        )
         features = self.features
         detector = self.model.detectors[side.kind]
         views: list[View] = []
@@ -94,6 +110,10 @@ class Pipeline:
         gate = detector.breadth_threshold_
         key_of, build = side.entity, features.view
         for event in events:
+            if event.ts < horizon:
+                result.late += 1
+                result.late_events.append(event)
+                continue
             key = key_of(event)
             state = states.get(key)
             if state is None:
@@ -102,6 +122,7 @@ class Pipeline:
             result.touched.add(key)
             if view is None:
                 result.late += 1
+                result.late_events.append(event)
                 continue
             views.append(view)
             # Reads that may alert keep a snapshot of the entity's recent reads now, so an

@@ -135,6 +135,10 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
         producer_max_request_size=max(settings.max_message_bytes * 2, 1_048_576),
         consumer_max_fetch_size=max(settings.max_message_bytes * 4, 4_194_304),
         table_standby_replicas=0,
+        # Agents hold messages unacknowledged while their events wait for the aligned
+        # watermark (streams/service/agents.py): waiting for "all acked" on stop or on a
+        # rebalance would wait forever; committed offsets only ever cover finished messages.
+        stream_wait_empty=False,
         autodiscover=False,
         # Faust's own pages would serve window state per entity (/table) and key placement
         # (/router): the web server answers only reachwatch's views (streams/service/web.py).
@@ -166,14 +170,15 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
         if settings.alertmanager_url
         else None
     )
-    worker.followup = FollowUpStage(
-        define_followup(app, settings),
-        settings,
-        worker.pipeline.policy.quiet_period,
-        metrics,
-        pager,
+    worker.attach(
+        FollowUpStage(
+            define_followup(app, settings),
+            settings,
+            worker.pipeline.policy.quiet_period,
+            metrics,
+            pager,
+        )
     )
-    worker.recent = worker.followup.log
     register_agents(app, worker)
     register_followup(app, worker.followup, settings)
 

@@ -7,14 +7,18 @@ per partition instead of one message per event. An envelope only ever travels be
 reachwatch's own agents, so events go in a compact positional form and are rebuilt without
 re-validation (they were validated on the way in).
 
-Wire form (JSON): ``{"v": 1, "topics": [...], "r": [...], "t": [...], "e": [[...], ...]}``:
-per event its receive time ``r``, its input topic as an index ``t`` into ``topics`` (keeps
-the envelope small) and its fields ``e`` in ``AccessEvent`` slot order.
+Wire form (JSON): ``{"v": 1, "topics": [...], "r": [...], "t": [...], "e": [[...], ...],
+"w": {...}}``: per event its receive time ``r``, its input topic as an index ``t`` into
+``topics`` (keeps the envelope small) and its fields ``e`` in ``AccessEvent`` slot order;
+``w`` maps each input source (``topic:partition``) the sender reads to the event time up to
+which it has sent that source's events (``streams.service.alignment``) and ``n`` is how many
+input sources there are in all (0: unknown). An envelope may hold
+no events and only ``w``: the sender's frontier moved on (for instance a partition went idle).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import orjson
@@ -38,12 +42,25 @@ class Forwarded:
     received: float
 
 
-def encode_envelope(items: Sequence[Forwarded]) -> bytes:
-    """One envelope holding ``items`` (in order).
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """The events of one envelope and the frontiers its sender reported."""
+
+    items: list[Forwarded]
+    frontiers: dict[str, float]
+    sources: int = 0
+
+
+def encode_envelope(
+    items: Sequence[Forwarded], frontiers: Mapping[str, float] | None = None, sources: int = 0
+) -> bytes:
+    """One envelope holding ``items`` (in order) and the sender's ``frontiers``.
 
     >>> e = AccessEvent(ts=1767600000.0, principal="ana", resource="s3://hr/pay.csv")
     >>> decode_envelope(encode_envelope([Forwarded(e, "in", 1.5)]))[0].event == e
     True
+    >>> read_envelope(encode_envelope([], {"in:0": 1767600000.0})).frontiers
+    {'in:0': 1767600000.0}
     """
     topics: dict[str, int] = {}
     indices = [topics.setdefault(item.topic, len(topics)) for item in items]
@@ -54,23 +71,38 @@ def encode_envelope(items: Sequence[Forwarded]) -> bytes:
             "r": [item.received for item in items],
             "t": indices,
             "e": [[getattr(item.event, name) for name in _FIELDS] for item in items],
+            "w": dict(frontiers or {}),
+            "n": sources,
         }
     )
 
 
 def decode_envelope(raw: bytes | None) -> list[Forwarded]:
     """The events of one envelope; ``SchemaError`` if it is not one this version wrote."""
+    return read_envelope(raw).items
+
+
+def read_envelope(raw: bytes | None) -> Envelope:
+    """Events and frontiers of one envelope; ``SchemaError`` if this version did not write it."""
     try:
         obj = orjson.loads(raw or b"")
         if obj.get("v") != ENVELOPE_VERSION:
             raise SchemaError("bad_value", f"envelope version {obj.get('v')!r}")
         topics = obj["topics"]
-        return [
+        items = [
             Forwarded(AccessEvent(*fields), topics[index], received)
             for fields, index, received in zip(obj["e"], obj["t"], obj["r"], strict=True)
         ]
+        frontiers = {str(k): float(v) for k, v in (obj.get("w") or {}).items()}
+        return Envelope(items, frontiers, int(obj.get("n") or 0))
     except SchemaError:
         raise
-    except (orjson.JSONDecodeError, AttributeError, KeyError, TypeError, ValueError,
-            IndexError) as exc:
+    except (
+        orjson.JSONDecodeError,
+        AttributeError,
+        KeyError,
+        TypeError,
+        ValueError,
+        IndexError,
+    ) as exc:
         raise SchemaError("not_json", f"not an envelope: {type(exc).__name__}") from None

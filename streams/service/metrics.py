@@ -49,6 +49,8 @@ DEAD_LETTER_REASONS = tuple(dict.fromkeys((*REASONS, "decode_error", "adapter_er
 ALERT_KINDS = sides.KINDS
 SEVERITIES = ("low", "medium", "high", "critical")
 SIDES = tuple(side.name for side in sides.SIDES)
+# What the worker produces besides alerts (each delivery awaited before a commit).
+OUTPUTS = ("envelope", "dead_letter")
 
 # Scores are in [0, 1], higher = more anomalous; 0.05 steps resolve drift and thresholds.
 SCORE_BUCKETS = tuple(round(0.05 * i, 2) for i in range(1, 21))
@@ -197,6 +199,51 @@ class Metrics:
             namespace=NAMESPACE,
             registry=reg,
         )
+        self.publish_retries = Counter(
+            "publish_retries",
+            "Retried attempts to publish an envelope or a dead letter (alerts: "
+            "alert_publish_retries).",
+            ["output"],
+            namespace=NAMESPACE,
+            registry=reg,
+        )
+        self.events_scored = Counter(
+            "events_scored",
+            "Events scored, by side (every valid event is scored once on each side; more "
+            "than once after a crash replays it).",
+            ["side"],
+            namespace=NAMESPACE,
+            registry=reg,
+        )
+        self.events_late = Counter(
+            "events_late",
+            "Events not scored because they came later than allowed_lateness behind the "
+            "aligned watermark (the slowest active input partition), by side.",
+            ["side"],
+            namespace=NAMESPACE,
+            registry=reg,
+        )
+        self.partitions_paused = Gauge(
+            "partitions_paused",
+            "Input partitions paused for running ahead of the slowest one by more than "
+            "the alignment bound.",
+            namespace=NAMESPACE,
+            registry=reg,
+        )
+        self.events_held = Gauge(
+            "events_held",
+            "Events waiting for the aligned watermark to pass them, by stage (ingest, "
+            "principal, resource).",
+            ["stage"],
+            namespace=NAMESPACE,
+            registry=reg,
+        )
+        self.watermark_skew = Gauge(
+            "watermark_skew_seconds",
+            "Event time between the fastest and the slowest active input partition.",
+            namespace=NAMESPACE,
+            registry=reg,
+        )
         self.model_info = Gauge(
             "model_info",
             "The model version this worker scores with (value is always 1).",
@@ -285,6 +332,12 @@ class Metrics:
             self.tracked_entities.labels(side=side)
             for reason in ("idle", "cap"):
                 self.entities_expired.labels(side=side, reason=reason)
+            self.events_scored.labels(side=side)
+            self.events_late.labels(side=side)
+            self.events_held.labels(stage=side)
+        self.events_held.labels(stage="ingest")
+        for output in OUTPUTS:
+            self.publish_retries.labels(output=output)
 
     # Small recording helpers, so agents stay one line per fact.
 
@@ -302,6 +355,16 @@ class Metrics:
         histogram = self.score.labels(kind=kind)
         for score in scores:
             histogram.observe(score)
+
+    def record_publish_retry(self, output: str) -> None:
+        if output == "alert":
+            self.alert_publish_retries.inc()
+        else:
+            self.publish_retries.labels(output=output).inc()
+
+    def record_publish_failure(self, output: str) -> None:
+        # Only alerts can be given up on (alert_publish_retries); other outputs retry on.
+        self.alert_publish_failures.inc()
 
     def record_event_lag(self, event_ts: float, now: float | None = None) -> None:
         """Observe processing time minus event time (clamped at 0 for clock skew)."""

@@ -124,6 +124,14 @@ class Settings:
     # the least recently active are forgotten (bench/soak.py: 100k principals + 1M
     # resources peaked at 907 MB). Scale out with partitions and workers for more.
     max_entities: int = 1_000_000
+    # Event-time alignment of input partitions (streams/service/alignment.py): a partition
+    # more than alignment_max_drift seconds of event time ahead of the slowest active one is
+    # paused until it catches up; one silent for alignment_idle_timeout seconds (counted in
+    # timer ticks, streams/service/alignment.py) stops holding the others back.
+    alignment_max_drift: float = 300.0
+    alignment_idle_timeout: float = 2.0
+    # Test hook: append one line per durably scored event (side, ts, principal, resource).
+    scored_log_file: Path | None = None
     alert_publish_retries: int = 0  # 0 = retry until it goes through (never drop an alert)
     broker_session_timeout: float = 6.0
     broker_heartbeat_interval: float = 1.5

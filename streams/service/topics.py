@@ -11,12 +11,18 @@ moves with them on a rebalance. The tables write their changelog with the produc
 partitioner (``use_partitioner``) rather than "the partition of the current event": a
 micro-batch spans several partitions, and the key partitioner is the one the internal
 topics were written with, so both agree.
+
+Table writes are kept (``DurableTable.settle``): an envelope is acknowledged only after the
+changelog writes of the states it changed are acknowledged by the broker, not after a
+producer flush that may return with writes still queued (``streams.service.delivery``).
 """
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 import faust
 from aiokafka.partitioner import murmur2
@@ -68,27 +74,73 @@ def define_topics(app: faust.App, settings: Settings) -> ServiceTopics:
     # Input topics are declared "internal" only so Faust creates them when missing (handy
     # on a fresh embedded broker); an existing topic keeps its partitions and config.
     return ServiceTopics(
-        inputs=app.topic(*settings.input_topics, internal=True,
-                         partitions=settings.partitions, **RAW),
-        by_principal=app.topic(settings.principal_topic, internal=True,
-                               partitions=settings.partitions, **RAW),
-        by_resource=app.topic(settings.resource_topic, internal=True,
-                              partitions=settings.partitions, **RAW),
+        inputs=app.topic(
+            *settings.input_topics, internal=True, partitions=settings.partitions, **RAW
+        ),
+        by_principal=app.topic(
+            settings.principal_topic, internal=True, partitions=settings.partitions, **RAW
+        ),
+        by_resource=app.topic(
+            settings.resource_topic, internal=True, partitions=settings.partitions, **RAW
+        ),
         alerts=app.topic(settings.alerts_topic, partitions=settings.partitions, **RAW),
         dead_letters=app.topic(settings.dlq_topic, partitions=settings.partitions,
                                retention=settings.dlq_retention, **RAW),
     )
 
 
+class DurableTable(faust.Table):
+    """A Faust table that keeps its changelog sends until ``settle`` awaits them."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.unsettled: list[tuple[Any, Any]] = []
+
+    def send_changelog(
+        self, partition: Any, key: Any, value: Any, *args: Any, **kwargs: Any
+    ) -> Any:
+        fut = super().send_changelog(partition, key, value, *args, **kwargs)
+        self.unsettled.append((key, fut))
+        return fut
+
+
+async def settle(table: Any) -> None:
+    """Wait until every change written to ``table`` so far is acknowledged by the broker.
+
+    A write that failed is written again (with its current value) until it goes through.
+    Plain mappings (tests) have nothing to settle.
+    """
+    unsettled = getattr(table, "unsettled", None)
+    while unsettled:
+        batch = list(unsettled)
+        unsettled.clear()
+        results = await asyncio.gather(*(fut for _, fut in batch), return_exceptions=True)
+        failed = [
+            key for (key, _), r in zip(batch, results, strict=True) if isinstance(r, BaseException)
+        ]
+        if failed:
+            await asyncio.sleep(0.5)
+            for key in dict.fromkeys(failed):
+                value = table.get(key)
+                if value is None:  # a deletion: its tombstone again
+                    table.send_changelog(None, key, None, value_serializer="raw")
+                else:
+                    table[key] = value
+
+
 def define_tables(app: faust.App, settings: Settings) -> ServiceTables:
     def table(name: str) -> TableT:
-        table = app.Table(
-            name,
-            default=None,
-            partitions=settings.partitions,
-            use_partitioner=True,
-            key_type=bytes,
-            value_type=bytes,
+        table = app.tables.add(
+            DurableTable(
+                app,
+                name=name,
+                default=None,
+                beacon=app.tables.beacon,
+                partitions=settings.partitions,
+                use_partitioner=True,
+                key_type=bytes,
+                value_type=bytes,
+            )
         )
         # Table() takes no serializer arguments and derives "json" from bytes types; set
         # them before the changelog topic (created lazily) copies them.

@@ -1,4 +1,4 @@
-"""The worker's batch steps without Kafka: envelopes out of ingest, state cache in scoring."""
+"""The worker's steps without Kafka: forwarding (alignment, envelopes), scoring, sweeps."""
 
 from __future__ import annotations
 
@@ -16,32 +16,55 @@ from reachwatch.models.windows import decode_state, encode_state
 from reachwatch.streams.formats.adapters import get_adapter
 from reachwatch.streams.ingest.chain import Chain
 from reachwatch.streams.service.agents import Worker
-from reachwatch.streams.service.envelopes import decode_envelope
+from reachwatch.streams.service.delivery import deliver_all
+from reachwatch.streams.service.envelopes import decode_envelope, read_envelope
 from reachwatch.streams.service.metrics import Metrics
 from reachwatch.streams.service.settings import Settings
 from reachwatch.streams.service.topics import ServiceTables, ServiceTopics, partition_of
 
 
 class RecordingTopic:
+    """Records sends; each delivery is acknowledged at once."""
+
     def __init__(self) -> None:
         self.sent: list[dict[str, Any]] = []
 
-    def send_soon(self, **kwargs: Any) -> None:
+    async def send(self, **kwargs: Any) -> asyncio.Future[None]:
         self.sent.append(kwargs)
+        done = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
 
 
-def _worker(model: Any, partitions: int = 3) -> Worker:
-    settings = Settings(partitions=partitions)
+def _worker(model: Any, partitions: int = 3, **settings: Any) -> Worker:
+    config = Settings(partitions=partitions, **settings)
     topics = ServiceTopics(*(RecordingTopic() for _ in range(5)))
-    return Worker(settings=settings, pipeline=Pipeline(model), watcher=None,  # type: ignore[arg-type]
-                  chain=Chain(get_adapter("native"), limits=settings.limits), topics=topics,
+    return Worker(settings=config, pipeline=Pipeline(model), watcher=None,  # type: ignore[arg-type]
+                  chain=Chain(get_adapter("native"), limits=config.limits), topics=topics,
                   tables=ServiceTables({}, {}),  # type: ignore[arg-type]
-                  metrics=Metrics(topics=settings.input_topics))
+                  metrics=Metrics(topics=config.input_topics))
 
 
-def _message(value: bytes, offset: int) -> SimpleNamespace:
-    return SimpleNamespace(value=value, topic="access-events", partition=0, offset=offset,
-                           key=None, timestamp=0.0)
+def _message(value: bytes, offset: int, partition: int = 0) -> SimpleNamespace:
+    return SimpleNamespace(value=value, topic="access-events", partition=partition,
+                           offset=offset, key=None, timestamp=0.0)
+
+
+def _forward(worker: Worker, messages: list[Any]) -> list[Any]:
+    """One ingest step; returns the messages it says are done (to acknowledge)."""
+
+    async def step() -> list[Any]:
+        dead_letters = worker.forwarder.take(messages)
+        out = worker.forwarder.release()
+        await deliver_all(dead_letters, worker.metrics, "dead_letter")
+        await deliver_all(out.envelopes, worker.metrics, "envelope")
+        return out.done
+
+    return asyncio.run(step())
+
+
+def _sent_events(topic: RecordingTopic) -> list[Any]:
+    return [item.event for sent in topic.sent for item in decode_envelope(sent["value"])]
 
 
 def test_ingest_sends_each_event_once_per_side_on_its_entity_partition(tiny_model) -> None:
@@ -49,27 +72,39 @@ def test_ingest_sends_each_event_once_per_side_on_its_entity_partition(tiny_mode
     events = tiny_history_events()[:200]
     messages = [_message(orjson.dumps(e.to_json()), i) for i, e in enumerate(events)]
     messages.append(_message(b"{broken", len(messages)))
-    worker.ingest_batch(messages)
+    done = _forward(worker, messages)
+    assert sorted(m.offset for m in done) == list(range(len(messages)))  # nothing waits
     for topic, key_of in ((worker.topics.by_principal, lambda e: e.principal),
                           (worker.topics.by_resource, lambda e: e.resource)):
         got = []
         for sent in topic.sent:
-            for item in decode_envelope(sent["value"]):
+            envelope = read_envelope(sent["value"])
+            assert envelope.frontiers == {"access-events:0": max(e.ts for e in events)}
+            for item in envelope.items:
                 assert partition_of(key_of(item.event).encode(), 3) == sent["partition"]
                 got.append(item.event)
         assert sorted(got, key=lambda e: (e.ts, e.principal)) == sorted(
             events, key=lambda e: (e.ts, e.principal))
         # One envelope per partition, not one message per event.
-        assert len(topic.sent) <= 3
+        assert len(topic.sent) == 3
     assert len(worker.topics.dead_letters.sent) == 1
 
 
 def _score(worker: Worker, events: list[Any]) -> None:
-    worker.ingest_batch([_message(orjson.dumps(e.to_json()), i) for i, e in enumerate(events)])
-    batch = [sent["value"] for sent in worker.topics.by_principal.sent]
+    asyncio.run(_score_async(worker, events))
+
+
+async def _score_async(worker: Worker, events: list[Any]) -> None:
+    messages = [_message(orjson.dumps(e.to_json()), i) for i, e in enumerate(events)]
+    worker.forwarder.take(messages)
+    await deliver_all(worker.forwarder.release().envelopes, worker.metrics, "envelope")
+    batch = [SimpleNamespace(value=sent["value"], partition=sent["partition"])
+             for sent in worker.topics.by_principal.sent]
     worker.topics.by_principal.sent.clear()
     worker.topics.by_resource.sent.clear()
-    asyncio.run(worker.score_batch(batch, "principal"))
+    worker.principals.take(batch)
+    released, watermark, _ = worker.principals.release()
+    await worker.principals.score(released, watermark)
 
 
 def test_scoring_uses_the_table_state_when_the_table_changed_under_the_cache(tiny_model) -> None:
@@ -94,13 +129,11 @@ def test_scoring_carries_state_across_batches_through_the_cache(tiny_model) -> N
 
 
 def test_ingest_dead_letters_ids_over_the_configured_limit(tiny_model) -> None:
-    worker = _worker(tiny_model)
-    worker.settings = Settings(partitions=3, max_id_length=8)
-    worker.chain = Chain(get_adapter("native"), limits=worker.settings.limits)
+    worker = _worker(tiny_model, max_id_length=8)
     event = tiny_history_events()[0].to_json()
     short = {**event, "principal": "ana", "resource": "db/hr"}
     long = {**event, "principal": "ana", "resource": "db/hr/salaries"}  # 14 characters
-    worker.ingest_batch([_message(orjson.dumps(short), 0), _message(orjson.dumps(long), 1)])
+    _forward(worker, [_message(orjson.dumps(short), 0), _message(orjson.dumps(long), 1)])
     (letter,) = worker.topics.dead_letters.sent
     body = orjson.loads(letter["value"])
     assert body["reason"] == "too_large"
@@ -125,7 +158,7 @@ def test_idle_sweep_forgets_entities_idle_past_the_ttl_in_event_time(tiny_model)
     asyncio.run(worker.sweep_idle())
     assert b"eng-4" in table
     assert b"eng-3" not in table
-    assert "eng-3" not in worker.decoded["principal"]
+    assert "eng-3" not in worker.principals.cache.entries
     expired = worker.metrics.entities_expired.labels(side="principal", reason="idle")
     assert expired._value.get() == 1
 
@@ -138,10 +171,9 @@ def _one_read_each(count: int) -> list[Any]:
 
 
 def test_over_max_entities_the_least_recently_active_are_forgotten(tiny_model) -> None:
-    worker = _worker(tiny_model)
-    worker.settings = Settings(partitions=3, max_entities=1000)  # no sweep on growth here
+    worker = _worker(tiny_model, max_entities=1000)  # no sweep on growth here
     _score(worker, _one_read_each(8))
-    worker.settings = Settings(partitions=3, max_entities=3)
+    worker.sweeper.max_entities = 3
     asyncio.run(worker.sweep_idle())
     assert sorted(worker.tables.principals) == [b"flood-005", b"flood-006", b"flood-007"]
     evicted = worker.metrics.entities_expired.labels(side="principal", reason="cap")
@@ -149,16 +181,13 @@ def test_over_max_entities_the_least_recently_active_are_forgotten(tiny_model) -
 
 
 def test_a_flood_past_the_cap_starts_a_sweep_without_waiting_for_the_timer(tiny_model) -> None:
-    worker = _worker(tiny_model)
-    worker.settings = Settings(partitions=3, max_entities=10)
+    worker = _worker(tiny_model, max_entities=10)
 
     async def flood() -> None:
-        worker.ingest_batch([_message(orjson.dumps(e.to_json()), i)
-                             for i, e in enumerate(_one_read_each(30))])
-        await worker.score_batch([sent["value"] for sent in worker.topics.by_principal.sent],
-                                 "principal")
-        assert worker.sweep_task is not None
-        await worker.sweep_task
+        await _score_async(worker, _one_read_each(30))
+        worker.sweeper.maybe_soon(len(worker.tables.principals), worker.ttl)
+        assert worker.sweeper.task is not None
+        await worker.sweeper.task
 
     asyncio.run(flood())
     assert len(worker.tables.principals) == 10

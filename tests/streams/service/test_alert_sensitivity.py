@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from reachwatch.models.alerts import Alert
-from reachwatch.streams.service.agents import _highest_sensitivity
+from reachwatch.streams.service.publisher import highest_sensitivity as _highest_sensitivity
 
 
 def _alert(kind: str, sensitivity: str, sample: list[dict[str, str]]) -> Alert:

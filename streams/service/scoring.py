@@ -1,0 +1,226 @@
+"""Scoring one side (principals or resources): envelopes -> aligned events -> the pure core.
+
+Per internal partition, envelopes report the frontier of the input sources their senders
+read (``streams.service.alignment``); events wait in a release buffer until that frontier
+passes them and leave in event-time order, so every entity sees its reads in the order the
+offline replay sorts them, whichever input partition each came from. A read more than
+``allowed_lateness`` behind the frontier already released is late: counted per side and
+logged with a sample, never silently dropped.
+
+Order within a step keeps at-least-once delivery: alerts are published and awaited, then
+the window states are written and their changelog writes awaited, and only then are the
+envelopes whose events all went through handed back for acknowledgement. A crash in between
+replays them; the replay recomputes the same alerts with the same ``alert_id``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, MutableMapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from reachwatch.models.errors import SchemaError
+from reachwatch.models.grants import split_grants
+from reachwatch.models.pipeline import BatchResult, Pipeline
+from reachwatch.models.sides import PRINCIPAL, Side
+from reachwatch.streams.service.alignment import IDLE, UNKNOWN, UpstreamFrontiers
+from reachwatch.streams.service.envelopes import Forwarded, read_envelope
+from reachwatch.streams.service.followup import FollowUpStage
+from reachwatch.streams.service.metrics import Metrics
+from reachwatch.streams.service.publisher import AlertPublisher
+from reachwatch.streams.service.release import ReleaseBuffer
+from reachwatch.streams.service.statecache import DecodedStates
+from reachwatch.streams.service.topics import settle
+
+log = logging.getLogger(__name__)
+
+LATE_SAMPLE_INTERVAL_S = 60.0  # at most one logged sample of late reads per side per minute
+LATE_SAMPLE_SIZE = 3
+
+
+def count_outcomes(metrics: Metrics, forwarded: Sequence[Forwarded], result: BatchResult) -> None:
+    """Input-topic counters of one scored batch (scored or late)."""
+    per_topic: dict[str, int] = {}
+    for item in forwarded:
+        per_topic[item.topic] = per_topic.get(item.topic, 0) + 1
+    late_ids = {id(e) for e in result.late_events}
+    late_per_topic: dict[str, int] = {}
+    for item in forwarded:
+        if id(item.event) in late_ids:
+            late_per_topic[item.topic] = late_per_topic.get(item.topic, 0) + 1
+    counter = metrics.events_consumed
+    for topic, count in per_topic.items():
+        late = late_per_topic.get(topic, 0)
+        counter.labels(topic=topic, outcome="scored").inc(count - late)
+        if late:
+            counter.labels(topic=topic, outcome="late").inc(late)
+
+
+@dataclass
+class Lane:
+    """One internal partition: its upstream frontiers, held events, frontier released."""
+
+    upstream: UpstreamFrontiers = field(default_factory=UpstreamFrontiers.empty)
+    held: ReleaseBuffer[Forwarded] = field(default_factory=ReleaseBuffer)
+    released: float = UNKNOWN
+
+
+class SideScorer:
+    """Aligns, scores and keeps the state of one side."""
+
+    def __init__(
+        self,
+        side: Side,
+        pipeline: Callable[[], Pipeline],
+        table: MutableMapping[bytes, bytes],
+        publisher: AlertPublisher,
+        metrics: Metrics,
+        cache_size: int,
+        error_topic: str,
+        scored_log: Path | None = None,
+        followup: Callable[[], FollowUpStage | None] = lambda: None,
+    ) -> None:
+        self.side = side
+        self.followup = followup  # a getter: the app attaches the stage after the worker
+        self.pipeline = pipeline  # a getter: promotion swaps the pipeline's model
+        self.table = table
+        self.publisher = publisher
+        self.metrics = metrics
+        self.cache = DecodedStates(cache_size)
+        self.error_topic = error_topic
+        self.lanes: dict[Any, Lane] = {}
+        # Event-time clock: the latest event time scored (drives the idle sweep).
+        self.clock: float | None = None
+        self._scored_log: IO[str] | None = scored_log.open("a") if scored_log else None
+        self._late_logged = -math.inf
+
+    @property
+    def name(self) -> str:
+        return self.side.name
+
+    # -- intake ------------------------------------------------------------------------
+    def take(
+        self,
+        holders: Sequence[Any],
+        message_of: Callable[[Any], Any] = lambda h: h,
+    ) -> None:
+        """Put the envelopes of ``holders`` into their partitions' release buffers."""
+        for holder in holders:
+            message = message_of(holder)
+            lane = self.lanes.get(message.partition)
+            if lane is None:
+                lane = self.lanes[message.partition] = Lane()
+            try:
+                envelope = read_envelope(message.value)
+            except SchemaError as exc:
+                # Only reachwatch writes these topics: a bad envelope is a bug or a foreign
+                # producer. Count it and go on rather than stop scoring.
+                log.error("dropped a bad envelope on the %s side: %s", self.side.name, exc)
+                self.metrics.events_consumed.labels(topic=self.error_topic, outcome="error").inc()
+                lane.held.put(holder, [], key=id(holder))
+                continue
+            lane.upstream.update(envelope.frontiers, envelope.sources)
+            lane.held.put(holder, [(f.event.ts, f) for f in envelope.items], key=id(holder))
+
+    def release(self) -> tuple[list[Forwarded], float | None, list[Any]]:
+        """(events the frontiers passed, in order; the watermark they are judged against;
+        holders emptied).
+
+        The watermark is the smallest frontier any partition had released before: a read
+        behind it came after reads it should have preceded.
+        """
+        out: list[Forwarded] = []
+        done: list[Any] = []
+        marks: list[float] = []
+        for lane in self.lanes.values():
+            frontier = lane.upstream.frontier()
+            items = lane.held.release(frontier)
+            if items:
+                out.extend(items)
+                marks.append(lane.released)
+            # An all-idle upstream releases everything; what was released is then the
+            # latest event time, not IDLE (or every later read would be late).
+            reached = (
+                max((f.event.ts for f in items), default=UNKNOWN) if frontier == IDLE else frontier
+            )
+            if reached > lane.released:
+                lane.released = reached
+            done.extend(lane.held.done())
+        if len(self.lanes) > 1 and out:
+            out.sort(key=lambda f: f.event.ts)  # stable: each partition's order is kept
+        held = sum(len(lane.held) for lane in self.lanes.values())
+        self.metrics.events_held.labels(stage=self.side.name).set(held)
+        known = [m for m in marks if m > UNKNOWN]
+        return out, (min(known) if known else None), done
+
+    # -- scoring -----------------------------------------------------------------------
+    async def score(self, forwarded: Sequence[Forwarded], watermark: float | None) -> BatchResult:
+        """Score ``forwarded``, publish its alerts, keep its states durably."""
+        if not forwarded:
+            return BatchResult()
+        side, pipeline = self.side, self.pipeline()
+        events = [f.event for f in forwarded]
+        latest = max(e.ts for e in events)
+        self.clock = latest if self.clock is None else max(self.clock, latest)
+        states = self.cache.load(self.table, {side.entity(e) for e in events})
+        reads, grants = split_grants(events)
+        followup = self.followup()
+        new = followup.before(side.name, reads, states) if followup is not None else set()
+        started = time.perf_counter()
+        result = pipeline.observe(side, reads, states, watermark)
+        self.metrics.record_batch(
+            side.name, len(events), time.perf_counter() - started, side.kind, result.scores
+        )
+        self.metrics.events_scored.labels(side=side.name).inc(result.scored)
+        if side is PRINCIPAL:  # each event is scored on both sides: counted once, here
+            count_outcomes(self.metrics, forwarded, result)
+        if result.late:
+            self._report_late(result, watermark)
+        if result.alerts:
+            await self.publisher.publish(result.alerts, forwarded)
+        if followup is not None:
+            await followup.after(side.name, reads, grants, states, result, self.clock, new,
+                                 self.publisher.send)
+        self.cache.store(self.table, states, result.touched)
+        await settle(self.table)
+        if self._scored_log is not None:
+            late = {id(e) for e in result.late_events}
+            self._scored_log.write(
+                "".join(
+                    f"{side.name}\t{e.ts!r}\t{e.principal}\t{e.resource}\n"
+                    for e in events
+                    if id(e) not in late
+                )
+            )
+            self._scored_log.flush()
+        return result
+
+    def _report_late(self, result: BatchResult, watermark: float | None) -> None:
+        self.metrics.events_late.labels(side=self.side.name).inc(result.late)
+        now = time.monotonic()
+        if now - self._late_logged >= LATE_SAMPLE_INTERVAL_S:
+            self._late_logged = now
+            # Event times only: nothing identifying an entity goes to the log.
+            sample = [e.ts for e in result.late_events[:LATE_SAMPLE_SIZE]]
+            log.warning(
+                "%d late read(s) on the %s side (watermark %s, allowed lateness %ss), e.g. "
+                "at event times %s",
+                result.late,
+                self.side.name,
+                watermark,
+                self.pipeline().model.config.allowed_lateness,
+                sample,
+            )
+
+    def forget(self, partitions: set[int] | None = None) -> None:
+        """Drop lanes of revoked ``partitions`` (all if None) and the decoded states."""
+        if partitions is None:
+            self.lanes.clear()
+        else:
+            for partition in partitions:
+                self.lanes.pop(partition, None)
+        self.cache.clear()

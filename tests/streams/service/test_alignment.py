@@ -1,0 +1,219 @@
+"""Event-time alignment without Kafka: clocks, the release buffer, forwarding and scoring."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from types import SimpleNamespace
+from typing import Any
+
+import orjson
+from support.tinyorg import history as tiny_history_events
+
+from reachwatch.models.pipeline import Pipeline
+from reachwatch.models.sides import RESOURCE
+from reachwatch.streams.formats.adapters import get_adapter
+from reachwatch.streams.ingest.chain import Chain
+from reachwatch.streams.service.alignment import UNKNOWN, UNKNOWN_BACKLOG_FACTOR, SourceClocks
+from reachwatch.streams.service.delivery import deliver_all
+from reachwatch.streams.service.envelopes import Forwarded, encode_envelope, read_envelope
+from reachwatch.streams.service.forwarding import Forwarder
+from reachwatch.streams.service.metrics import Metrics
+from reachwatch.streams.service.publisher import AlertPublisher
+from reachwatch.streams.service.recent import RecentAlerts
+from reachwatch.streams.service.release import ReleaseBuffer
+from reachwatch.streams.service.scoring import SideScorer
+from reachwatch.streams.service.settings import Settings
+from reachwatch.streams.service.topics import ServiceTopics
+
+
+def test_the_frontier_is_the_slowest_active_source_and_an_unknown_one_holds_it():
+    sources = SourceClocks(max_drift=100.0, idle_ticks=4)
+    sources.assign(["in:0", "in:1"])
+    sources.observe("in:0", 5000.0)
+    assert sources.frontier() == UNKNOWN  # in:1 has said nothing yet
+    assert sources.ahead() == {"in:0"}  # held back so that in:1 gets the fetches
+    sources.observe("in:1", 1000.0)
+    assert sources.frontier() == 1000.0
+    assert sources.ahead() == {"in:0"}
+
+
+def test_a_source_is_idle_after_silent_ticks_and_active_again_when_it_delivers():
+    sources = SourceClocks(max_drift=100.0, idle_ticks=2)
+    sources.observe("in:0", 5000.0)
+    sources.observe("in:1", 1000.0)
+    sources.set_backlog("in:1", False)
+    sources.tick()
+    sources.observe("in:0", 6000.0)
+    assert sources.frontier() == 1000.0  # one silent tick: not idle yet
+    sources.tick()
+    assert sources.frontier() == 6000.0  # idle: no longer holds in:0 back
+    sources.observe("in:1", 1001.0)
+    assert sources.frontier() == 1001.0
+
+
+def test_a_silent_source_with_unread_messages_is_not_idle():
+    sources = SourceClocks(max_drift=100.0, idle_ticks=1)
+    sources.observe("in:0", 5000.0)
+    sources.observe("in:1", 1000.0)
+    sources.set_backlog("in:1", True)  # the broker holds more than it has delivered
+    sources.tick()
+    sources.observe("in:0", 6000.0)
+    assert sources.frontier() == 1000.0
+    sources.set_backlog("in:1", False)
+    assert sources.frontier() == 6000.0
+
+
+def test_a_paused_source_is_not_taken_for_a_quiet_one():
+    sources = SourceClocks(max_drift=100.0, idle_ticks=1)
+    sources.observe("in:0", 5000.0)
+    sources.observe("in:1", 1000.0)
+    sources.tick(paused={"in:0"})
+    sources.observe("in:1", 1001.0)
+    assert not sources.idle("in:0")
+    assert sources.ahead() == {"in:0"}
+
+
+def test_a_source_nobody_could_vouch_for_is_idle_only_much_later():
+    sources = SourceClocks(max_drift=100.0, idle_ticks=2)
+    sources.observe("in:0", 5000.0)
+    sources.observe("in:1", 1000.0)
+    for _ in range(2 * UNKNOWN_BACKLOG_FACTOR - 1):
+        sources.tick()
+    assert not sources.idle("in:1")
+    sources.tick()
+    assert sources.idle("in:1")
+
+
+def test_release_buffer_keeps_arrival_order_for_equal_times_and_drops_revoked_holders():
+    buffer: ReleaseBuffer[str] = ReleaseBuffer()
+    buffer.put("p0", [(1.0, "a"), (2.0, "b")])
+    buffer.put("p1", [(1.0, "c"), (3.0, "d")])
+    assert buffer.release(1.0) == ["a", "c"]
+    assert buffer.drop(lambda holder: holder != "p1") == 1
+    assert buffer.release(10.0) == ["b"]
+    assert buffer.done() == ["p0"]
+    assert len(buffer) == 0
+
+
+class RecordingTopic:
+    def __init__(self) -> None:
+        self.sent: list[dict[str, Any]] = []
+
+    async def send(self, **kwargs: Any) -> asyncio.Future[None]:
+        self.sent.append(kwargs)
+        done = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
+
+
+def _message(event: Any, partition: int, offset: int) -> SimpleNamespace:
+    return SimpleNamespace(
+        value=orjson.dumps(event.to_json()),
+        topic="in",
+        partition=partition,
+        offset=offset,
+        key=None,
+        timestamp=0.0,
+    )
+
+
+def _step(forwarder: Forwarder, messages: list[Any]) -> list[Any]:
+    async def run() -> list[Any]:
+        forwarder.take(messages)
+        out = forwarder.release()
+        await deliver_all(out.envelopes, forwarder.metrics, "envelope")
+        return out.done
+
+    return asyncio.run(run())
+
+
+def test_forwarding_holds_a_fast_partition_until_the_slow_one_catches_up():
+    topics = ServiceTopics(*(RecordingTopic() for _ in range(5)))
+    forwarder = Forwarder(
+        Settings(partitions=1, alignment_max_drift=60.0),
+        Chain(get_adapter("native"), limits=Settings().limits),
+        topics,
+        Metrics(),
+    )
+    base = tiny_history_events()[0]
+    fast = [_message(dataclasses.replace(base, ts=base.ts + 600.0 * i), 0, i) for i in range(5)]
+    slow = [_message(dataclasses.replace(base, ts=base.ts + 1.0), 1, 0)]
+    forwarder.sources.assign(["in:0", "in:1"])
+    # Partition 1 has not delivered: nothing leaves, nothing is acknowledged.
+    assert _step(forwarder, fast) == []
+    assert forwarder.ahead() == {"in:0"}  # until in:1 delivers
+    done = _step(forwarder, slow)
+    assert {(m.partition, m.offset) for m in done} == {(0, 0), (1, 0)}
+    assert forwarder.ahead() == {"in:0"}  # 2,400 s ahead of in:1, bound 60 s
+    sent = [read_envelope(s["value"]) for s in topics.by_resource.sent]
+    released = [item.event.ts - base.ts for env in sent for item in env.items]
+    assert released == [0.0, 1.0]  # in event-time order, across partitions
+    assert sent[-1].frontiers == {"in:0": base.ts + 1.0, "in:1": base.ts + 1.0}
+    # in:1 goes quiet: idle after a few silent ticks, and the rest leaves in order.
+    forwarder.sources.set_backlog("in:1", False)  # nothing left to read
+    for _ in range(4):
+        forwarder.sources.tick()
+    forwarder.sources.observe("in:0", base.ts + 2400.0)  # in:0 is still there
+    done = _step(forwarder, [])
+    assert sorted(m.offset for m in done) == [1, 2, 3, 4]
+    assert forwarder.ahead() == set()
+
+
+def _scorer(model: Any) -> tuple[SideScorer, RecordingTopic]:
+    alerts = RecordingTopic()
+    metrics = Metrics()
+    publisher = AlertPublisher(alerts, metrics, RecentAlerts())
+    pipeline = Pipeline(model)
+    return SideScorer(RESOURCE, lambda: pipeline, {}, publisher, metrics, 100, "in"), alerts
+
+
+def _envelope(events: list[Any], frontier: float, partition: int = 0) -> SimpleNamespace:
+    items = [Forwarded(e, "in", 0.0) for e in events]
+    return SimpleNamespace(value=encode_envelope(items, {"in:0": frontier}), partition=partition)
+
+
+def test_scoring_judges_lateness_against_the_released_frontier_not_the_entity(tiny_model):
+    scorer, _ = _scorer(tiny_model)
+    base = tiny_history_events()[0]
+    lateness = tiny_model.config.allowed_lateness
+
+    def at(offset: float, principal: str) -> Any:
+        return dataclasses.replace(base, ts=base.ts + offset, principal=principal)
+
+    first = [at(0.0, "a"), at(10_000.0, "b")]
+    scorer.take([_envelope(first, base.ts + 10_000.0)])
+    released, watermark, _ = scorer.release()
+    assert [f.event.principal for f in released] == ["a", "b"] and watermark is None
+    asyncio.run(scorer.score(released, watermark))
+    # An envelope whose reads are far behind what was already released: late, counted.
+    behind = [at(10_000.0 - lateness - 1.0, "c"), at(10_000.0 - lateness / 2, "d")]
+    scorer.take([_envelope(behind, base.ts + 10_000.0)])
+    released, watermark, _ = scorer.release()
+    result = asyncio.run(scorer.score(released, watermark))
+    assert watermark == base.ts + 10_000.0
+    assert [e.principal for e in result.late_events] == ["c"]
+    late = scorer.metrics.events_late.labels(side="resource")._value.get()
+    scored = scorer.metrics.events_scored.labels(side="resource")._value.get()
+    assert (late, scored) == (1.0, 3.0)
+
+
+def test_scoring_holds_an_envelope_until_its_events_are_released(tiny_model):
+    scorer, _ = _scorer(tiny_model)
+    base = tiny_history_events()[0]
+    later = dataclasses.replace(base, ts=base.ts + 100.0)
+    # Another sender (input source in:1) has only reached base.ts.
+    ahead = SimpleNamespace(
+        value=encode_envelope([Forwarded(later, "in", 0.0)], {"in:0": later.ts}), partition=0
+    )
+    behind = SimpleNamespace(
+        value=encode_envelope([Forwarded(base, "in", 0.0)], {"in:1": base.ts}), partition=0
+    )
+    scorer.take([ahead, behind])
+    released, _, done = scorer.release()
+    assert [f.event.ts for f in released] == [base.ts]
+    assert done == [behind]
+    scorer.take([SimpleNamespace(value=encode_envelope([], {"in:1": later.ts}), partition=0)])
+    released, _, done = scorer.release()
+    assert [f.event.ts for f in released] == [later.ts]
+    assert len(done) == 2 and ahead in done
