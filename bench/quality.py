@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/quality.py [--companies 20] [--scale 1.0] [--jobs 2] [--tuning]
                                       [--previous e7668c7 | --no-previous] [--out bench/out]
+                                      [--seeds 1,3,5]
 
 Companies 1..N are drawn from the simulation family (``reachwatch simulate --seed K``).
 The split is fixed and written down here: **odd seeds are the tuning half, even seeds the
@@ -233,6 +234,8 @@ def main() -> None:
     parser.add_argument("--previous", default=PREVIOUS, help="git ref of the previous release")
     parser.add_argument("--no-previous", action="store_true", help="skip the previous release")
     parser.add_argument("--out", type=Path, default=Path("bench/out/quality"))
+    parser.add_argument("--seeds", default=None,
+                        help="comma-separated seeds of the chosen half only (quick iterations)")
     args = parser.parse_args()
     if args.companies < 2:
         parser.error("--companies must be at least 2 (one per half)")
@@ -241,6 +244,11 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     half = "tuning" if args.tuning else "held-out"
     seeds = [s for s in range(1, args.companies + 1) if held_out(s) != args.tuning]
+    if args.seeds:
+        chosen = [int(x) for x in args.seeds.split(",")]
+        if any(held_out(s) == args.tuning for s in chosen):
+            parser.error(f"--seeds must all belong to the {half} half")
+        seeds = chosen
     previous = None if args.no_previous else str(previous_cli(args.previous))
     parallel = max(1, (os.cpu_count() or 1) // args.jobs)
     print(f"{half} half: companies {seeds}, scale {args.scale}, --jobs {args.jobs}, "
