@@ -11,9 +11,8 @@ Faust settings chosen for the embedded tansu broker (and fine on Apache Kafka):
 - ``broker_session_timeout`` 6 s (default 60 s): tansu holds a new group's first JoinGroup
   for half the session timeout, so every start and rebalance would stall ~30 s.
 - ``broker_heartbeat_interval`` 1.5 s: must stay well under the session timeout.
-- ``store``: ``memory://`` by default: tables live in memory and are rebuilt from their
-  changelog topics on start and on rebalance; ``rocksdb://`` (``REACHWATCH_STORE``) keeps
-  them on disk under the data dir (needs ``rocksdict``; bench/restart.py compares them).
+- ``store="memory://"``: tables live in memory and are rebuilt from their changelog
+  topics on start and on rebalance (no RocksDB to install; state is small per partition).
 - ``web_bind`` 127.0.0.1 by default: /metrics, /alerts/recent and /status are not for the
   network; ``web_token_file`` adds a bearer-token guard when they must be (streams/service/web.py).
 """
@@ -116,7 +115,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
         settings.app_id,
         broker=settings.broker_url,
         broker_credentials=broker_credentials(settings),
-        store=settings.store,
+        store="memory://",
         topic_partitions=settings.partitions,
         topic_replication_factor=1,
         datadir=str(settings.data_dir),

@@ -49,7 +49,6 @@ from reachwatch.streams.ingest.pseudonyms import PSEUDONYMIZE_MODES
 ENV_PREFIX = "REACHWATCH_"
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
-STORES = ("memory://", "rocksdb://")
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,10 +116,6 @@ class Settings:
     # stops changelog recovery early (losing the tail of the state) and lag reads too low.
     producer_max_batch_size: int = 16384
     data_dir: Path = Path("var/worker")
-    # Where the state tables live: "memory://" (rebuilt from their changelogs on start and
-    # rebalance) or "rocksdb://" (on disk under data_dir, through Faust's RocksDB store with
-    # the rocksdict bindings; bench/restart.py measures both).
-    store: str = "memory://"
     broker_bin: str | None = None
     log_level: str = "info"
     security_protocol: str = "PLAINTEXT"
@@ -182,8 +177,6 @@ class Settings:
                 "pseudonymize needs a pseudonym key file "
                 "(--pseudonym-key-file or REACHWATCH_PSEUDONYM_KEY_FILE)"
             )
-        if self.store not in STORES:
-            raise ConfigError(f"store must be one of {'|'.join(STORES)}, got {self.store!r}")
         if self.allowed_lateness is not None and self.allowed_lateness < 0:
             raise ConfigError("allowed_lateness must not be negative")
         if not 0 <= self.web_port <= 65535:

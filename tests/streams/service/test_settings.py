@@ -40,16 +40,10 @@ def test_defaults_bind_web_to_loopback_and_short_session_timeout():
     {"REACHWATCH_BATCH_SIZE": "0"},
     {"REACHWATCH_SECURITY_PROTOCOL": "SASL_SSL"},  # no username
     {"REACHWATCH_SASL_MECHANISM": "GSSAPI"},
-    {"REACHWATCH_STORE": "redis://"},
 ])
 def test_invalid_settings_are_config_errors(env):
     with pytest.raises(ConfigError):
         load_settings(environ=env)
-
-
-def test_tables_default_to_memory_and_rocksdb_is_chosen_by_env():
-    assert load_settings(environ={}).store == "memory://"
-    assert load_settings(environ={"REACHWATCH_STORE": "rocksdb://"}).store == "rocksdb://"
 
 
 def test_unknown_flag_is_rejected():
