@@ -54,7 +54,7 @@ def small_model() -> Any:
         ]
         fitted = fit(events, params=TrainingParams(n_estimators=50))
         registry = Registry(Path(tmp) / "models")
-        version = registry.write(fitted.forests, fitted.profiles, fitted.metadata)
+        version = registry.write(fitted.detectors, fitted.profiles, fitted.metadata)
         return registry.load(version), events[-1].ts + 3600.0
 
 

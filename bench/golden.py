@@ -28,18 +28,14 @@ def main(argv: list[str]) -> None:
     model = Registry(Path(argv[0])).load("current")
     pipeline = Pipeline(model)
     digest = hashlib.sha256()
-    observe_p, observe_r = pipeline.observe_principals, pipeline.observe_resources
+    observe = pipeline.observe
 
-    def hashed(observe):  # type: ignore[no-untyped-def]
-        def wrapped(events, states):  # type: ignore[no-untyped-def]
-            result = observe(events, states)
-            digest.update(np.asarray(result.scores, dtype=np.float64).tobytes())
-            return result
+    def hashed(side, events, states):  # type: ignore[no-untyped-def]
+        result = observe(side, events, states)
+        digest.update(np.asarray(result.scores, dtype=np.float64).tobytes())
+        return result
 
-        return wrapped
-
-    pipeline.observe_principals = hashed(observe_p)  # type: ignore[method-assign]
-    pipeline.observe_resources = hashed(observe_r)  # type: ignore[method-assign]
+    pipeline.observe = hashed  # type: ignore[method-assign]
     tally = Tally()
     lines: list[bytes] = []
     batches = list(collect_events([Path(p) for p in argv[1:]], Chain(get_adapter("native")), tally))

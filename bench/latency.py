@@ -49,13 +49,11 @@ def probe_model(source: Path, target: Path) -> Path:
     if (target / "current").exists() or any(target.glob("*/metadata.json")):
         return target
     model = Registry(source).load("current")
-    forests = {kind: km.forest for kind, km in model.kinds.items()}
-    metadata = dict(model.metadata)
-    metadata["thresholds"] = {
-        kind: {"score": 0.0, "breadth": -1e9} for kind in metadata["thresholds"]
-    }
+    detectors = model.detectors  # loaded just for this copy: changed in place
+    for detector in detectors.values():
+        detector.score_threshold_, detector.breadth_threshold_ = 0.0, -1e9
     registry = Registry(target)
-    registry.promote(registry.write(forests, model.profiles, metadata))
+    registry.promote(registry.write(detectors, model.profiles, model.metadata))
     return target
 
 

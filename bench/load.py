@@ -110,12 +110,24 @@ def timed_command(command: list[str], log: Path) -> dict[str, float]:
             "peak_rss": usage.ru_maxrss * 1024.0, "load": load}
 
 
+def code_version(name: str) -> str:
+    """What a cached model depends on: the git tree of ``models/`` (this checkout; a change
+    of the core can change the model format) or the previous release's commit."""
+    ref = PREVIOUS if name == "previous" else "HEAD"
+    return subprocess.run(["git", "-C", str(BENCH.parent), "rev-parse", f"{ref}:models"],
+                          check=True, capture_output=True, text=True).stdout.strip()
+
+
 def trained_model(load: Company, name: str, cli: list[str], retrain: bool = False,
                   jobs: int = 2) -> tuple[Path, dict[str, Any]]:
     """A promoted model of release ``name`` trained on the company's history through its own
-    ``reachwatch train``, and the training's timing (measured now or when it was cached)."""
+    ``reachwatch train``, and the training's timing (measured now or when it was cached);
+    trained again when ``models/`` changed since."""
     registry = load.folder / f"model-{name}"
     record = load.folder / f"train-{name}.json"
+    code = code_version(name)
+    if record.exists() and orjson.loads(record.read_bytes()).get("code") != code:
+        retrain = True
     if retrain or not record.exists():
         if registry.exists():
             import shutil
@@ -126,7 +138,7 @@ def trained_model(load: Company, name: str, cli: list[str], retrain: bool = Fals
         timing = timed_command([*cli, "train", str(load.history), "--out", str(registry),
                                 "--promote", "--quiet", "--jobs", str(jobs)],
                                load.folder / f"train-{name}.log")
-        timing.update(events=load.summary["history_events"], jobs=jobs,
+        timing.update(events=load.summary["history_events"], jobs=jobs, code=code,
                       measured=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
         record.write_bytes(orjson.dumps(timing))
         print(f"  {timing['seconds']:.0f} s, peak RSS {timing['peak_rss'] / 2**30:.1f} GiB",

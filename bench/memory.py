@@ -30,7 +30,7 @@ def main() -> None:
     args = parser.parse_args()
     fitted = fit(history(days=7), params=TrainingParams(n_estimators=50))
     registry = Registry(args.out)
-    model = registry.load(registry.write(fitted.forests, fitted.profiles, fitted.metadata))
+    model = registry.load(registry.write(fitted.detectors, fitted.profiles, fitted.metadata))
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     t0 = START + 30 * 86400
 

@@ -66,7 +66,7 @@ def run_faust(mode: str, broker: str, topic: str, total: int, result: Path,
     if mode == "faust-sklearn":
         from reachwatch.models.registry import Registry
 
-        forest = Registry(Path(model_dir or "")).load("current").kinds["broad_reader"].forest
+        forest = Registry(Path(model_dir or "")).load("current").detectors["broad_reader"].forest_
     counts: dict[str, int] = {}
     seen = {"n": 0, "started": 0.0, "cpu": 0.0}
 

@@ -142,7 +142,7 @@ def main() -> int:
         work = Path(tmp)
         fitted = fit(history(days=7), params=TrainingParams(n_estimators=50))
         registry = Registry(work / "registry")
-        registry.promote(registry.write(fitted.forests, fitted.profiles, fitted.metadata))
+        registry.promote(registry.write(fitted.detectors, fitted.profiles, fitted.metadata))
         for store in args.stores.split(","):
             results.append(one_store(store, work / "registry", work, args))
             print(orjson.dumps(results[-1]).decode(), flush=True)

@@ -90,7 +90,7 @@ def main() -> int:
 
     fitted = fit(history(days=7), params=TrainingParams(n_estimators=50))
     registry = Registry(workdir / "registry")
-    registry.promote(registry.write(fitted.forests, fitted.profiles, fitted.metadata))
+    registry.promote(registry.write(fitted.detectors, fitted.profiles, fitted.metadata))
 
     with embedded_broker(data_dir=workdir / "broker") as broker:
         worker = start_worker(broker.url, workdir / "registry", workdir, "soak", "soak-events",

@@ -20,24 +20,22 @@ from __future__ import annotations
 
 import hashlib
 import math
+import string
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 
-from reachwatch.models.features import FEATURE_NAMES, View
-from reachwatch.models.registry import KindModel
+from reachwatch.models.detector import BreadthDetector
+from reachwatch.models.features import View
+from reachwatch.models.records import rfc3339
+from reachwatch.models.sides import BY_KIND
 from reachwatch.models.windows import OpenAlert
 
 ALERT_SCHEMA_VERSION = 1
 SEVERITIES = ("low", "medium", "high", "critical")
 SENSITIVITY_BASE = {"public": 0, "internal": 0, "confidential": 1, "restricted": 2}
 EVIDENCE_SIZE = 5
-
-
-def rfc3339(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def alert_id_for(kind: str, entity: str, ts: float, counterpart: str) -> str:
@@ -71,7 +69,7 @@ class Alert:
             "status": self.status,
             "kind": self.kind,
             "entity": self.entity,
-            "entity_type": "principal" if self.kind == "broad_reader" else "resource",
+            "entity_type": BY_KIND[self.kind].name,
             "ts": rfc3339(self.ts),
             "first_ts": rfc3339(self.first_ts),
             "severity": self.severity,
@@ -96,75 +94,66 @@ def _fmt(value: float) -> str:
     return f"{value:.1f}"
 
 
+class _Wording(string.Formatter):
+    """``str.format`` for summaries: numbers as ``_fmt`` writes them, ``:teams`` counts."""
+
+    def format_field(self, value: Any, format_spec: str) -> str:
+        if format_spec == "teams":
+            return _teams(value)
+        if isinstance(value, float | int):
+            return _fmt(value)
+        return super().format_field(value, format_spec)
+
+
+_WORDING = _Wording()
+
+
 def severity_of(view: View, breadth_threshold: float) -> str:
     """Sensitivity sets the base level; breadth moves it.
 
     Base: restricted data involved -> high, confidential -> medium, otherwise low (for
-    ``broad_audience``, the dataset's own sensitivity). A breadth at least twice the
-    threshold (log-ratio, i.e. the ratio squared) adds a level; for ``broad_reader`` one
-    barely past it (under 1.5 times) removes one, so marginal cases land in tickets.
+    ``broad_reader`` the datasets it read, for ``broad_audience`` the dataset itself). A
+    breadth at least twice the threshold (log-ratio, i.e. the ratio squared) adds a level;
+    where the side demotes marginal cases (``broad_reader``) one barely past it (under 1.5
+    times) removes one, so marginal cases land in tickets.
     """
-    if view.kind == "broad_reader":
-        m = view.metrics
-        if m["restricted_1h"] + m["restricted_24h"] > 0:
-            level = 2
-        elif m["sensitive_1h"] + m["sensitive_24h"] > 0:
-            level = 1
-        else:
-            level = 0
-    else:
-        level = SENSITIVITY_BASE[view.event.sensitivity]
+    side = view.side
+    level = SENSITIVITY_BASE[side.sensitivity_involved(view.event, view.metrics)]
     threshold = max(breadth_threshold, 1e-9)
     if view.breadth >= 2.0 * threshold:
         level += 1
-    elif view.breadth < 1.5 * threshold and view.kind == "broad_reader":
-        # Exposures keep their level: restricted data read by everyone is a page.
+    elif view.breadth < 1.5 * threshold and side.demotes_marginal:
         level -= 1
     return SEVERITIES[min(max(level, 0), 3)]
 
 
 def summary_of(view: View) -> str:
-    m, own, peer = view.metrics, view.own, view.peer
+    """One sentence: how broad the read is, against the own and the peer baseline."""
+    side, m, own, peer = view.side, view.metrics, view.own, view.peer
     metric = view.breadth_metric
-    if view.kind == "broad_reader":
-        if metric.endswith("24h"):
-            head = (
-                f"read {_fmt(m['outside_24h'])} datasets of {_teams(m['outside_groups_24h'])} "
-                f"other than its own in 24 h ({_fmt(m['sensitive_24h'])} confidential/restricted)"
-            )
-        else:
-            head = (
-                f"read {_fmt(m['distinct_1h'])} datasets in the last hour "
-                f"({_fmt(m['distinct_15m'])} in the last 15 min), "
-                f"{_fmt(m['outside_1h'])} of them from "
-                f"{_teams(m['outside_groups_1h'])} other than its own "
-                f"({_fmt(m['sensitive_1h'])} confidential/restricted)"
-            )
-        unit = "sensitivity-weighted breadth"
-    else:
-        head = (
-            f"{view.event.sensitivity} dataset read by {_fmt(m['readers_1h'])} principals from "
-            f"{_teams(m['reader_groups_1h'])} in the last hour "
-            f"({_fmt(m['outside_readers_1h'])} outside the owning team, "
-            f"{_fmt(m['first_time_1h'])} first-time)"
-        )
-        unit = metric.replace("_1h", "").replace("_", " ") + " per hour"
+    words = {"sensitivity": view.event.sensitivity, "metric": _metric_words(metric)}
+    horizon = "24h" if metric.endswith("24h") else "1h"
+    head = _WORDING.format(side.headlines[horizon], **m, **words)
+    unit = _WORDING.format(side.unit, **words)
+    peers = _WORDING.format(side.peers_text, **words)
     own_text = (
         f"own 30-day p99 is {_fmt(own[metric])}"
         if not math.isnan(own[metric])
         else "no own history yet"
     )
-    peers = (
-        "peers'" if view.kind == "broad_reader" else f"similar {view.event.sensitivity} datasets'"
-    )
     return f"{head}; {unit} {_fmt(m[metric])} vs {own_text}, {peers} p99 is {_fmt(peer[metric])}"
 
 
-def evidence_of(view: View, model: KindModel) -> list[dict[str, Any]]:
+def _metric_words(metric: str) -> str:
+    return metric.replace("_1h", "").replace("_", " ")
+
+
+def evidence_of(view: View, detector: BreadthDetector) -> list[dict[str, Any]]:
     """The breadth figure first, then the features furthest from typical training values."""
-    names = FEATURE_NAMES[view.kind]
+    names = view.side.features
+    median, scale = detector.feature_median_, detector.feature_scale_
     vector = np.asarray(view.vector, dtype=float)
-    distance = np.abs(vector - model.feature_median) / model.feature_scale
+    distance = np.abs(vector - median) / scale
     out: list[dict[str, Any]] = [
         {
             "feature": view.breadth_metric,
@@ -180,7 +169,7 @@ def evidence_of(view: View, model: KindModel) -> list[dict[str, Any]]:
             {
                 "feature": names[index],
                 "value": round(float(vector[index]), 4),
-                "typical": round(float(model.feature_median[index]), 4),
+                "typical": round(float(median[index]), 4),
                 "deviation": round(float(distance[index]), 2),
             }
         )
@@ -189,14 +178,10 @@ def evidence_of(view: View, model: KindModel) -> list[dict[str, Any]]:
 
 def sample_of(view: View) -> list[dict[str, Any]]:
     """A few recent reads (bounded: data minimisation)."""
-    if view.kind == "broad_reader":
-        return [
-            {"ts": rfc3339(ts), "resource": res, "sensitivity": sens, "resource_group": grp}
-            for ts, res, sens, grp in view.state.sample
-        ]
+    fields = view.side.sample_fields
     return [
-        {"ts": rfc3339(ts), "principal": who, "principal_group": grp, "principal_type": typ}
-        for ts, who, grp, typ in view.state.sample
+        {"ts": rfc3339(read[0]), **dict(zip(fields, read[1:], strict=True))}
+        for read in view.state.sample
     ]
 
 
@@ -210,16 +195,14 @@ class AlertPolicy:
     # A new message for an open alert needs the breadth to have grown by this log-ratio.
     update_growth: float = math.log(2.0)
 
-    def qualifies(self, view: View, score: float, model: KindModel) -> bool:
-        if view.kind == "broad_audience" and view.event.sensitivity == "public":
-            return False
-        return score >= model.score_threshold and view.breadth >= model.breadth_threshold
+    def qualifies(self, view: View, score: float, detector: BreadthDetector) -> bool:
+        return view.side.may_alert(view.event) and detector.alerts(score, view.breadth)
 
     def decide(
         self,
         view: View,
         score: float,
-        model: KindModel,
+        detector: BreadthDetector,
         model_version: str,
         sample: list[dict[str, Any]] | None = None,
     ) -> Alert | None:
@@ -228,17 +211,15 @@ class AlertPolicy:
         current = state.open_alert
         if current is not None and ts - current.last_ts > self.quiet_period:
             state.open_alert = current = None
-        if current is not None and view.breadth >= model.breadth_threshold:
+        if current is not None and view.breadth >= detector.breadth_threshold_:
             # Still unusually broad: the incident goes on, keep its alert open even when
             # this particular read does not score high.
             current.last_ts = max(current.last_ts, ts)
-        if not self.qualifies(view, score, model):
+        if not self.qualifies(view, score, detector):
             return None
-        severity = severity_of(view, model.breadth_threshold)
+        severity = severity_of(view, detector.breadth_threshold_)
         if current is None:
-            counterpart = (
-                view.event.resource if view.kind == "broad_reader" else view.event.principal
-            )
+            counterpart = view.side.counterpart(view.event)
             current = OpenAlert(
                 alert_id=alert_id_for(view.kind, view.entity, ts, counterpart),
                 first_ts=ts,
@@ -273,14 +254,14 @@ class AlertPolicy:
             score=score,
             model_version=model_version,
             summary=summary_of(view),
-            evidence=evidence_of(view, model),
+            evidence=evidence_of(view, detector),
             sample=sample if sample is not None else sample_of(view),
             context={
                 "sensitivity": view.event.sensitivity,
                 "breadth": round(view.breadth, 4),
                 "thresholds": {
-                    "score": round(model.score_threshold, 6),
-                    "breadth": round(model.breadth_threshold, 4),
+                    "score": round(detector.score_threshold_, 6),
+                    "breadth": round(detector.breadth_threshold_, 4),
                 },
             },
         )

@@ -1,105 +1,209 @@
-"""The anomaly detector: scikit-learn's IsolationForest behind one score direction.
+"""The anomaly detector of one alert kind: fitted, calibrated, stored and served as one object.
 
-``BreadthDetector`` follows the scikit-learn estimator contract. Its ``score`` is the
+``BreadthDetector`` follows the scikit-learn estimator contract: ``__init__`` stores the
+parameters, ``fit`` returns ``self``, fitted state ends in ``_``, and the fitted estimator
+is the artifact the registry stores (skops) and the pipeline serves. Its ``score`` is the
 IsolationForest anomaly score ``s = 2 ** (-E[h(x)] / c(n))`` in (0, 1]: **higher means
 more anomalous**, everywhere in reachwatch (sklearn's own ``score_samples`` returns
 ``-s``; the sign is flipped here and nowhere else).
 
-``ForestScorer`` is an exact, vectorised re-implementation of that score over the fitted
-trees (one numpy pass over all trees at once). It exists because a ``score_samples`` call
-costs ~10 ms whatever the batch size; it is tested equal to sklearn within 1e-9, and
-sklearn stays the reference implementation.
+``fit`` also calibrates both alert gates from the training reads: the breadth threshold
+at a high quantile of training breadth (never below ``min_breadth_ratio``), the score
+threshold at the lowest training-score quantile whose alerts on the history stay within
+an alert budget (``calibrate_score``).
+
+``score`` walks all trees at once over the fitted forest flattened into arrays (one numpy
+pass per tree level), because a ``score_samples`` call costs milliseconds whatever the
+batch size; it is tested equal to sklearn within 1e-9, and ``score_reference`` (sklearn
+itself) stays the reference implementation.
 """
 
 from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.ensemble import IsolationForest
 from sklearn.ensemble._iforest import _average_path_length
 
+from reachwatch.models.sides import KINDS
+
 
 class BreadthDetector(BaseEstimator):
-    """IsolationForest with reachwatch's score direction and a calibrated threshold.
+    """IsolationForest with reachwatch's score direction and calibrated alert gates.
 
     >>> import numpy as np
     >>> rng = np.random.default_rng(0)
     >>> X = rng.normal(size=(500, 3))
-    >>> det = BreadthDetector(n_estimators=50, random_state=0).fit(X)
-    >>> bool(det.score(np.array([[8.0, 8.0, 8.0]]))[0] > det.threshold_)
+    >>> det = BreadthDetector(n_estimators=50).fit(X, breadth=np.zeros(500))
+    >>> bool(det.score(np.array([[8.0, 8.0, 8.0]]))[0] > det.score_threshold_)
     True
     """
 
     def __init__(
         self,
+        kind: str = KINDS[0],
         n_estimators: int = 100,
-        max_samples: int | str = 512,
-        quantile: float = 0.995,
-        random_state: int | None = 0,
+        max_samples: int = 512,
+        max_rows: int = 200_000,
+        score_quantiles: Sequence[float] = (0.95, 0.97, 0.98, 0.99, 0.995, 0.999),
+        alert_budget_per_day: float = 0.15,
+        breadth_quantile: float = 0.999,
+        min_breadth_ratio: float = 2.5,
+        random_state: int = 0,
     ) -> None:
+        self.kind = kind
         self.n_estimators = n_estimators
         self.max_samples = max_samples
-        self.quantile = quantile
+        self.max_rows = max_rows
+        self.score_quantiles = score_quantiles
+        self.alert_budget_per_day = alert_budget_per_day
+        self.breadth_quantile = breadth_quantile
+        self.min_breadth_ratio = min_breadth_ratio
         self.random_state = random_state
 
-    def fit(self, X: np.ndarray, y: None = None) -> BreadthDetector:
+    def fit(
+        self,
+        X: np.ndarray,
+        y: None = None,
+        *,
+        breadth: np.ndarray,
+        entities: Sequence[str] | None = None,
+        days: np.ndarray | None = None,
+    ) -> BreadthDetector:
+        """Fit the forest on (a seeded sample of at most ``max_rows`` of) ``X`` and calibrate
+        both gates on all of it.
+
+        ``breadth`` is each row's breadth (``features.View.breadth``); ``entities`` and
+        ``days`` say whose read on which day each row is, for the alert budget (without
+        them every row is its own entity-day).
+        """
         X = np.asarray(X, dtype=np.float64)
-        max_samples = self.max_samples
-        if isinstance(max_samples, int):
-            max_samples = min(max_samples, len(X))
+        breadth = np.asarray(breadth, dtype=np.float64)
+        if days is None:
+            days = np.zeros(len(X), dtype=np.int64)
+        if entities is None:
+            entities = [str(i) for i in range(len(X))]
+        rows = X
+        if len(X) > self.max_rows:
+            # Seeded per kind, so the sample does not depend on which kind was fitted first.
+            rng = np.random.default_rng([self.random_state, KINDS.index(self.kind)])
+            rows = X[rng.choice(len(X), size=self.max_rows, replace=False)]
         self.forest_ = IsolationForest(
             n_estimators=self.n_estimators,
-            max_samples=max_samples,
+            max_samples=min(self.max_samples, len(rows)),
             random_state=self.random_state,
-        ).fit(X)
-        self.scorer_ = ForestScorer.from_forest(self.forest_)
-        train_scores = self.scorer_.score(X)
-        # The score threshold: the training scores' high quantile ("as rare as the
-        # rarest 0.5 % of ordinary reads").
-        self.threshold_ = float(np.quantile(train_scores, self.quantile))
-        self.train_score_quantiles_ = {
-            str(q): float(np.quantile(train_scores, q)) for q in (0.5, 0.9, 0.99, 0.999)
-        }
+        ).fit(rows)
+        self._flat = _FlatForest.of(self.forest_)  # what ``score`` walks
         self.n_features_in_ = X.shape[1]
+        scores = self.score(X)
+        # Breadth: "unusual for me and for my peers" must be at least min_breadth_ratio,
+        # and rarer than almost every training read.
+        breadth_q = float(np.quantile(breadth, self.breadth_quantile))
+        self.breadth_threshold_ = max(breadth_q, math.log(self.min_breadth_ratio))
+        self.score_threshold_, budget = calibrate_score(
+            scores,
+            breadth >= self.breadth_threshold_,
+            np.asarray(entities, dtype=object),
+            np.asarray(days, dtype=np.int64),
+            self.score_quantiles,
+            self.alert_budget_per_day,
+        )
+        # Typical training values, to say which features an alert's read is furthest from.
+        self.feature_median_ = np.median(X, axis=0)
+        q75, q25 = np.quantile(X, 0.75, axis=0), np.quantile(X, 0.25, axis=0)
+        self.feature_scale_ = np.maximum(q75 - q25, np.maximum(np.std(X, axis=0), 1e-3))
+        hist, edges = np.histogram(scores, bins=40, range=(0.0, 1.0))
+        fit_scores = scores if rows is X else self.score(rows)
+        self.calibration_ = {
+            "rows": len(X),
+            "fit_rows": len(rows),
+            "score_quantiles": {
+                str(q): float(np.quantile(fit_scores, q))
+                for q in (0.5, 0.9, 0.99, 0.999)
+            },
+            "breadth_quantile": breadth_q,
+            "budget": budget,
+            "training_alert_rate": float(
+                np.mean((scores >= self.score_threshold_) & (breadth >= self.breadth_threshold_))
+            ),
+            "score_histogram": {"counts": hist.tolist(), "edges": edges.tolist()},
+        }
         return self
 
     def score(self, X: np.ndarray) -> np.ndarray:  # type: ignore[override]
-        """Anomaly score per row, higher = more anomalous (fast exact path)."""
-        return self.scorer_.score(X)
+        """Anomaly score per row, higher = more anomalous (the exact vectorised path)."""
+        flat = self.__dict__.get("_flat")
+        if flat is None:
+            flat = self._flat = _FlatForest.of(self.forest_)
+        return flat.score(X)
 
     def score_reference(self, X: np.ndarray) -> np.ndarray:
         """The same score through sklearn itself (slow per call; used to verify)."""
         return -self.forest_.score_samples(np.asarray(X, dtype=np.float64))
 
+    def alerts(self, score: float, breadth: float) -> bool:
+        """Both gates: the read scores high *and* is unusually broad."""
+        return score >= self.score_threshold_ and breadth >= self.breadth_threshold_
 
-class ForestScorer:
+    # The flattened forest is derived from ``forest_``: it is not stored (skops and pickle
+    # both save through this), a loaded detector rebuilds it on its first ``score``.
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()
+        state.pop("_flat", None)
+        return state
+
+
+def calibrate_score(
+    scores: np.ndarray,
+    broad: np.ndarray,
+    entities: np.ndarray,
+    days: np.ndarray,
+    quantiles: Sequence[float],
+    budget_per_day: float,
+) -> tuple[float, list[dict[str, float]]]:
+    """The lowest score quantile whose history alerts fit the alert budget.
+
+    Alerts need both gates, so the breadth gate already removes nearly every training
+    read; the score threshold can then be as permissive as the budget allows. Returns
+    the threshold and, per candidate quantile, the alerting entity-days on history.
+    """
+    n_days = max(1, len(np.unique(days)))
+    budget = budget_per_day * n_days
+    table: list[dict[str, float]] = []
+    chosen: float | None = None
+    for q in quantiles:
+        threshold = float(np.quantile(scores, q))
+        hit = (scores >= threshold) & broad
+        entity_days = len(set(zip(entities[hit].tolist(), days[hit].tolist(), strict=True)))
+        table.append({"quantile": q, "score": threshold, "entity_days": entity_days})
+        if chosen is None and entity_days <= budget:
+            chosen = threshold
+    if chosen is None:  # even the strictest quantile is over budget: use it anyway
+        chosen = table[-1]["score"]
+    return chosen, table
+
+
+@dataclass(frozen=True)
+class _FlatForest:
     """All trees of a fitted IsolationForest flattened into arrays, scored together."""
 
-    def __init__(
-        self,
-        feature: np.ndarray,
-        threshold: np.ndarray,
-        left: np.ndarray,
-        right: np.ndarray,
-        leaf_depth: np.ndarray,
-        roots: np.ndarray,
-        max_depth: int,
-        denominator: float,
-    ) -> None:
-        self.feature = feature
-        self.threshold = threshold
-        self.left = left
-        self.right = right
-        self.leaf_depth = leaf_depth
-        self.roots = roots
-        self.max_depth = max_depth
-        self.denominator = denominator
-        # Both children of node i at 2i (left) and 2i+1 (right): one gather per level
-        # instead of two gathers and a select.
-        self.children = np.stack([left, right], axis=1).ravel()
+    feature: np.ndarray
+    threshold: np.ndarray
+    leaf_depth: np.ndarray
+    roots: np.ndarray
+    # Both children of node i at 2i (left) and 2i+1 (right): one gather per level
+    # instead of two gathers and a select.
+    children: np.ndarray
+    max_depth: int
+    denominator: float
 
     @classmethod
-    def from_forest(cls, forest: IsolationForest) -> ForestScorer:
+    def of(cls, forest: IsolationForest) -> _FlatForest:
         features, thresholds, lefts, rights, depths, roots = [], [], [], [], [], []
         offset = 0
         max_depth = 0
@@ -129,15 +233,16 @@ class ForestScorer:
         denominator = len(forest.estimators_) * float(
             _average_path_length([forest._max_samples])[0]
         )
+        left_all = np.concatenate(lefts).astype(np.intp)
+        right_all = np.concatenate(rights).astype(np.intp)
         return cls(
-            np.concatenate(features).astype(np.intp),
-            np.concatenate(thresholds),
-            np.concatenate(lefts).astype(np.intp),
-            np.concatenate(rights).astype(np.intp),
-            np.concatenate(depths),
-            np.asarray(roots, dtype=np.intp),
-            max_depth,
-            denominator,
+            feature=np.concatenate(features).astype(np.intp),
+            threshold=np.concatenate(thresholds),
+            leaf_depth=np.concatenate(depths),
+            roots=np.asarray(roots, dtype=np.intp),
+            children=np.stack([left_all, right_all], axis=1).ravel(),
+            max_depth=max_depth,
+            denominator=denominator,
         )
 
     def score(self, X: np.ndarray) -> np.ndarray:
@@ -159,15 +264,3 @@ class ForestScorer:
         if self.denominator == 0:
             return np.ones(n)
         return 2.0 ** (-depths / self.denominator)
-
-    def arrays(self) -> dict[str, np.ndarray]:
-        """The flattened forest as plain arrays (what the registry stores next to skops)."""
-        return {
-            "feature": self.feature,
-            "threshold": self.threshold,
-            "left": self.left,
-            "right": self.right,
-            "leaf_depth": self.leaf_depth,
-            "roots": self.roots,
-            "meta": np.array([self.max_depth, self.denominator]),
-        }

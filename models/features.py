@@ -1,7 +1,9 @@
 """Feature vectors for both alert kinds, computed from per-entity state.
 
-One function per side turns (event, state) into a ``View``: the feature vector the
+``FeatureBuilder.view`` turns (event, state) into a ``View``: the feature vector the
 IsolationForest scores, plus the breadth figures the alert policy needs to explain itself.
+The steps are the same for both sides (``models.sides``); what a side's windows keep
+per key, its window metrics and its features are one small function each below.
 The same functions run in ``reachwatch train``, ``reachwatch replay`` and the Faust agents,
 so analysts train on exactly what the stream computes.
 
@@ -22,18 +24,25 @@ from hashlib import blake2b
 from typing import Any
 
 from reachwatch.models.records import SENSITIVITIES, AccessEvent
+from reachwatch.models.sides import (
+    PRINCIPAL,
+    RESOURCE,
+    UNKNOWN_GROUP,
+    Counts,
+    PrincipalAttrs,
+    ResourceAttrs,
+    Side,
+)
 from reachwatch.models.windows import (
     DAY,
     HOUR,
     DecayedHistogram,
     EntityState,
-    PrincipalState,
-    ResourceState,
+    idle_horizon,
+    is_idle,
 )
 
-KINDS = ("broad_reader", "broad_audience")
 SENSITIVE = frozenset({"confidential", "restricted"})
-UNKNOWN_GROUP = "?"
 
 
 @dataclass(frozen=True)
@@ -69,6 +78,18 @@ class DetectionConfig:
     window_cap: int = 5000
     memory_cap: int = 4096
 
+    def smoothing(self, side: Side) -> float:
+        """The pseudo-count of ``side``'s ratios (one field per side, named for it)."""
+        return float(getattr(self, f"{side.name}_smoothing"))
+
+    def idle(self, watermark: float, now: float) -> bool:
+        """Whether an entity last read at ``watermark`` is forgotten at ``now``."""
+        return is_idle(watermark, now, self.idle_ttl_days)
+
+    def idle_horizon(self, now: float) -> float:
+        """Entities last read before this are idle at ``now`` (``windows.idle_horizon``)."""
+        return idle_horizon(now, self.idle_ttl_days)
+
     def to_json(self) -> dict[str, Any]:
         return {
             "spans": list(self.spans),
@@ -91,67 +112,9 @@ class DetectionConfig:
         return cls(**obj)
 
 
-# Compact on purpose: an IsolationForest isolates along randomly chosen features, so
-# every redundant column dilutes the ones that matter. Breadth enters as the *smaller* of
-# the own and peer excess ("unusual for me and for my team"), the quantity the gate uses.
-PRINCIPAL_FEATURES = (
-    "distinct_1h",
-    "groups_1h",
-    "weighted_1h",
-    "outside_share_1h",
-    "outside_weighted_24h",
-    "new_own_1h",
-    "new_peer_24h",
-    "outside_new_sensitive_24h",
-    "records_1h",
-    "bytes_1h",
-    "denied_ratio_1h",
-    "hour_rarity",
-    "breadth_weighted_1h",
-    "breadth_outside_1h",
-    "breadth_outside_24h",
-)
-
-RESOURCE_FEATURES = (
-    "readers_15m",
-    "readers_1h",
-    "reader_groups_1h",
-    "outside_readers_1h",
-    "first_time_1h",
-    "outside_share_1h",
-    "service_share_1h",
-    "records_1h",
-    "bytes_1h",
-    "denied_ratio_1h",
-    "sensitivity",
-    "breadth_readers_1h",
-    "breadth_outside_1h",
-    "breadth_groups_1h",
-)
-
-FEATURE_NAMES = {"broad_reader": PRINCIPAL_FEATURES, "broad_audience": RESOURCE_FEATURES}
-
-# Which window metrics gate an alert ("the breadth really is unusual"): feature metric
-# name -> (state baseline metric, human label used in summaries).
-PRINCIPAL_BREADTH = ("weighted_1h", "outside_weighted_1h", "outside_weighted_24h")
-RESOURCE_BREADTH = ("readers_1h", "outside_readers_1h", "reader_groups_1h")
-
-
 def resource_key(resource: str) -> int:
     """A stable 64-bit key for a resource id (peer profiles store keys, not names)."""
     return int.from_bytes(blake2b(resource.encode("utf-8"), digest_size=8).digest(), "little")
-
-
-def peer_group_of(event: AccessEvent) -> str:
-    """The peer group a principal is compared with: same team *and* same principal type.
-
-    People are compared with people of their team, service accounts with the team's
-    service accounts: one nightly backup job in it-ops must not make every it-ops
-    engineer's peer baseline "reads everything". Without a team, all of its type.
-    """
-    if event.principal_group is None:
-        return f"~{event.principal_type}"
-    return f"{event.principal_group}/{event.principal_type}"
 
 
 def hour_of_week(ts: float) -> int:
@@ -231,7 +194,7 @@ class ProfileBuilder:
 class View:
     """One scored side of one read: the vector, and what explains it."""
 
-    kind: str
+    side: Side
     entity: str
     event: AccessEvent
     vector: list[float]
@@ -242,6 +205,10 @@ class View:
     breadth: float  # max over breadth metrics of min(own excess, peer excess), log-ratio
     breadth_metric: str
     state: EntityState
+
+    @property
+    def kind(self) -> str:
+        return self.side.kind
 
 
 def _excess(value: float, baseline: float, smoothing: float) -> float:
@@ -271,7 +238,7 @@ def _hour_rarity(
     return 1.0 - min(1.0, (hours_seq[how] + 0.5) / (peak + 0.5)) ** 0.5
 
 
-def _outside(event: AccessEvent) -> float:
+def outside(event: AccessEvent) -> float:
     """1.0 when the reader's team is known and is not the dataset's owning team."""
     return (
         1.0
@@ -302,6 +269,19 @@ def _note_hour(state: EntityState, ts: float) -> None:
         state.hours_peak = hours[how]
 
 
+@dataclass(slots=True)
+class Read:
+    """What the shared steps of ``FeatureBuilder.view`` know about one read."""
+
+    event: AccessEvent
+    state: EntityState
+    group: str  # the entity's peer group
+    fallback: str  # the peer group used where ``group`` has no profile
+    seen: bool  # the counterpart is in the entity's novelty memory
+    own_mature: bool  # the entity's own baselines count
+    hour_rarity: float = 0.0
+
+
 class FeatureBuilder:
     """Updates entity state with one read and returns that side's ``View``."""
 
@@ -320,6 +300,13 @@ class FeatureBuilder:
         # derived from them per group is computed once.
         self._peer_rows: dict[tuple[str, str], dict[str, float]] = {}
         self._peer_peaks: dict[str, float] = {}
+        # What differs per side in measuring a read: the attributes its windows keep per
+        # key, its window metrics, its features (the rest of ``view`` is shared).
+        self._measures = {
+            PRINCIPAL: (self._principal_attrs, _principal_metrics, _principal_features),
+            RESOURCE: (self._resource_attrs, _resource_metrics, _resource_features),
+        }
+        self._smoothing = {side: config.smoothing(side) for side in self._measures}
 
     def _peer_baselines(
         self, group: str, fallback: str, metrics: tuple[str, ...]
@@ -338,14 +325,9 @@ class FeatureBuilder:
             peak = self._peer_peaks[group] = max(hours) if hours else 0.0
         return peak
 
-    # -- state factories --------------------------------------------------------------
-    def new_principal(self) -> PrincipalState:
+    def new_state(self, side: Side) -> EntityState:
         c = self.config
-        return PrincipalState(c.spans, c.window_cap, c.memory_cap)
-
-    def new_resource(self) -> ResourceState:
-        c = self.config
-        return ResourceState(c.spans, c.window_cap, c.memory_cap)
+        return EntityState(side, c.spans, c.window_cap, c.memory_cap)
 
     def _advance(self, state: EntityState, ts: float, peer_key: str) -> float | None:
         """Move the state's clock to ``ts``: finish past hours/days into the baselines,
@@ -392,182 +374,193 @@ class FeatureBuilder:
                 breadth[metric] = peer_excess
         return own, peer, breadth
 
-    # -- principal side ---------------------------------------------------------------
-    def principal_view(self, event: AccessEvent, state: PrincipalState) -> View | None:
-        group = peer_group_of(event)
+    def view(self, event: AccessEvent, state: EntityState) -> View | None:
+        """Add ``event`` to ``state`` (its side's entity) and return the read's view; None
+        when the read is later than the allowed lateness (and nothing changed)."""
+        side = state.side
+        group, fallback = side.peers(event)
         if self._advance(state, event.ts, group) is None:
             return None
-        cfg, profiles = self.config, self.profiles
-        fallback = f"~{event.principal_type}"
-
+        cfg = self.config
+        attrs_of, metrics_of, features_of = self._measures[side]
         ts = event.ts
-        day = int(ts // DAY)
+        counterpart = side.counterpart(event)
+        read = Read(
+            event,
+            state,
+            group,
+            fallback,
+            seen=state.memory.check_and_add(counterpart, int(ts // DAY)),
+            own_mature=state.finished_hours >= cfg.min_own_hours,
+        )
+        attrs = attrs_of(read)
+        category = side.category(event)
+        for window in state.windows:
+            window.add(ts, counterpart, category, attrs)
+        counts = Counts(
+            reads=1.0,
+            records=float(event.records or 0),
+            bytes=float(event.bytes or 0),
+            denied=1.0 if event.outcome == "denied" else 0.0,
+        )
+        state.counts.add(ts, counts)
+        state.events += 1
+        state.remember([ts, *side.sample_of(event)])
+
+        metrics = metrics_of(read)
+        totals = Counts._make(state.counts.sums)
+        metrics["reads_1h"] = totals.reads
+        metrics["records_1h"] = totals.records
+        metrics["bytes_1h"] = totals.bytes
+        metrics["denied_1h"] = totals.denied
+        state.track(metrics)
+        own, peer, breadth_of = self._compare(
+            metrics,
+            state,
+            self._peer_baselines(group, fallback, side.breadth_metrics),
+            self._smoothing[side],
+        )
+        breadth_metric = max(breadth_of, key=breadth_of.__getitem__)
+        values = features_of(read, metrics, breadth_of)
+        return View(
+            side,
+            side.entity(event),
+            event,
+            [values[name] for name in side.features],
+            metrics,
+            own,
+            peer,
+            read.own_mature,
+            breadth_of[breadth_metric],
+            breadth_metric,
+            state,
+        )
+
+    # -- what a principal's windows keep per resource ---------------------------------
+    def _principal_attrs(self, read: Read) -> PrincipalAttrs:
+        event, state, group, profiles = read.event, read.state, read.group, self.profiles
         key = resource_key(event.resource)
-        own_mature = state.hourly[0].total >= cfg.min_own_hours
-        seen = state.memory.check_and_add(event.resource, day)
-        peer_known = profiles.knows(group, key) or profiles.knows(fallback, key)
+        peer_known = profiles.knows(group, key) or profiles.knows(read.fallback, key)
         new_peer = 0.0 if peer_known or not profiles.resources else 1.0
         # Cold start: a newcomer has seen nothing, so "new to me" would flag every read;
         # until its own history matures it inherits its peers' novelty instead.
-        new_own = (0.0 if seen else 1.0) if own_mature else new_peer
+        new_own = (0.0 if read.seen else 1.0) if read.own_mature else new_peer
         weight = self.weights.get(event.sensitivity, 1.0)
-        outside = _outside(event)
-        attrs = (
-            weight,
-            1.0 if event.sensitivity in SENSITIVE else 0.0,
-            outside,
-            outside * weight,
-            new_own,
-            new_peer,
-            1.0 if event.sensitivity == "restricted" else 0.0,
-            outside * new_own if event.sensitivity in SENSITIVE else 0.0,
+        sensitive = event.sensitivity in SENSITIVE
+        out = outside(event)
+        ts = event.ts
+        read.hour_rarity = _hour_rarity(
+            state, profiles.hours.get(group), self._peer_peak(group), ts
         )
-        category = event.resource_group or UNKNOWN_GROUP
-        for window in state.windows:
-            window.add(ts, event.resource, category, attrs)
-        denied = 1.0 if event.outcome == "denied" else 0.0
-        state.counts.add(ts, (1.0, float(event.records or 0), float(event.bytes or 0), denied))
-        rarity = _hour_rarity(state, profiles.hours.get(group), self._peer_peak(group), ts)
         _note_hour(state, ts)
         if self.collector is not None:
             self.collector.add_read(group, key, ts)
-        state.events += 1
-        state.remember([ts, event.resource, event.sensitivity, event.resource_group])
-
-        w15, w1h, w24 = state.windows
-        metrics = {
-            "weighted_1h": w1h.sums[0],
-            "outside_weighted_1h": w1h.sums[3],
-            "groups_1h": float(w1h.distinct_categories),
-            "outside_weighted_24h": w24.sums[3],
-            "distinct_1h": float(w1h.distinct),
-            "distinct_15m": float(w15.distinct),
-            "sensitive_1h": w1h.sums[1],
-            "outside_1h": w1h.sums[2],
-            "outside_groups_1h": float(_outside_groups(w1h.categories, event.principal_group)),
-            "distinct_24h": float(w24.distinct),
-            "outside_24h": w24.sums[2],
-            "sensitive_24h": w24.sums[1],
-            "restricted_1h": w1h.sums[6],
-            "restricted_24h": w24.sums[6],
-            "outside_groups_24h": float(_outside_groups(w24.categories, event.principal_group)),
-        }
-        state.track(
-            (metrics["weighted_1h"], metrics["outside_weighted_1h"], metrics["groups_1h"]),
-            (metrics["outside_weighted_24h"],),
-        )
-        own, peer, breadth_of = self._compare(
-            metrics,
-            state,
-            self._peer_baselines(group, fallback, PRINCIPAL_BREADTH),
-            cfg.principal_smoothing,
-        )
-        breadth_metric = max(breadth_of, key=breadth_of.__getitem__)
-        breadth = breadth_of[breadth_metric]
-        reads, records, nbytes, denied_n = state.counts.sums
-        distinct_1h = max(1, w1h.distinct)
-        log1p = math.log1p
-        vector = [
-            log1p(w1h.distinct),
-            log1p(w1h.distinct_categories),
-            log1p(w1h.sums[0]),
-            w1h.sums[2] / distinct_1h,
-            log1p(w24.sums[3]),
-            log1p(w1h.sums[4]),
-            log1p(w24.sums[5]),
-            log1p(w24.sums[7]),
-            log1p(records),
-            log1p(nbytes),
-            denied_n / reads if reads > 0 else 0.0,
-            rarity,
-            breadth_of["weighted_1h"],
-            breadth_of["outside_weighted_1h"],
-            breadth_of["outside_weighted_24h"],
-        ]
-        return View(
-            "broad_reader",
-            event.principal,
-            event,
-            vector,
-            metrics,
-            own,
-            peer,
-            own_mature,
-            breadth,
-            breadth_metric,
-            state,
+        return PrincipalAttrs(
+            weight=weight,
+            sensitive=1.0 if sensitive else 0.0,
+            outside=out,
+            outside_weight=out * weight,
+            new_own=new_own,
+            new_peer=new_peer,
+            restricted=1.0 if event.sensitivity == "restricted" else 0.0,
+            outside_new_sensitive=out * new_own if sensitive else 0.0,
         )
 
-    # -- resource side ----------------------------------------------------------------
-    def resource_view(self, event: AccessEvent, state: ResourceState) -> View | None:
-        peer_key = f"sensitivity:{event.sensitivity}"
-        if self._advance(state, event.ts, peer_key) is None:
-            return None
-        cfg = self.config
+    # -- what a resource's windows keep per reader ------------------------------------
+    def _resource_attrs(self, read: Read) -> ResourceAttrs:
+        event = read.event
+        return ResourceAttrs(
+            outside=outside(event),
+            first_time=0.0 if read.seen else 1.0,
+            service=1.0 if event.principal_type == "service" else 0.0,
+        )
 
-        ts = event.ts
-        seen = state.memory.check_and_add(event.principal, int(ts // DAY))
-        outside = _outside(event)
-        attrs = (outside, 0.0 if seen else 1.0, 1.0 if event.principal_type == "service" else 0.0)
-        category = event.principal_group or f"~{event.principal_type}"
-        for window in state.windows:
-            window.add(ts, event.principal, category, attrs)
-        denied = 1.0 if event.outcome == "denied" else 0.0
-        state.counts.add(ts, (1.0, float(event.records or 0), float(event.bytes or 0), denied))
-        state.events += 1
-        state.remember([ts, event.principal, event.principal_group, event.principal_type])
 
-        w15, w1h, w24 = state.windows
-        metrics = {
-            "readers_1h": float(w1h.distinct),
-            "outside_readers_1h": w1h.sums[0],
-            "reader_groups_1h": float(w1h.distinct_categories),
-            "readers_24h": float(w24.distinct),
-            "first_time_1h": w1h.sums[1],
-            "readers_15m": float(w15.distinct),
-        }
-        state.track(
-            (metrics["readers_1h"], metrics["outside_readers_1h"], metrics["reader_groups_1h"]),
-            (metrics["readers_24h"],),
-        )
-        own_mature = state.hourly[0].total >= cfg.min_own_hours
-        own, peer, breadth_of = self._compare(
-            metrics,
-            state,
-            self._peer_baselines(peer_key, "sensitivity:internal", RESOURCE_BREADTH),
-            cfg.resource_smoothing,
-        )
-        breadth_metric = max(breadth_of, key=breadth_of.__getitem__)
-        breadth = breadth_of[breadth_metric]
-        reads, records, nbytes, denied_n = state.counts.sums
-        readers = max(1, w1h.distinct)
-        log1p = math.log1p
-        vector = [
-            log1p(w15.distinct),
-            log1p(w1h.distinct),
-            log1p(w1h.distinct_categories),
-            log1p(w1h.sums[0]),
-            log1p(w1h.sums[1]),
-            w1h.sums[0] / readers,
-            w1h.sums[2] / readers,
-            log1p(records),
-            log1p(nbytes),
-            denied_n / reads if reads > 0 else 0.0,
-            float(SENSITIVITIES.index(event.sensitivity)),
-            breadth_of["readers_1h"],
-            breadth_of["outside_readers_1h"],
-            breadth_of["reader_groups_1h"],
-        ]
-        return View(
-            "broad_audience",
-            event.resource,
-            event,
-            vector,
-            metrics,
-            own,
-            peer,
-            own_mature,
-            breadth,
-            breadth_metric,
-            state,
-        )
+def _ratio(part: float, whole: float) -> float:
+    return part / whole if whole > 0 else 0.0
+
+
+def _principal_metrics(read: Read) -> dict[str, float]:
+    w15, w1h, w24 = read.state.windows
+    a1h, a24 = PrincipalAttrs._make(w1h.sums), PrincipalAttrs._make(w24.sums)
+    own_group = read.event.principal_group
+    return {
+        "weighted_1h": a1h.weight,
+        "outside_weighted_1h": a1h.outside_weight,
+        "groups_1h": float(w1h.distinct_categories),
+        "outside_weighted_24h": a24.outside_weight,
+        "distinct_1h": float(w1h.distinct),
+        "distinct_15m": float(w15.distinct),
+        "sensitive_1h": a1h.sensitive,
+        "outside_1h": a1h.outside,
+        "outside_groups_1h": float(_outside_groups(w1h.categories, own_group)),
+        "distinct_24h": float(w24.distinct),
+        "outside_24h": a24.outside,
+        "sensitive_24h": a24.sensitive,
+        "restricted_1h": a1h.restricted,
+        "restricted_24h": a24.restricted,
+        "outside_groups_24h": float(_outside_groups(w24.categories, own_group)),
+        "new_own_1h": a1h.new_own,
+        "new_peer_24h": a24.new_peer,
+        "outside_new_sensitive_24h": a24.outside_new_sensitive,
+    }
+
+
+def _principal_features(
+    read: Read, m: dict[str, float], breadth: dict[str, float]
+) -> dict[str, float]:
+    log1p = math.log1p
+    return {
+        "distinct_1h": log1p(m["distinct_1h"]),
+        "groups_1h": log1p(m["groups_1h"]),
+        "weighted_1h": log1p(m["weighted_1h"]),
+        "outside_share_1h": m["outside_1h"] / max(1.0, m["distinct_1h"]),
+        "outside_weighted_24h": log1p(m["outside_weighted_24h"]),
+        "new_own_1h": log1p(m["new_own_1h"]),
+        "new_peer_24h": log1p(m["new_peer_24h"]),
+        "outside_new_sensitive_24h": log1p(m["outside_new_sensitive_24h"]),
+        "records_1h": log1p(m["records_1h"]),
+        "bytes_1h": log1p(m["bytes_1h"]),
+        "denied_ratio_1h": _ratio(m["denied_1h"], m["reads_1h"]),
+        "hour_rarity": read.hour_rarity,
+        "breadth_weighted_1h": breadth["weighted_1h"],
+        "breadth_outside_1h": breadth["outside_weighted_1h"],
+        "breadth_outside_24h": breadth["outside_weighted_24h"],
+    }
+
+
+def _resource_metrics(read: Read) -> dict[str, float]:
+    w15, w1h, w24 = read.state.windows
+    a1h = ResourceAttrs._make(w1h.sums)
+    return {
+        "readers_1h": float(w1h.distinct),
+        "outside_readers_1h": a1h.outside,
+        "reader_groups_1h": float(w1h.distinct_categories),
+        "readers_24h": float(w24.distinct),
+        "first_time_1h": a1h.first_time,
+        "readers_15m": float(w15.distinct),
+        "service_1h": a1h.service,
+    }
+
+
+def _resource_features(
+    read: Read, m: dict[str, float], breadth: dict[str, float]
+) -> dict[str, float]:
+    readers = max(1.0, m["readers_1h"])
+    log1p = math.log1p
+    return {
+        "readers_15m": log1p(m["readers_15m"]),
+        "readers_1h": log1p(m["readers_1h"]),
+        "reader_groups_1h": log1p(m["reader_groups_1h"]),
+        "outside_readers_1h": log1p(m["outside_readers_1h"]),
+        "first_time_1h": log1p(m["first_time_1h"]),
+        "outside_share_1h": m["outside_readers_1h"] / readers,
+        "service_share_1h": m["service_1h"] / readers,
+        "records_1h": log1p(m["records_1h"]),
+        "bytes_1h": log1p(m["bytes_1h"]),
+        "denied_ratio_1h": _ratio(m["denied_1h"], m["reads_1h"]),
+        "sensitivity": float(SENSITIVITIES.index(read.event.sensitivity)),
+        "breadth_readers_1h": breadth["readers_1h"],
+        "breadth_outside_1h": breadth["outside_readers_1h"],
+        "breadth_groups_1h": breadth["reader_groups_1h"],
+    }

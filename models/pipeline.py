@@ -9,7 +9,7 @@ the stream.
 
 from __future__ import annotations
 
-from collections.abc import MutableMapping, Sequence
+from collections.abc import Iterable, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +19,7 @@ from reachwatch.models.alerts import Alert, AlertPolicy, sample_of
 from reachwatch.models.features import FeatureBuilder, View
 from reachwatch.models.records import AccessEvent
 from reachwatch.models.registry import LoadedModel
+from reachwatch.models.sides import PRINCIPAL, RESOURCE, Side
 from reachwatch.models.windows import EntityState
 
 
@@ -51,62 +52,52 @@ class Pipeline:
         self.model = model
         self.features = FeatureBuilder(model.config, model.profiles)
 
-    def expire_idle(self, states: MutableMapping[str, Any], now: float) -> list[str]:
-        """Forget entities idle for longer than the model's ``idle_ttl_days``.
+    def idle(self, watermarks: Iterable[tuple[str, float]], now: float) -> list[str]:
+        """The keys of ``(key, watermark)`` pairs idle at ``now`` (``DetectionConfig.idle``:
+        no read for longer than the model's ``idle_ttl_days``)."""
+        config = self.model.config
+        return [key for key, watermark in watermarks if config.idle(watermark, now)]
 
-        Returns the removed keys (the stream deletes them from its table too).
+    def expire_idle(self, states: MutableMapping[str, EntityState], now: float) -> list[str]:
+        """Forget the idle entities of a plain mapping of decoded states; return their keys.
+
+        (A store that knows watermarks without decoding passes them to ``idle``.)
         """
-        horizon = now - self.model.config.idle_ttl_days * 86400.0
-        watermarks = getattr(states, "watermarks", None)  # StateStore: no decoding
-        pairs = watermarks() if watermarks else ((k, s.watermark) for k, s in states.items())
-        idle = [key for key, watermark in pairs if watermark < horizon]
+        idle = self.idle(((key, state.watermark) for key, state in states.items()), now)
         for key in idle:
             del states[key]
         return idle
 
     def observe_principals(
-        self,
-        events: Sequence[AccessEvent],
-        states: MutableMapping[str, EntityState],
+        self, events: Sequence[AccessEvent], states: MutableMapping[str, EntityState]
     ) -> BatchResult:
-        return self._observe(events, states, "broad_reader")
+        return self.observe(PRINCIPAL, events, states)
 
     def observe_resources(
+        self, events: Sequence[AccessEvent], states: MutableMapping[str, EntityState]
+    ) -> BatchResult:
+        return self.observe(RESOURCE, events, states)
+
+    def observe(
         self,
+        side: Side,
         events: Sequence[AccessEvent],
         states: MutableMapping[str, EntityState],
     ) -> BatchResult:
-        return self._observe(events, states, "broad_audience")
-
-    def _observe(
-        self,
-        events: Sequence[AccessEvent],
-        states: MutableMapping[str, Any],
-        kind: str,
-    ) -> BatchResult:
+        """Score one side of a batch: ``states`` holds that side's entities by key (missing
+        ones are created) and is updated in place."""
         result = BatchResult()
         features = self.features
-        model = self.model.kinds[kind]
-        if kind == "broad_reader":
-            build, new_state, key_of = (
-                features.principal_view,
-                features.new_principal,
-                _principal_key,
-            )
-        else:
-            build, new_state, key_of = (
-                features.resource_view,
-                features.new_resource,
-                _resource_key,
-            )
+        detector = self.model.detectors[side.kind]
         views: list[View] = []
         samples: list[list[dict[str, Any]] | None] = []
-        gate = model.breadth_threshold
+        gate = detector.breadth_threshold_
+        key_of, build = side.entity, features.view
         for event in events:
             key = key_of(event)
             state = states.get(key)
             if state is None:
-                state = states[key] = new_state()
+                state = states[key] = features.new_state(side)
             view = build(event, state)
             result.touched.add(key)
             if view is None:
@@ -118,7 +109,7 @@ class Pipeline:
             samples.append(sample_of(view) if view.breadth >= gate else None)
         if not views:
             return result
-        scores = model.score(np.asarray([v.vector for v in views], dtype=np.float64))
+        scores = detector.score(np.asarray([v.vector for v in views], dtype=np.float64))
         result.scored = len(views)
         result.scores = scores.tolist()
         version = self.model.version
@@ -132,16 +123,7 @@ class Pipeline:
                 ):
                     view.state.open_alert = None
                 continue
-            alert = decide(view, score, model, version, sample)
+            alert = decide(view, score, detector, version, sample)
             if alert is not None:
                 result.alerts.append(alert)
         return result
-
-
-def _principal_key(event: AccessEvent) -> str:
-    return event.principal
-
-
-def _resource_key(event: AccessEvent) -> str:
-    return event.resource
-

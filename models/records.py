@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import unicodedata
 from dataclasses import dataclass, fields
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -296,3 +296,12 @@ def parse_event(obj: Any, limits: Limits = DEFAULT_LIMITS) -> AccessEvent:
         outcome=_choice(obj, "outcome", OUTCOMES, "allowed"),
         source=_text(obj, "source", required=False, limit=field_length),
     )
+
+
+def rfc3339(ts: float, timespec: str = "milliseconds") -> str:
+    """Epoch seconds as RFC 3339 UTC, truncated to ``timespec`` (``datetime.isoformat``).
+
+    >>> rfc3339(1774260000.25), rfc3339(1774260000.25, "seconds")
+    ('2026-03-23T10:00:00.250Z', '2026-03-23T10:00:00Z')
+    """
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec=timespec).replace("+00:00", "Z")

@@ -4,7 +4,7 @@ Layout of a registry directory (default ``./var/models``)::
 
     CURRENT                 version id of the promoted model (atomic rename on promote)
     promotions.jsonl        who-promoted-what log, newest last (rollback walks it back)
-    <version>/model.skops   the two fitted IsolationForests (skops: no pickle)
+    <version>/model.skops   the fitted detector of each alert kind (skops: no pickle)
     <version>/profiles.npz  peer profiles' resource keys (numpy, allow_pickle=False)
     <version>/metadata.json features, thresholds, config, training window, counts,
                             library versions, sha256 of the two files above
@@ -30,16 +30,18 @@ from typing import Any
 import numpy as np
 import orjson
 import skops.io as sio
-from sklearn.ensemble import IsolationForest
 
-from reachwatch.models.detector import ForestScorer
+from reachwatch.models.detector import BreadthDetector
 from reachwatch.models.errors import ModelIntegrityError, RegistryError
-from reachwatch.models.features import FEATURE_NAMES, KINDS, DetectionConfig, PeerProfiles
+from reachwatch.models.features import DetectionConfig, PeerProfiles
+from reachwatch.models.sides import SIDES
 
-FORMAT_VERSION = 1
+# 2: the stored artifact is the fitted ``BreadthDetector`` of each kind (1 stored bare
+# IsolationForests); a 0.x reads only its own format.
+FORMAT_VERSION = 2
 # Types skops may rebuild beyond its built-in trusted set. Anything else in a model file
 # is refused before loading.
-ALLOWED_TYPES = ("sklearn.tree._tree.Tree",)
+ALLOWED_TYPES = ("reachwatch.models.detector.BreadthDetector", "sklearn.tree._tree.Tree")
 MODEL_FILE = "model.skops"
 PROFILES_FILE = "profiles.npz"
 METADATA_FILE = "metadata.json"
@@ -54,28 +56,11 @@ def sha256_file(path: Path) -> str:
 
 
 @dataclass
-class KindModel:
-    """One alert kind's fitted detector, thresholds and feature statistics."""
-
-    kind: str
-    forest: IsolationForest
-    scorer: ForestScorer
-    score_threshold: float
-    breadth_threshold: float
-    feature_median: np.ndarray
-    feature_scale: np.ndarray
-
-    def score(self, X: np.ndarray) -> np.ndarray:
-        """Anomaly scores, higher = more anomalous (see ``models.detector``)."""
-        return self.scorer.score(X)
-
-
-@dataclass
 class LoadedModel:
     version: str
     config: DetectionConfig
     profiles: PeerProfiles
-    kinds: dict[str, KindModel]
+    detectors: dict[str, BreadthDetector]  # by alert kind
     metadata: dict[str, Any]
 
     @property
@@ -98,13 +83,14 @@ class Registry:
     # -- writing ---------------------------------------------------------------------
     def write(
         self,
-        forests: dict[str, IsolationForest],
+        detectors: dict[str, BreadthDetector],
         profiles: PeerProfiles,
         metadata: dict[str, Any],
     ) -> str:
-        """Store a new version and return its id (not promoted yet)."""
+        """Store a new version (fitted detectors by alert kind) and return its id (not
+        promoted yet)."""
         self.root.mkdir(parents=True, exist_ok=True)
-        model_bytes = sio.dumps(forests)
+        model_bytes = sio.dumps(detectors)
         keys = {
             f"group:{group}": np.fromiter(sorted(k), dtype=np.uint64, count=len(k))
             for group, k in profiles.resources.items()
@@ -154,7 +140,7 @@ class Registry:
 
     def promote(self, version: str, *, who: str = "cli") -> None:
         version = self.resolve(version)
-        # A full load, not just the checksums: a version whose forests do not fit the
+        # A full load, not just the checksums: a version whose detectors do not fit the
         # code's features is refused here, not later by every worker that follows CURRENT.
         self.load(version)
         self._set_current(version, action="promote", who=who)
@@ -237,11 +223,11 @@ class Registry:
                 raise ModelIntegrityError(f"model {version}: {name} is missing")
             if sha256_file(path) != digest:
                 raise ModelIntegrityError(f"model {version}: {name} checksum mismatch")
-        for kind in KINDS:
-            names = meta.get("features", {}).get(kind)
-            if names != list(FEATURE_NAMES[kind]):
+        for side in SIDES:
+            names = meta.get("features", {}).get(side.kind)
+            if names != list(side.features):
                 raise ModelIntegrityError(
-                    f"model {version}: {kind} features differ from this reachwatch's "
+                    f"model {version}: {side.kind} features differ from this reachwatch's "
                     "(trained by another version; retrain)"
                 )
         return meta
@@ -261,7 +247,7 @@ class Registry:
                 f"model {version}: refusing to load non-allow-listed types {refused}"
             )
         try:
-            forests = sio.load(model_path, trusted=list(untrusted))
+            stored = sio.load(model_path, trusted=list(untrusted))
         except Exception as exc:  # skops raises many types on malformed files
             raise ModelIntegrityError(f"model {version}: cannot load model ({exc})") from None
         with np.load(folder / PROFILES_FILE, allow_pickle=False) as npz:
@@ -273,26 +259,17 @@ class Registry:
             resources=resources,
             hours=meta["profiles"]["hours"],
         )
-        kinds: dict[str, KindModel] = {}
-        for kind in KINDS:
-            forest = forests.get(kind) if isinstance(forests, dict) else None
-            if not isinstance(forest, IsolationForest):
-                raise ModelIntegrityError(f"model {version}: no IsolationForest for {kind}")
-            if forest.n_features_in_ != len(FEATURE_NAMES[kind]):
-                raise ModelIntegrityError(f"model {version}: {kind} feature count mismatch")
-            th = meta["thresholds"][kind]
-            stats = meta["feature_stats"][kind]
-            kinds[kind] = KindModel(
-                kind=kind,
-                forest=forest,
-                scorer=ForestScorer.from_forest(forest),
-                score_threshold=float(th["score"]),
-                breadth_threshold=float(th["breadth"]),
-                feature_median=np.asarray(stats["median"], dtype=float),
-                feature_scale=np.asarray(stats["scale"], dtype=float),
-            )
+        detectors: dict[str, BreadthDetector] = {}
+        for side in SIDES:
+            detector = stored.get(side.kind) if isinstance(stored, dict) else None
+            if not isinstance(detector, BreadthDetector) or detector.kind != side.kind:
+                raise ModelIntegrityError(f"model {version}: no fitted detector for {side.kind}")
+            if detector.n_features_in_ != len(side.features):
+                raise ModelIntegrityError(f"model {version}: {side.kind} feature count mismatch")
+            detector.score(np.zeros((0, detector.n_features_in_)))  # flattens it now
+            detectors[side.kind] = detector
         config = DetectionConfig.from_json(meta["config"])
-        return LoadedModel(version, config, profiles, kinds, meta)
+        return LoadedModel(version, config, profiles, detectors, meta)
 
     def remove_partial(self) -> None:
         for path in self.root.glob(".*.partial"):

@@ -33,10 +33,10 @@ import numpy as np
 
 from reachwatch.models.errors import SchemaError
 from reachwatch.models.records import AccessEvent, parse_event
+from reachwatch.models.sides import KINDS
 
 WINDOW_SECONDS = 3600.0
 QUANTILE = 0.999
-KINDS = ("broad_reader", "broad_audience")
 
 
 @dataclass(frozen=True, slots=True)

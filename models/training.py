@@ -6,17 +6,14 @@ Two passes over the same event-time-ordered history, both through ``FeatureBuild
 1. *profiles*: members' hourly/daily maxima per peer group (and per sensitivity for
    datasets), the resources each group reads, its hours of activity;
 2. *features*: the same history again, now with those profiles, giving one vector per
-   read and side. An IsolationForest per alert kind is fitted on them (the two kinds
-   describe different entities with different features, so one joint model would mix
-   incomparable rows), and both thresholds are calibrated on the training reads: the
-   breadth threshold at a high quantile of training breadth (never below 2.5x), the score
-   threshold at the lowest training-score quantile whose alerts on the history stay
-   within an alert budget (see ``calibrate_score``).
+   read and side. A ``detector.BreadthDetector`` per alert kind is fitted on them (the
+   two kinds describe different entities with different features, so one joint model
+   would mix incomparable rows); its ``fit`` also calibrates both alert thresholds on
+   the training reads.
 """
 
 from __future__ import annotations
 
-import math
 import platform
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -26,13 +23,10 @@ from typing import Any
 import numpy as np
 import sklearn
 import skops
-from sklearn.ensemble import IsolationForest
 
 from reachwatch.models.detector import BreadthDetector
 from reachwatch.models.errors import ReachwatchError
 from reachwatch.models.features import (
-    FEATURE_NAMES,
-    KINDS,
     DetectionConfig,
     FeatureBuilder,
     PeerProfiles,
@@ -40,6 +34,8 @@ from reachwatch.models.features import (
 )
 from reachwatch.models.forked import map_forked
 from reachwatch.models.records import AccessEvent
+from reachwatch.models.sides import SIDES, Side
+from reachwatch.models.windows import DAY, EntityState
 
 
 @dataclass(frozen=True)
@@ -64,45 +60,62 @@ class TrainingParams:
         out["score_quantiles"] = list(self.score_quantiles)
         return out
 
+    def detector(self, side: Side) -> BreadthDetector:
+        """An unfitted detector of ``side``'s alert kind with these parameters."""
+        return BreadthDetector(
+            kind=side.kind,
+            n_estimators=self.n_estimators,
+            max_samples=self.max_samples,
+            max_rows=self.max_rows,
+            score_quantiles=self.score_quantiles,
+            alert_budget_per_day=self.alert_budget_per_day,
+            breadth_quantile=self.breadth_quantile,
+            min_breadth_ratio=self.min_breadth_ratio,
+            random_state=self.seed,
+        )
+
 
 @dataclass
 class FittedModel:
-    forests: dict[str, IsolationForest]
+    """What ``Registry.write`` stores: a fitted detector per alert kind, peer profiles and
+    metadata."""
+
+    detectors: dict[str, BreadthDetector]
     profiles: PeerProfiles
     metadata: dict[str, Any]
+
+
+def _states_of(
+    builder: FeatureBuilder, side: Side, states: dict[str, EntityState], event: AccessEvent
+) -> EntityState:
+    key = side.entity(event)
+    state = states.get(key)
+    if state is None:
+        state = states[key] = builder.new_state(side)
+    return state
 
 
 def build_profiles(
     events: Sequence[AccessEvent],
     config: DetectionConfig,
     progress: Callable[[int], None] | None = None,
-    kinds: Sequence[str] = KINDS,
+    sides: Sequence[Side] = SIDES,
 ) -> PeerProfiles:
-    """Peer profiles of the sides behind ``kinds`` (their groups never overlap: principal
-    peer groups are teams, resource ones sensitivities, so sides can be built apart)."""
+    """Peer profiles of ``sides`` (their groups never overlap: principal peer groups are
+    teams, resource ones sensitivities, so sides can be built apart)."""
     collector = ProfileBuilder(config.baseline_quantile)
     builder = FeatureBuilder(config, None, collector)
-    principals: dict[str, Any] = {}
-    resources: dict[str, Any] = {}
-    do_principals, do_resources = "broad_reader" in kinds, "broad_audience" in kinds
-    step = 10000 * len(kinds) // len(KINDS)  # progress: one unit per event, side and pass
+    states: dict[Side, dict[str, EntityState]] = {side: {} for side in sides}
+    step = 10000 * len(sides) // len(SIDES)  # progress: one unit per event, side and pass
     for i, event in enumerate(events):
-        if do_principals:
-            p = principals.get(event.principal)
-            if p is None:
-                p = principals[event.principal] = builder.new_principal()
-            builder.principal_view(event, p)
-        if do_resources:
-            r = resources.get(event.resource)
-            if r is None:
-                r = resources[event.resource] = builder.new_resource()
-            builder.resource_view(event, r)
+        for side in sides:
+            builder.view(event, _states_of(builder, side, states[side], event))
         if progress is not None and i % 10000 == 9999:
             progress(step)
     # Close the last hour/day of every entity so its maxima count too.
-    end = (events[-1].ts if events else 0.0) + 2 * 86400.0
-    for states in (principals, resources):
-        for state in states.values():
+    end = (events[-1].ts if events else 0.0) + 2 * DAY
+    for side in sides:
+        for state in states[side].values():
             finished = state.roll_time(end)
             if finished:
                 collector.add_samples(state.last_group, finished)
@@ -124,50 +137,35 @@ def build_vectors(
     config: DetectionConfig,
     profiles: PeerProfiles,
     progress: Callable[[int], None] | None = None,
-    kinds: Sequence[str] = KINDS,
+    sides: Sequence[Side] = SIDES,
 ) -> dict[str, TrainingRows]:
-    """Feature rows of ``kinds`` for every read of the history."""
+    """Feature rows, by alert kind, of every read of the history that may alert."""
     builder = FeatureBuilder(config, profiles)
-    principals: dict[str, Any] = {}
-    resources: dict[str, Any] = {}
-    vectors: dict[str, list[list[float]]] = {kind: [] for kind in kinds}
-    breadths: dict[str, list[float]] = {kind: [] for kind in kinds}
-    entities: dict[str, list[str]] = {kind: [] for kind in kinds}
-    days: dict[str, list[int]] = {kind: [] for kind in kinds}
-    do_principals, do_resources = "broad_reader" in kinds, "broad_audience" in kinds
-    step = 10000 * len(kinds) // len(KINDS)
+    states: dict[Side, dict[str, EntityState]] = {side: {} for side in sides}
+    vectors: dict[Side, list[list[float]]] = {side: [] for side in sides}
+    breadths: dict[Side, list[float]] = {side: [] for side in sides}
+    entities: dict[Side, list[str]] = {side: [] for side in sides}
+    days: dict[Side, list[int]] = {side: [] for side in sides}
+    step = 10000 * len(sides) // len(SIDES)
     for i, event in enumerate(events):
-        day = int(event.ts // 86400)
-        if do_principals:
-            p = principals.get(event.principal)
-            if p is None:
-                p = principals[event.principal] = builder.new_principal()
-            view = builder.principal_view(event, p)
-            if view is not None:
-                vectors["broad_reader"].append(view.vector)
-                breadths["broad_reader"].append(view.breadth)
-                entities["broad_reader"].append(event.principal)
-                days["broad_reader"].append(day)
-        if do_resources:
-            r = resources.get(event.resource)
-            if r is None:
-                r = resources[event.resource] = builder.new_resource()
-            view = builder.resource_view(event, r)
-            if view is not None and event.sensitivity != "public":
-                vectors["broad_audience"].append(view.vector)
-                breadths["broad_audience"].append(view.breadth)
-                entities["broad_audience"].append(event.resource)
-                days["broad_audience"].append(day)
+        day = int(event.ts // DAY)
+        for side in sides:
+            view = builder.view(event, _states_of(builder, side, states[side], event))
+            if view is not None and side.may_alert(event):
+                vectors[side].append(view.vector)
+                breadths[side].append(view.breadth)
+                entities[side].append(view.entity)
+                days[side].append(day)
         if progress is not None and i % 10000 == 9999:
             progress(step)
     return {
-        kind: TrainingRows(
-            np.asarray(vectors[kind], dtype=np.float64).reshape(-1, len(FEATURE_NAMES[kind])),
-            np.asarray(breadths[kind], dtype=np.float64),
-            entities[kind],
-            np.asarray(days[kind], dtype=np.int64),
+        side.kind: TrainingRows(
+            np.asarray(vectors[side], dtype=np.float64).reshape(-1, len(side.features)),
+            np.asarray(breadths[side], dtype=np.float64),
+            entities[side],
+            np.asarray(days[side], dtype=np.int64),
         )
-        for kind in kinds
+        for side in sides
     }
 
 
@@ -181,7 +179,7 @@ def fit(
 ) -> FittedModel:
     """Fit both detectors on an event-time-ordered history.
 
-    The two kinds share nothing until their results are merged (their peer groups differ,
+    The two sides share nothing until their results are merged (their peer groups differ,
     see ``build_profiles``), so with ``jobs`` >= 2 each is trained in a forked process of
     its own: the same model, bit for bit, in about half the time on two cores.
     """
@@ -191,19 +189,25 @@ def fit(
         raise ReachwatchError(f"need at least 100 valid events to train, got {len(events)}")
     started = time.time()
     parts = map_forked(
-        lambda kind, report: fit_kind(events, kind, config, params, report),
-        KINDS,
+        lambda side, report: fit_side(events, side, config, params, report),
+        SIDES,
         jobs=jobs,
         progress=progress,
     )
-    fitted = dict(zip(KINDS, parts, strict=True))
-    profiles = PeerProfiles.union([fitted[kind].profiles for kind in KINDS])
+    profiles = PeerProfiles.union([part.profiles for part in parts])
+    detectors = {side.kind: part.detector for side, part in zip(SIDES, parts, strict=True)}
     metadata = {
         "created_ts": time.time(),
-        "features": {kind: list(FEATURE_NAMES[kind]) for kind in KINDS},
-        "thresholds": {kind: fitted[kind].thresholds for kind in KINDS},
-        "feature_stats": {kind: fitted[kind].stats for kind in KINDS},
-        "calibration": {kind: fitted[kind].calibration for kind in KINDS},
+        "features": {side.kind: list(side.features) for side in SIDES},
+        "thresholds": {
+            kind: {"score": d.score_threshold_, "breadth": d.breadth_threshold_}
+            for kind, d in detectors.items()
+        },
+        "feature_stats": {
+            kind: {"median": d.feature_median_.tolist(), "scale": d.feature_scale_.tolist()}
+            for kind, d in detectors.items()
+        },
+        "calibration": {kind: d.calibration_ for kind, d in detectors.items()},
         "config": config.to_json(),
         "params": params.to_json(),
         "training_window": {"start": events[0].ts, "end": events[-1].ts},
@@ -221,103 +225,35 @@ def fit(
         },
         "fit_seconds": round(time.time() - started, 2),
     }
-    return FittedModel({kind: fitted[kind].forest for kind in KINDS}, profiles, metadata)
+    return FittedModel(detectors, profiles, metadata)
 
 
 @dataclass
-class KindFit:
-    """One alert kind, trained: its side's peer profiles, forest and calibration."""
+class SideFit:
+    """One side, trained: its peer profiles and its fitted detector."""
 
     profiles: PeerProfiles
-    forest: IsolationForest
-    thresholds: dict[str, float]
-    stats: dict[str, list[float]]
-    calibration: dict[str, Any]
+    detector: BreadthDetector
 
 
-def fit_kind(
+def fit_side(
     events: Sequence[AccessEvent],
-    kind: str,
+    side: Side,
     config: DetectionConfig,
     params: TrainingParams,
     progress: Callable[[int], None] | None = None,
-) -> KindFit:
-    """Both passes, the forest and its thresholds for one alert kind."""
-    profiles = build_profiles(events, config, progress, kinds=(kind,))
-    rows_of = build_vectors(events, config, profiles, progress, kinds=(kind,))[kind]
-    X, breadth = rows_of.vectors, rows_of.breadth
-    if len(X) < 50:
-        raise ReachwatchError(f"too few {kind} training rows ({len(X)}) to fit a model")
-    rows = X
-    if len(X) > params.max_rows:
-        # Seeded per kind, so the sample does not depend on which kind was fitted first.
-        rng = np.random.default_rng([params.seed, KINDS.index(kind)])
-        rows = X[rng.choice(len(X), size=params.max_rows, replace=False)]
-    detector = BreadthDetector(
-        n_estimators=params.n_estimators,
-        max_samples=params.max_samples,
-        quantile=params.score_quantiles[-1],
-        random_state=params.seed,
-    ).fit(rows)
-    scores = detector.score(X)
-    # Breadth: "unusual for me and for my peers" must be at least min_breadth_ratio,
-    # and rarer than almost every training read.
-    breadth_q = float(np.quantile(breadth, params.breadth_quantile))
-    breadth_threshold = max(breadth_q, math.log(params.min_breadth_ratio))
-    score_threshold, budget_rows = calibrate_score(
-        scores, breadth >= breadth_threshold, rows_of, params
+) -> SideFit:
+    """Both passes and the fitted, calibrated detector of one side."""
+    profiles = build_profiles(events, config, progress, sides=(side,))
+    rows = build_vectors(events, config, profiles, progress, sides=(side,))[side.kind]
+    if len(rows.vectors) < 50:
+        raise ReachwatchError(
+            f"too few {side.kind} training rows ({len(rows.vectors)}) to fit a model"
+        )
+    detector = params.detector(side).fit(
+        rows.vectors, breadth=rows.breadth, entities=rows.entities, days=rows.days
     )
-    detector.threshold_ = score_threshold
-    median = np.median(X, axis=0)
-    q75, q25 = np.quantile(X, 0.75, axis=0), np.quantile(X, 0.25, axis=0)
-    scale = np.maximum(q75 - q25, np.maximum(np.std(X, axis=0), 1e-3))
-    hist, edges = np.histogram(scores, bins=40, range=(0.0, 1.0))
-    return KindFit(
-        profiles=profiles,
-        forest=detector.forest_,
-        thresholds={"score": detector.threshold_, "breadth": breadth_threshold},
-        stats={"median": median.tolist(), "scale": scale.tolist()},
-        calibration={
-            "rows": len(X),
-            "fit_rows": len(rows),
-            "score_quantiles": detector.train_score_quantiles_,
-            "breadth_quantile": breadth_q,
-            "budget": budget_rows,
-            "training_alert_rate": float(
-                np.mean((scores >= detector.threshold_) & (breadth >= breadth_threshold))
-            ),
-            "score_histogram": {"counts": hist.tolist(), "edges": edges.tolist()},
-        },
-    )
-
-
-def calibrate_score(
-    scores: np.ndarray,
-    broad: np.ndarray,
-    rows: TrainingRows,
-    params: TrainingParams,
-) -> tuple[float, list[dict[str, float]]]:
-    """The lowest score quantile whose history alerts fit the alert budget.
-
-    Alerts need both gates, so the breadth gate already removes nearly every training
-    read; the score threshold can then be as permissive as the budget allows. Returns
-    the threshold and, per candidate quantile, the alerting entity-days on history.
-    """
-    n_days = max(1, len(np.unique(rows.days)))
-    budget = params.alert_budget_per_day * n_days
-    entities = np.asarray(rows.entities, dtype=object)
-    table: list[dict[str, float]] = []
-    chosen: float | None = None
-    for q in params.score_quantiles:
-        threshold = float(np.quantile(scores, q))
-        hit = (scores >= threshold) & broad
-        entity_days = len(set(zip(entities[hit].tolist(), rows.days[hit].tolist(), strict=True)))
-        table.append({"quantile": q, "score": threshold, "entity_days": entity_days})
-        if chosen is None and entity_days <= budget:
-            chosen = threshold
-    if chosen is None:  # even the strictest quantile is over budget: use it anyway
-        chosen = table[-1]["score"]
-    return chosen, table
+    return SideFit(profiles, detector)
 
 
 def sort_by_time(events: Iterable[AccessEvent]) -> list[AccessEvent]:

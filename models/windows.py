@@ -15,15 +15,15 @@ from __future__ import annotations
 
 import math
 import struct
-import zlib
 from array import array
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 import zstandard
 
+from reachwatch.models.sides import BY_NAME, Counts, Side
 from reachwatch.models.sketch import OverflowSketch
 
 HOUR = 3600.0
@@ -257,21 +257,19 @@ class DistinctWindow:
                 w.sums[i] += value
             w.categories[category] = w.categories.get(category, 0) + 1
         w.log = [(ts, key) for ts, key in obj[1]]
-        # States written before the sketch carried an overflow count here (an int), which
-        # cannot be turned into a sketch: those windows restart exact.
-        if isinstance(obj[2], list):
+        if obj[2] is not None:
             w.sketch = OverflowSketch.from_obj(obj[2], span, n_attrs)
             w._refresh_sketch(w.sketch)
         return w
 
 
 class CountWindow:
-    """Sums of per-read quantities (reads, records, bytes, denied) over ``span`` seconds,
-    kept in ``span / 30`` buckets."""
+    """Sums of per-read quantities (``sides.Counts``: reads, records, bytes, denied) over
+    ``span`` seconds, kept in ``span / 30`` buckets."""
 
     __slots__ = ("buckets", "slot", "span", "sums")
 
-    def __init__(self, span: float, n: int = 4) -> None:
+    def __init__(self, span: float, n: int = len(Counts._fields)) -> None:
         self.span = span
         self.slot = span / 30.0
         self.buckets: list[list[float]] = []  # [bucket_index, *values], at most ~31
@@ -305,7 +303,9 @@ class CountWindow:
         return [list(b) for b in self.buckets]
 
     @classmethod
-    def from_obj(cls, obj: list[Any], span: float, n: int = 4) -> CountWindow:
+    def from_obj(
+        cls, obj: list[Any], span: float, n: int = len(Counts._fields)
+    ) -> CountWindow:
         w = cls(span, n)
         for bucket in obj:
             w.buckets.append(list(bucket))
@@ -360,7 +360,7 @@ class HourTracker:
 
 @dataclass(slots=True)
 class OpenAlert:
-    """The one open alert an entity may have per kind (see ``streams.alerts``)."""
+    """The one open alert an entity may have (see ``models.alerts``)."""
 
     alert_id: str
     first_ts: float
@@ -388,34 +388,26 @@ class OpenAlert:
 
 SAMPLE_SIZE = 5
 
-# Principal-side window attributes per distinct resource:
-#   0 sensitivity weight, 1 is sensitive (confidential/restricted),
-#   2 outside own group, 3 outside-weighted, 4 new to principal, 5 new to peers,
-#   6 is restricted, 7 outside and sensitive and new to the principal
-PRINCIPAL_ATTRS = 8
-# Resource-side window attributes per distinct reader:
-#   0 outside owner group, 1 first-time reader, 2 service account
-RESOURCE_ATTRS = 3
-
 
 class EntityState:
-    """Shared machinery of principal and resource state."""
+    """One principal's or one resource's state: windows, baselines, novelty memory.
 
-    kind = ""
-    n_attrs = 0
-    hourly_metrics: tuple[str, ...] = ()
-    daily_metrics: tuple[str, ...] = ()
+    ``side`` (``models.sides``) says which, and with it what the windows keep per key and
+    which metrics have baselines.
+    """
 
-    def __init__(self, spans: Iterable[float], cap: int, memory_cap: int) -> None:
+    def __init__(self, side: Side, spans: Iterable[float], cap: int, memory_cap: int) -> None:
+        self.side = side
         self.spans = tuple(spans)
         self.cap = cap
-        self.windows = [DistinctWindow(s, self.n_attrs, cap) for s in self.spans]
+        self.windows = [DistinctWindow(s, side.n_attrs, cap) for s in self.spans]
         self.counts = CountWindow(self.spans[1])
         self.memory = Memory(memory_cap)
-        self.hourly = [DecayedHistogram() for _ in self.hourly_metrics]
-        self.daily = [DecayedHistogram() for _ in self.daily_metrics]
+        self.hourly = [DecayedHistogram() for _ in side.hourly_metrics]
+        self.daily = [DecayedHistogram() for _ in side.daily_metrics]
         self.tracker = HourTracker(
-            hourly_max=[0.0] * len(self.hourly_metrics), daily_max=[0.0] * len(self.daily_metrics)
+            hourly_max=[0.0] * len(side.hourly_metrics),
+            daily_max=[0.0] * len(side.daily_metrics),
         )
         # Hour-of-week activity profile, created on first use (only principals need it).
         self.hour_of_week: array[float] | None = None
@@ -432,7 +424,7 @@ class EntityState:
     def to_obj(self) -> list[Any]:
         t = self.tracker
         return [
-            self.kind,
+            self.side.name,
             [w.to_obj() for w in self.windows],
             self.counts.to_obj(),
             list(self.memory.seen.items()),
@@ -449,7 +441,7 @@ class EntityState:
 
     def load_obj(self, obj: list[Any]) -> None:
         self.windows = [
-            DistinctWindow.from_obj(o, s, self.n_attrs, self.cap)
+            DistinctWindow.from_obj(o, s, self.side.n_attrs, self.cap)
             for o, s in zip(obj[1], self.spans, strict=True)
         ]
         self.counts = CountWindow.from_obj(obj[2], self.spans[1])
@@ -475,40 +467,49 @@ class EntityState:
         if hour > t.hour:
             if t.hour >= 0:
                 day_of_sample = int(t.hour * HOUR // DAY)
-                for i, name in enumerate(self.hourly_metrics):
+                for i, name in enumerate(self.side.hourly_metrics):
                     self.hourly[i].add(t.hourly_max[i], day_of_sample)
                     finished.append((name, t.hourly_max[i]))
             t.hour = hour
-            t.hourly_max = [0.0] * len(self.hourly_metrics)
+            t.hourly_max = [0.0] * len(self.side.hourly_metrics)
         day = int(ts // DAY)
         if day > t.day:
             if t.day >= 0:
-                for i, name in enumerate(self.daily_metrics):
+                for i, name in enumerate(self.side.daily_metrics):
                     self.daily[i].add(t.daily_max[i], t.day)
                     finished.append((name, t.daily_max[i]))
             t.day = day
-            t.daily_max = [0.0] * len(self.daily_metrics)
+            t.daily_max = [0.0] * len(self.side.daily_metrics)
         return finished
 
-    def track(self, hourly_values: tuple[float, ...], daily_values: tuple[float, ...]) -> None:
+    def track(self, metrics: Mapping[str, float]) -> None:
+        """Raise this hour's and day's maxima of the side's baseline metrics."""
         hourly_max = self.tracker.hourly_max
-        for i, value in enumerate(hourly_values):
+        for i, name in enumerate(self.side.hourly_metrics):
+            value = metrics[name]
             if value > hourly_max[i]:
                 hourly_max[i] = value
         daily_max = self.tracker.daily_max
-        for i, value in enumerate(daily_values):
+        for i, name in enumerate(self.side.daily_metrics):
+            value = metrics[name]
             if value > daily_max[i]:
                 daily_max[i] = value
+
+    @property
+    def finished_hours(self) -> float:
+        """The (decayed) number of finished hours in the own baselines."""
+        return self.hourly[0].total
 
     def baseline(self, metric: str, q: float) -> tuple[float, float]:
         """(quantile, weight) of an hourly or daily metric's own finished hours/days."""
         cached = self._baselines.get((metric, q))
         if cached is not None:
             return cached
-        if metric in self.hourly_metrics:
-            hist = self.hourly[self.hourly_metrics.index(metric)]
+        side = self.side
+        if metric in side.hourly_metrics:
+            hist = self.hourly[side.hourly_metrics.index(metric)]
         else:
-            hist = self.daily[self.daily_metrics.index(metric)]
+            hist = self.daily[side.daily_metrics.index(metric)]
         result = self._baselines[(metric, q)] = (hist.quantile(q), hist.total)
         return result
 
@@ -524,29 +525,9 @@ class EntityState:
         return sum(len(w.keys) for w in self.windows) + len(self.memory)
 
 
-class PrincipalState(EntityState):
-    kind = "principal"
-    n_attrs = PRINCIPAL_ATTRS
-    hourly_metrics = ("weighted_1h", "outside_weighted_1h", "groups_1h")
-    daily_metrics = ("outside_weighted_24h",)
-
-
-class ResourceState(EntityState):
-    kind = "resource"
-    n_attrs = RESOURCE_ATTRS
-    hourly_metrics = ("readers_1h", "outside_readers_1h", "reader_groups_1h")
-    daily_metrics = ("readers_24h",)
-
-
-_STATE_CLASSES = {"principal": PrincipalState, "resource": ResourceState}
-
-
 # One compressor, used from one thread: the worker's event loop or an offline process.
-# (zstd level 1: ~3.6x on entity states at ~14 µs per 4.6 KB state; zlib level 1 gave
-# 3.5x at ~40 µs, a few per cent of the worker's whole time per event.)
 _COMPRESSOR = zstandard.ZstdCompressor(level=1)
 _DECOMPRESSOR = zstandard.ZstdDecompressor()
-_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 # Encoded states start with this tag and the state's watermark (big-endian float64), so
 # the worker's idle sweep reads an entity's last event time without decompressing it.
 _HEADER = b"RW\x01"
@@ -555,8 +536,8 @@ _PAYLOAD_AT = len(_HEADER) + _WATERMARK.size
 
 
 def encode_state(state: EntityState) -> bytes:
-    """Serialise a state for a raw-bytes table: zstd-compressed JSON, never pickle, behind
-    a small header holding its watermark (``state_watermark``).
+    """Serialise a state for a raw-bytes table: a small header holding its watermark
+    (``state_watermark``), then zstd-compressed JSON, never pickle.
 
     Windows and histograms are repetitive JSON that compresses 3-4x even at the fastest
     level, and tables hold one of these per principal and per resource. (Compressing
@@ -566,24 +547,31 @@ def encode_state(state: EntityState) -> bytes:
     return _HEADER + _WATERMARK.pack(state.watermark) + _COMPRESSOR.compress(raw)
 
 
+def _check_header(raw: bytes) -> None:
+    if raw[: len(_HEADER)] != _HEADER:
+        raise ValueError("not an encoded reachwatch state (unknown header)")
+
+
 def state_watermark(raw: bytes) -> float:
-    """The event time of an encoded state's latest read; decodes only older formats."""
-    if raw[:3] == _HEADER:
-        return float(_WATERMARK.unpack_from(raw, len(_HEADER))[0])
-    return decode_state(raw).watermark
+    """The event time of an encoded state's latest read, read without decoding it."""
+    _check_header(raw)
+    return float(_WATERMARK.unpack_from(raw, len(_HEADER))[0])
 
 
 def decode_state(raw: bytes) -> EntityState:
-    """Inverse of ``encode_state``; the earlier formats (plain JSON, zlib-compressed JSON,
-    bare zstd) still decode, so a changelog written by an older worker recovers."""
-    if raw[:3] == _HEADER:
-        raw = raw[_PAYLOAD_AT:]
-    if raw[:4] == _ZSTD_MAGIC:
-        raw = _DECOMPRESSOR.decompress(raw)
-    elif raw[:1] != b"[":
-        raw = zlib.decompress(raw)
-    spans, cap, memory_cap, obj = orjson.loads(raw)
-    cls = _STATE_CLASSES[obj[0]]
-    state = cls(spans, cap, memory_cap)
+    """Inverse of ``encode_state``."""
+    _check_header(raw)
+    spans, cap, memory_cap, obj = orjson.loads(_DECOMPRESSOR.decompress(raw[_PAYLOAD_AT:]))
+    state = EntityState(BY_NAME[obj[0]], spans, cap, memory_cap)
     state.load_obj(obj)
     return state
+
+
+def idle_horizon(now: float, ttl_days: float) -> float:
+    """The one idle rule: an entity whose watermark is before this, at event time ``now``,
+    had no read for longer than ``ttl_days`` and is forgotten."""
+    return now - ttl_days * DAY
+
+
+def is_idle(watermark: float, now: float, ttl_days: float) -> bool:
+    return watermark < idle_horizon(now, ttl_days)

@@ -21,7 +21,7 @@ def tiny_registry(tmp_path_factory: pytest.TempPathFactory, tiny_history) -> Reg
     root = tmp_path_factory.mktemp("registry")
     fitted = fit(tiny_history, params=TrainingParams(n_estimators=60, seed=3))
     registry = Registry(root)
-    version = registry.write(fitted.forests, fitted.profiles, fitted.metadata)
+    version = registry.write(fitted.detectors, fitted.profiles, fitted.metadata)
     registry.promote(version)
     return registry
 

@@ -32,7 +32,7 @@ from typing import Any
 import orjson
 
 from reachwatch.models.errors import SchemaError
-from reachwatch.models.records import AccessEvent
+from reachwatch.models.records import AccessEvent, rfc3339
 
 DAY = 86400.0
 HOUR = 3600.0
@@ -463,11 +463,6 @@ class SimulationSummary:
         return asdict(self)
 
 
-def rfc3339(ts: float) -> str:
-    """Epoch seconds to RFC 3339 UTC with whole seconds ('2026-03-23T10:00:00Z')."""
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 class _World:
     """The company and its event rows while they are being generated."""
 
@@ -865,8 +860,8 @@ class _Labels:
                 "type": kind_type,
                 "kind": kind,
                 "entity": entity,
-                "start": rfc3339(math.floor(min(times))),
-                "end": rfc3339(math.ceil(max(times))),
+                "start": rfc3339(math.floor(min(times)), "seconds"),
+                "end": rfc3339(math.ceil(max(times)), "seconds"),
                 "description": description,
             }
         )
@@ -1090,7 +1085,7 @@ def _write_events(path: Path, rows: list[Row]) -> None:
 
 def _company(world: _World) -> dict[str, Any]:
     def day_text(day: int) -> str:
-        return rfc3339(world.day_start(day))[:10]
+        return rfc3339(world.day_start(day), "seconds")[:10]
 
     people = []
     for person in world.people:
@@ -1207,8 +1202,8 @@ def simulate(
         "seed": seed,
         "incidents": labels.incidents,
         "benign": labels.benign,
-        "test_start": rfc3339(test_start),
-        "test_end": rfc3339(test_end),
+        "test_start": rfc3339(test_start, "seconds"),
+        "test_end": rfc3339(test_end, "seconds"),
     }
     options = orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE
     (out_dir / "labels.json").write_bytes(orjson.dumps(document, option=options))
@@ -1225,6 +1220,6 @@ def simulate(
         test_events=len(world.rows) - split,
         incidents=len(labels.incidents),
         benign=len(labels.benign),
-        test_start=rfc3339(test_start),
-        test_end=rfc3339(test_end),
+        test_start=rfc3339(test_start, "seconds"),
+        test_end=rfc3339(test_end, "seconds"),
     )

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import orjson
 
+from reachwatch.models import records
 from reachwatch.models.records import SCHEMA_VERSION
 from reachwatch.models.simulation.family import CompanyParams, Office
 from reachwatch.models.simulation.organisation import Dataset, Organisation
@@ -30,7 +31,7 @@ Row = tuple[float, str, str, str, str, str, str, int, int, str, str]
 
 def rfc3339(ts: float) -> str:
     """Epoch seconds to RFC 3339 UTC with whole seconds ('2026-03-23T10:00:00Z')."""
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return records.rfc3339(ts, "seconds")
 
 
 class World:

@@ -142,7 +142,7 @@ def train(
     # The chain the model must be served through (key and mapping fingerprints, no secret).
     fitted.metadata.update(chain.describe())
     store = Registry(registry)
-    version = store.write(fitted.forests, fitted.profiles, fitted.metadata)
+    version = store.write(fitted.detectors, fitted.profiles, fitted.metadata)
     write_card(store.root / version, fitted.metadata)
     if promote:
         store.promote(version)

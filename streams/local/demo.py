@@ -60,7 +60,7 @@ def _train(workdir: Path, scale: float, console: Console) -> tuple[Path, str, Pa
         )
         fitted = fit(history)
         registry = Registry(workdir / "registry")
-        version = registry.write(fitted.forests, fitted.profiles, fitted.metadata)
+        version = registry.write(fitted.detectors, fitted.profiles, fitted.metadata)
         registry.promote(version)
     console.print(f"[green]✓[/] trained model {version} in {time.monotonic() - started:.0f}s")
     return registry.root, version, data

@@ -23,12 +23,12 @@ from reachwatch.models.alerts import Alert
 from reachwatch.models.forked import map_forked
 from reachwatch.models.pipeline import Pipeline
 from reachwatch.models.records import AccessEvent
+from reachwatch.models.sides import SIDES, Side
 from reachwatch.streams.ingest.chain import Chain
 from reachwatch.streams.ingest.files import Outcome, read_files
 from reachwatch.streams.offline.statestore import StateStore
 
 BATCH_SIZE = 2000
-SIDES = ("principal", "resource")
 SWEEP_INTERVAL = 86400.0
 
 
@@ -104,18 +104,20 @@ def _count(
 class _SideReplay:
     """One side of the pipeline (principals or resources) over the replay's chunks."""
 
-    def __init__(self, pipeline: Pipeline, side: str) -> None:
+    def __init__(self, pipeline: Pipeline, side: Side) -> None:
         self.pipeline = pipeline
+        self.side = side
         self.states = StateStore()
-        self.observe = (
-            pipeline.observe_principals if side == "principal" else pipeline.observe_resources
-        )
 
     def step(self, chunk: list[AccessEvent], sweep: bool) -> tuple[list[Alert], int, int]:
         """(alerts, late events, expired entities) of one chunk."""
-        # Once per event-time day, like the stream's periodic sweep.
-        expired = len(self.pipeline.expire_idle(self.states, chunk[-1].ts)) if sweep else 0
-        result = self.observe(chunk, self.states)
+        expired = 0
+        if sweep:  # once per event-time day, like the stream's periodic sweep
+            idle = self.pipeline.idle(self.states.watermarks(), chunk[-1].ts)
+            for key in idle:
+                del self.states[key]
+            expired = len(idle)
+        result = self.pipeline.observe(self.side, chunk, self.states)
         self.states.flush()
         return result.alerts, result.late, expired
 
@@ -136,7 +138,7 @@ def _chunks(
 
 
 def _replay_side(
-    batches: list[list[AccessEvent]], pipeline: Pipeline, side: str, batch_size: int
+    batches: list[list[AccessEvent]], pipeline: Pipeline, side: Side, batch_size: int
 ) -> list[tuple[int, list[Alert], int, int]]:
     """A whole side in one go: (chunk index, alerts, late, expired) of every chunk."""
     replay = _SideReplay(pipeline, side)
@@ -174,10 +176,14 @@ def run_replay(
             tuple((index, *side.step(chunk, sweep)) for side in sides)
             for index, (chunk, sweep) in enumerate(_chunks(batches, batch_size))
         )
-    for (_, left, late, expired_left), (_, right, _, expired_right) in steps:
-        tally.late += late  # each event counted once: on the principal side
-        tally.expired += expired_left + expired_right
-        for alert in sorted(left + right, key=lambda a: (a.ts, a.kind)):
+    for per_side in steps:
+        alerts: list[Alert] = []
+        for side, (_, side_alerts, late, expired) in zip(SIDES, per_side, strict=True):
+            if side.books_events:
+                tally.late += late
+            tally.expired += expired
+            alerts += side_alerts
+        for alert in sorted(alerts, key=lambda a: (a.ts, a.kind)):
             tally.alerts += 1
             tally.alerts_by_kind[alert.kind] += 1
             on_alert(alert)

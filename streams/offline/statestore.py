@@ -13,38 +13,41 @@ from __future__ import annotations
 from collections.abc import Iterator, MutableMapping
 from typing import Any
 
+from reachwatch.models.statecache import StateCache
 from reachwatch.models.windows import EntityState, decode_state, encode_state
 
 
 class StateStore(MutableMapping[str, EntityState]):
-    """A write-back cache of decoded states over serialised ones."""
+    """A write-back cache of decoded states (``models.statecache``) over serialised ones."""
 
     def __init__(self, hot_capacity: int = 10_000) -> None:
-        self.hot_capacity = hot_capacity
-        self._hot: dict[str, EntityState] = {}  # insertion order = least recently used first
+        self._hot = StateCache(hot_capacity)
         self._cold: dict[str, tuple[float, bytes]] = {}  # key -> (watermark, encoded state)
 
+    @property
+    def hot_capacity(self) -> int:
+        return self._hot.capacity
+
     def __getitem__(self, key: str) -> EntityState:
-        state = self._hot.pop(key, None)
+        state = self._hot.take(key)
         if state is None:
             watermark_and_raw = self._cold.pop(key, None)
             if watermark_and_raw is None:
                 raise KeyError(key)
             state = decode_state(watermark_and_raw[1])
-        self._hot[key] = state  # most recently used last
+        self._hot.put(key, state)  # most recently used; encoded again when it is evicted
         return state
 
     def __setitem__(self, key: str, state: EntityState) -> None:
         self._cold.pop(key, None)
-        self._hot.pop(key, None)
-        self._hot[key] = state
+        self._hot.put(key, state)
 
     def __delitem__(self, key: str) -> None:
-        if self._hot.pop(key, None) is None:
+        if not self._hot.discard(key):
             del self._cold[key]
 
     def __iter__(self) -> Iterator[str]:
-        yield from list(self._hot)
+        yield from self._hot.keys()
         yield from list(self._cold)
 
     def __len__(self) -> int:
@@ -61,18 +64,15 @@ class StateStore(MutableMapping[str, EntityState]):
 
     def watermarks(self) -> Iterator[tuple[str, float]]:
         """(key, watermark) of every state without decoding the cold ones."""
-        for key, state in self._hot.items():
+        for key, state in self._hot.states():
             yield key, state.watermark
         for key, (watermark, _) in self._cold.items():
             yield key, watermark
 
     def flush(self) -> int:
         """Serialise the least recently used states beyond capacity; return how many."""
-        excess = len(self._hot) - self.hot_capacity
-        if excess <= 0:
-            return 0
-        hot = self._hot
-        for key in list(hot)[:excess]:
-            state = hot.pop(key)
-            self._cold[key] = (state.watermark, encode_state(state))  # compressed JSON
-        return excess
+        flushed = 0
+        for key, _, state in self._hot.overflow():
+            self._cold[key] = (state.watermark, encode_state(state))
+            flushed += 1
+        return flushed

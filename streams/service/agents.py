@@ -141,9 +141,8 @@ class Worker:
     # An ingest batch sends at most one envelope per partition of a side's topic, so a
     # scoring batch of SCORING_ENVELOPES x partitions envelopes holds up to about that many
     # ingest batches: under load each touched entity's state is encoded and written once
-    # per ~4 ingest batches (+23 % events/s over 1x in bench/throughput.py, 8x gave +6 %
-    # more for ~35 MB more RSS and longer event-loop stalls). At low rates the stage wait
-    # closes the batch first, as before.
+    # per few ingest batches instead of once per batch (larger batches cost memory and
+    # longer event-loop stalls). At low rates the stage wait closes the batch first.
     async def score_principals(self, stream: StreamT) -> None:
         async for batch in stream.take(self.scoring_take, self.stage_wait):
             await self.score_batch(batch, "principal")
@@ -218,8 +217,8 @@ class Worker:
             table[key.encode()] = encoded
             cache[key] = (encoded, state)
         self._maybe_sweep_soon(len(table))
-        # Bounded (bench/soak.py: ~13 KB per decoded state, unbounded it grew with every
-        # entity ever seen). Reads pop and writes re-insert, so the first key is the LRU one.
+        # Bounded: a decoded state costs several KB, and unbounded the cache would grow with
+        # every entity ever seen. Reads pop and writes re-insert: the first key is the LRU.
         while len(cache) > self.settings.decoded_state_cache:
             del cache[next(iter(cache))]
 
@@ -288,12 +287,12 @@ class Worker:
             return
         self.sweeping = True
         try:
-            ttl = self.pipeline.model.config.idle_ttl_days * 86400.0
+            config = self.pipeline.model.config
             for side, table in (("principal", self.tables.principals),
                                 ("resource", self.tables.resources)):
                 cache, clock = self.decoded[side], self.clock.get(side)
                 if clock is not None:  # else nothing scored since start: no "now" yet
-                    idle = await _forget_older(table, cache, clock - ttl)
+                    idle = await _forget_older(table, cache, config.idle_horizon(clock))
                     self._count_forgotten(side, "idle", idle)
                 excess = len(table) - self.settings.max_entities
                 if excess > 0:

@@ -35,6 +35,7 @@ from prometheus_client import (
     generate_latest,
 )
 
+from reachwatch.models import sides
 from reachwatch.models.records import REASONS, SENSITIVITIES
 
 NAMESPACE = "reachwatch"
@@ -44,9 +45,9 @@ DEFAULT_TOPICS = ("access-events",)
 CONSUME_OUTCOMES = ("scored", "invalid", "skipped", "late", "error")
 # SchemaError codes plus failures that happen before or around parsing.
 DEAD_LETTER_REASONS = tuple(dict.fromkeys((*REASONS, "decode_error", "adapter_error", "too_large")))
-ALERT_KINDS = ("broad_reader", "broad_audience")
+ALERT_KINDS = sides.KINDS
 SEVERITIES = ("low", "medium", "high", "critical")
-SIDES = ("principal", "resource")
+SIDES = tuple(side.name for side in sides.SIDES)
 
 # Scores are in [0, 1], higher = more anomalous; 0.05 steps resolve drift and thresholds.
 SCORE_BUCKETS = tuple(round(0.05 * i, 2) for i in range(1, 21))

@@ -80,10 +80,10 @@ def company(tmp_path_factory: pytest.TempPathFactory) -> Company:
     )
     fitted = fit(history, params=TrainingParams(n_estimators=50, seed=0))
     registry = Registry(root / "registry")
-    version = registry.write(fitted.forests, fitted.profiles, fitted.metadata)
+    version = registry.write(fitted.detectors, fitted.profiles, fitted.metadata)
     registry.promote(version)
     # A second version id for the promotion test: same forests, different metadata.
-    spare = registry.write(fitted.forests, fitted.profiles, {**fitted.metadata, "note": "spare"})
+    spare = registry.write(fitted.detectors, fitted.profiles, {**fitted.metadata, "note": "spare"})
     lines = [
         (parse_timestamp(orjson.loads(line)["ts"]), line)
         for line in (root / "data" / "test.jsonl").read_bytes().splitlines() if line.strip()

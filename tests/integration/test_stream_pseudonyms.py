@@ -37,7 +37,7 @@ def pseudonymised(company, tmp_path: Path) -> tuple[Path, Path, Pseudonymizer]:
                  params=TrainingParams(n_estimators=50, seed=0))
     fitted.metadata.update(chain.describe())
     registry = Registry(tmp_path / "registry")
-    registry.promote(registry.write(fitted.forests, fitted.profiles, fitted.metadata))
+    registry.promote(registry.write(fitted.detectors, fitted.profiles, fitted.metadata))
     return key, registry.root, names
 
 

@@ -47,8 +47,8 @@ def _missing_version(registry: Registry, model: LoadedModel) -> str:
 
 def _tampered_version(registry: Registry, model: LoadedModel) -> str:
     """A copy of ``model`` with one byte of its model file flipped (sha256 fails)."""
-    forests = {kind: k.forest for kind, k in model.kinds.items()}
-    version = registry.write(forests, model.profiles, {**model.metadata, "note": "tampered"})
+    metadata = {**model.metadata, "note": "tampered"}
+    version = registry.write(model.detectors, model.profiles, metadata)
     path = registry.root / version / "model.skops"
     payload = bytearray(path.read_bytes())
     payload[len(payload) // 2] ^= 0xFF

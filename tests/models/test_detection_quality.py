@@ -34,7 +34,7 @@ def judged(tmp_path_factory: pytest.TempPathFactory):
     )
     registry = Registry(folder / "models")
     fitted = fit(history)
-    model = registry.load(registry.write(fitted.forests, fitted.profiles, fitted.metadata))
+    model = registry.load(registry.write(fitted.detectors, fitted.profiles, fitted.metadata))
     alerts: list[dict] = []
     run_replay(
         iter([history, test]), Pipeline(model), Tally(), lambda a: alerts.append(a.to_json())

@@ -11,7 +11,8 @@ def fitted() -> tuple[BreadthDetector, np.ndarray]:
     rng = np.random.default_rng(0)
     X = rng.normal(size=(4000, 8))
     X[:, 3] = np.round(X[:, 3])  # ties on thresholds, like counts
-    return BreadthDetector(n_estimators=80, random_state=0).fit(X), X
+    # No row is broad: every candidate score quantile stays within the alert budget.
+    return BreadthDetector(n_estimators=80, random_state=0).fit(X, breadth=np.zeros(len(X))), X
 
 
 def test_fast_scorer_equals_sklearn_on_random_rows(fitted):
@@ -31,22 +32,63 @@ def test_fast_scorer_equals_sklearn_on_real_feature_rows(tiny_model, tiny_histor
     data = build_vectors(tiny_history[:3000], tiny_model.config, tiny_model.profiles)
     for kind, rows in data.items():
         X = rows.vectors
-        model = tiny_model.kinds[kind]
-        reference = -model.forest.score_samples(X)
-        assert np.max(np.abs(model.score(X) - reference)) < 1e-9
+        detector = tiny_model.detectors[kind]  # as loaded from the registry
+        reference = -detector.forest_.score_samples(X)
+        assert np.max(np.abs(detector.score(X) - reference)) < 1e-9
 
 
 def test_higher_score_means_more_anomalous(fitted):
     detector, X = fitted
     typical = np.zeros((1, X.shape[1]))
     outlier = np.full((1, X.shape[1]), 9.0)
-    assert detector.score(outlier)[0] > detector.threshold_ > detector.score(typical)[0]
+    assert detector.score(outlier)[0] > detector.score_threshold_ > detector.score(typical)[0]
 
 
-def test_threshold_is_the_calibrated_training_quantile(fitted):
+def test_within_budget_the_score_threshold_is_the_lowest_candidate_quantile(fitted):
+    # No training row is broad (the breadth gate is at least log 2.5), so the lowest
+    # candidate quantile is within any budget.
     detector, X = fitted
-    share_above = np.mean(detector.score(X) >= detector.threshold_)
-    assert share_above == pytest.approx(1 - detector.quantile, abs=0.002)
+    share_above = np.mean(detector.score(X) >= detector.score_threshold_)
+    assert share_above == pytest.approx(1 - detector.score_quantiles[0], abs=0.002)
+    assert detector.breadth_threshold_ >= np.log(detector.min_breadth_ratio)
+
+
+def test_over_budget_the_strictest_quantile_is_used():
+    # Every row broad, every row its own entity-day, a budget of nothing: no candidate
+    # fits, and the strictest one is the answer.
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(3000, 4))
+    detector = BreadthDetector(n_estimators=30, alert_budget_per_day=0.0).fit(
+        X, breadth=np.full(len(X), 10.0)
+    )
+    strictest = np.quantile(detector.score(X), detector.score_quantiles[-1])
+    assert detector.score_threshold_ == pytest.approx(strictest)
+    assert detector.calibration_["budget"][-1]["entity_days"] > 0
+
+
+def test_fit_follows_the_estimator_contract(fitted):
+    from sklearn.base import clone
+
+    detector, X = fitted
+    assert detector.fit(X[:600], breadth=np.zeros(600)) is detector
+    fresh = clone(detector)
+    assert fresh.get_params() == detector.get_params()
+    assert not hasattr(fresh, "forest_") and not hasattr(fresh, "score_threshold_")
+
+
+def test_rows_beyond_max_rows_are_sampled_for_the_forest_only():
+    X = np.random.default_rng(4).normal(size=(900, 3))
+    detector = BreadthDetector(n_estimators=10, max_rows=300).fit(X, breadth=np.zeros(900))
+    assert (detector.calibration_["rows"], detector.calibration_["fit_rows"]) == (900, 300)
+    assert detector.forest_.max_samples_ == 300
+
+
+def test_a_pickled_detector_scores_the_same(fitted):
+    import pickle
+
+    detector, X = fitted
+    copy = pickle.loads(pickle.dumps(detector))
+    assert np.array_equal(copy.score(X[:100]), detector.score(X[:100]))
 
 
 def test_empty_batch_scores_nothing(fitted):

@@ -30,7 +30,11 @@ def _resign_metadata(folder: Path, meta: dict) -> None:
 def test_load_returns_the_promoted_version(registry):
     model = registry.load()
     assert model.version == registry.current_version()
-    assert set(model.kinds) == {"broad_reader", "broad_audience"}
+    assert set(model.detectors) == {"broad_reader", "broad_audience"}
+    # The detector the registry serves is the fitted estimator, its gates included.
+    detector = model.detectors["broad_reader"]
+    assert detector.kind == "broad_reader"
+    assert detector.score_threshold_ == model.metadata["thresholds"]["broad_reader"]["score"]
 
 
 def test_a_flipped_byte_in_the_model_is_refused(registry):
@@ -79,8 +83,8 @@ def test_a_model_with_other_features_is_refused(registry):
         registry.load()
 
 
-def test_forests_fitted_on_other_columns_are_refused(registry):
-    # Metadata names the right features and every checksum holds: only the forests' own
+def test_detectors_fitted_on_other_columns_are_refused(registry):
+    # Metadata names the right features and every checksum holds: only the detectors' own
     # input width betrays a model trained by another feature code.
     wide = write_wide_version(registry)
     with pytest.raises(ModelIntegrityError, match=f"model {wide}: .* feature count mismatch"):
@@ -98,7 +102,7 @@ def test_promote_and_rollback_move_the_pointer(registry, tiny_history):
     first = registry.current_version()
     fitted = fit(tiny_history[:5000], params=TrainingParams(n_estimators=10, seed=9))
     fitted.metadata["created_ts"] += 5  # a later stamp than the fixture's version
-    second = registry.write(fitted.forests, fitted.profiles, fitted.metadata)
+    second = registry.write(fitted.detectors, fitted.profiles, fitted.metadata)
     assert second != first
     registry.promote(second)
     assert registry.load().version == second

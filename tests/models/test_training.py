@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from reachwatch.models.features import FEATURE_NAMES, KINDS
 from reachwatch.models.forked import map_forked
+from reachwatch.models.sides import SIDES
 from reachwatch.models.training import TrainingParams, fit
 
 
@@ -20,10 +20,10 @@ def test_two_jobs_train_the_same_model_as_one(tiny_history):
     }
     assert one.profiles == two.profiles
     rows = np.random.default_rng(0)
-    for kind in KINDS:
-        X = rows.normal(size=(200, len(FEATURE_NAMES[kind])))
-        assert np.array_equal(one.forests[kind].score_samples(X),
-                              two.forests[kind].score_samples(X))
+    for side in SIDES:
+        X = rows.normal(size=(200, len(side.features)))
+        assert np.array_equal(one.detectors[side.kind].score(X),
+                              two.detectors[side.kind].score(X))
 
 
 def _square_and_report(item: int, progress) -> int:

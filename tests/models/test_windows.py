@@ -1,21 +1,21 @@
 from __future__ import annotations
 
-import zlib
-
 import orjson
 import pytest
 
+from reachwatch.models.sides import PRINCIPAL, RESOURCE, Counts, PrincipalAttrs
 from reachwatch.models.sketch import SLICES
 from reachwatch.models.windows import (
     CountWindow,
     DecayedHistogram,
     DistinctWindow,
+    EntityState,
     Memory,
-    PrincipalState,
     bucket_of,
     bucket_value,
     decode_state,
     encode_state,
+    is_idle,
     state_watermark,
 )
 
@@ -124,12 +124,6 @@ def test_overflowing_window_survives_serialisation():
     assert back.distinct == pytest.approx(5000, rel=0.05)
 
 
-def test_window_saved_before_the_sketch_restarts_exact():
-    old = [[["a", 5.0, "g", [1.0]]], [[5.0, "a"]], 900, [901.0]]  # cap hit, 900 counted
-    w = DistinctWindow.from_obj(old, span=3600.0, n_attrs=1, cap=1)
-    assert w.distinct == 1 and w.sums == [1.0]
-
-
 def test_count_window_sums_and_expires():
     w = CountWindow(span=300.0)
     w.add(0.0, (1.0, 10.0, 100.0, 0.0))
@@ -148,39 +142,59 @@ def test_memory_is_capped_and_remembers_recent_keys():
     assert not m.check_and_add("a", day=1)  # evicted as the oldest
 
 
+SPANS = (900.0, 3600.0, 86400.0)
+
+
 def test_state_roundtrips_through_bytes():
-    state = PrincipalState((900.0, 3600.0, 86400.0), cap=100, memory_cap=100)
-    state.windows[1].add(10.0, "r1", "g", (1.0,) * state.n_attrs)
-    state.counts.add(10.0, (1.0, 2.0, 3.0, 0.0))
+    state = EntityState(PRINCIPAL, SPANS, cap=100, memory_cap=100)
+    state.windows[1].add(10.0, "r1", "g", PrincipalAttrs(*(1.0,) * PRINCIPAL.n_attrs))
+    state.counts.add(10.0, Counts(reads=1.0, records=2.0, bytes=3.0, denied=0.0))
     state.memory.check_and_add("r1", 0)
     state.roll_time(10.0)
-    state.track((1.0, 2.0, 3.0), (4.0,))
+    state.track({"weighted_1h": 1.0, "outside_weighted_1h": 2.0, "groups_1h": 3.0,
+                 "outside_weighted_24h": 4.0})
     state.roll_time(10.0 + 3600.0)
     restored = decode_state(encode_state(state))
-    assert isinstance(restored, PrincipalState)
+    assert restored.side is PRINCIPAL
     assert encode_state(restored) == encode_state(state)
     assert restored.windows[1].distinct == 1
     assert restored.baseline("weighted_1h", 0.99)[1] == 1.0
+    assert restored.baseline("outside_weighted_1h", 0.99)[0] >= 2.0
 
 
-def test_encoded_state_is_compressed_and_older_formats_still_decode():
-    import orjson
+def test_a_state_decodes_as_its_own_side():
+    state = EntityState(RESOURCE, SPANS, cap=100, memory_cap=100)
+    state.windows[0].add(5.0, "ana", "hr", (1.0, 0.0, 0.0))
+    restored = decode_state(encode_state(state))
+    assert restored.side is RESOURCE
+    assert restored.windows[0].sums == [1.0, 0.0, 0.0]
 
-    state = PrincipalState((900.0, 3600.0, 86400.0), cap=100, memory_cap=100)
+
+def test_encoded_state_is_compressed():
+    state = EntityState(PRINCIPAL, SPANS, cap=100, memory_cap=100)
     for i in range(50):
-        state.windows[2].add(float(i), f"dataset-{i}", "team", (1.0,) * state.n_attrs)
+        state.windows[2].add(float(i), f"dataset-{i}", "team", (1.0,) * PRINCIPAL.n_attrs)
     encoded = encode_state(state)
     plain = orjson.dumps([state.spans, state.cap, state.memory.cap, state.to_obj()])
     assert len(encoded) < len(plain) / 2
-    assert encode_state(decode_state(plain)) == encoded
-    # States an older worker wrote to its changelog (zlib) recover too.
-    assert encode_state(decode_state(zlib.compress(plain, 1))) == encoded
 
 
-def test_watermark_reads_from_the_header_and_from_older_formats():
-    state = PrincipalState((900.0, 3600.0, 86400.0), cap=100, memory_cap=100)
-    state.watermark = 1_772_409_600.25
-    encoded = encode_state(state)
-    assert state_watermark(encoded) == state.watermark
+def test_bytes_of_another_format_are_refused():
+    state = EntityState(PRINCIPAL, SPANS, cap=100, memory_cap=100)
     plain = orjson.dumps([state.spans, state.cap, state.memory.cap, state.to_obj()])
-    assert state_watermark(zlib.compress(plain, 1)) == state_watermark(plain) == state.watermark
+    with pytest.raises(ValueError, match="unknown header"):
+        decode_state(plain)
+    with pytest.raises(ValueError, match="unknown header"):
+        state_watermark(plain)
+
+
+def test_watermark_reads_from_the_header():
+    state = EntityState(PRINCIPAL, SPANS, cap=100, memory_cap=100)
+    state.watermark = 1_772_409_600.25
+    assert state_watermark(encode_state(state)) == state.watermark
+
+
+def test_idle_rule_is_strictly_older_than_the_ttl():
+    now = 100 * 86400.0
+    assert is_idle(now - 35 * 86400.0 - 1, now, ttl_days=35)
+    assert not is_idle(now - 35 * 86400.0, now, ttl_days=35)

@@ -20,21 +20,21 @@ def write_jsonl(path: Path, events: list[AccessEvent]) -> Path:
 
 
 def write_wide_version(registry: Any, model: Any = None) -> str:
-    """Write a correctly signed version whose forests were fitted on one column more than
-    this code's features (a model from another feature code); return its version id."""
+    """Write a correctly signed version whose detectors were fitted on one column more
+    than this code's features (a model from another feature code); return its version id."""
     import numpy as np
-    from sklearn.ensemble import IsolationForest
 
-    from reachwatch.models.features import FEATURE_NAMES
+    from reachwatch.models.detector import BreadthDetector
+    from reachwatch.models.sides import SIDES
 
     model = model or registry.load()
     rng = np.random.default_rng(0)
-    forests = {
-        kind: IsolationForest(n_estimators=5, random_state=0).fit(
-            rng.normal(size=(64, len(FEATURE_NAMES[kind]) + 1))
+    detectors = {
+        side.kind: BreadthDetector(kind=side.kind, n_estimators=5).fit(
+            rng.normal(size=(64, len(side.features) + 1)), breadth=np.zeros(64)
         )
-        for kind in model.kinds
+        for side in SIDES
     }
-    return registry.write(forests, model.profiles, {**model.metadata, "note": "wide"})
+    return registry.write(detectors, model.profiles, {**model.metadata, "note": "wide"})
 
 

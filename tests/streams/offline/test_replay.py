@@ -3,6 +3,7 @@ nothing."""
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import orjson
@@ -39,10 +40,10 @@ def test_two_jobs_replay_the_same_alerts_in_the_same_order(tiny_registry, tiny_h
     # A copy of the tiny model that alerts on every qualifying read: many alerts, both kinds.
     model = tiny_registry.load()
     eager = Registry(tmp_path / "eager")
-    metadata = {**model.metadata,
-                "thresholds": {k: {"score": 0.0, "breadth": -1e9} for k in model.kinds}}
-    version = eager.write({k: m.forest for k, m in model.kinds.items()}, model.profiles, metadata)
-    eager_model = eager.load(version)
+    detectors = {kind: copy.deepcopy(d) for kind, d in model.detectors.items()}
+    for detector in detectors.values():
+        detector.score_threshold_, detector.breadth_threshold_ = 0.0, -1e9
+    eager_model = eager.load(eager.write(detectors, model.profiles, model.metadata))
     half = len(tiny_history) // 2
     files = [tiny_history[:half], tiny_history[half:]]  # two "files": history, then new days
     runs = {}

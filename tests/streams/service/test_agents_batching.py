@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import zlib
 from types import SimpleNamespace
 from typing import Any
 
@@ -12,6 +11,7 @@ import orjson
 from support.tinyorg import history as tiny_history_events
 
 from reachwatch.models.pipeline import Pipeline
+from reachwatch.models.sides import PRINCIPAL
 from reachwatch.models.windows import decode_state, encode_state
 from reachwatch.streams.formats.adapters import get_adapter
 from reachwatch.streams.ingest.chain import Chain
@@ -80,7 +80,7 @@ def test_scoring_uses_the_table_state_when_the_table_changed_under_the_cache(tin
     assert decode_state(table[b"eng-3"]).events == 20
     # A changelog recovery (or another worker) replaces the bytes: the decoded copy this
     # worker holds is stale and must not be used.
-    table[b"eng-3"] = encode_state(worker.pipeline.features.new_principal())
+    table[b"eng-3"] = encode_state(worker.pipeline.features.new_state(PRINCIPAL))
     _score(worker, events[20:25])
     assert decode_state(table[b"eng-3"]).events == 5
 
@@ -121,22 +121,13 @@ def test_idle_sweep_forgets_entities_idle_past_the_ttl_in_event_time(tiny_model)
     _score(worker, old)
     _score(worker, later)
     table = worker.tables.principals
-    # A state written by an older worker (no watermark header) is judged too.
-    table[b"legacy"] = _legacy_bytes(table[b"eng-3"])
-    assert {b"eng-3", b"eng-4", b"legacy"} <= set(table)
+    assert {b"eng-3", b"eng-4"} <= set(table)
     asyncio.run(worker.sweep_idle())
     assert b"eng-4" in table
-    assert b"eng-3" not in table and b"legacy" not in table
+    assert b"eng-3" not in table
     assert "eng-3" not in worker.decoded["principal"]
     expired = worker.metrics.entities_expired.labels(side="principal", reason="idle")
-    assert expired._value.get() == 2
-
-
-def _legacy_bytes(encoded: bytes) -> bytes:
-    """The same state in the zlib format workers wrote before the watermark header."""
-    state = decode_state(encoded)
-    return zlib.compress(orjson.dumps([state.spans, state.cap, state.memory.cap,
-                                       state.to_obj()]), 1)
+    assert expired._value.get() == 1
 
 
 def _one_read_each(count: int) -> list[Any]:

@@ -20,8 +20,7 @@ def registry(tiny_registry, tmp_path) -> Registry:
     """A private copy with a second, unpromoted version of the same model."""
     copy = Registry(shutil.copytree(tiny_registry.root, tmp_path / "registry"))
     model = copy.load()
-    forests = {kind: k.forest for kind, k in model.kinds.items()}
-    copy.write(forests, model.profiles, {**model.metadata, "note": "second"})
+    copy.write(model.detectors, model.profiles, {**model.metadata, "note": "second"})
     return copy
 
 
@@ -63,9 +62,8 @@ def _point_current_at(registry: Registry, version: str) -> None:
 def _metadata_with_fewer_features(registry: Registry) -> str:
     """A correctly signed version whose metadata lists other features than this code's."""
     model = registry.load()
-    forests = {kind: k.forest for kind, k in model.kinds.items()}
     features = {kind: list(names)[:-1] for kind, names in model.metadata["features"].items()}
-    return registry.write(forests, model.profiles, {**model.metadata, "features": features})
+    return registry.write(model.detectors, model.profiles, {**model.metadata, "features": features})
 
 
 def _assert_kept_and_counted_once(

@@ -1,0 +1,175 @@
+"""The alert policy: when a scored read opens, updates or leaves an alert, and what it says."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from support.tinyorg import START
+
+from reachwatch.models.alerts import (
+    AlertPolicy,
+    alert_id_for,
+    evidence_of,
+    sample_of,
+    severity_of,
+    summary_of,
+)
+from reachwatch.models.detector import BreadthDetector
+from reachwatch.models.features import DetectionConfig, FeatureBuilder, View
+from reachwatch.models.records import AccessEvent
+from reachwatch.models.sides import PRINCIPAL, RESOURCE
+
+BREADTH_GATE = 1.0
+SCORE_GATE = 0.6
+
+
+@pytest.fixture()
+def detector() -> BreadthDetector:
+    """A detector with known gates and training statistics (what ``fit`` would set)."""
+    d = BreadthDetector(kind="broad_reader")
+    d.score_threshold_, d.breadth_threshold_ = SCORE_GATE, BREADTH_GATE
+    d.feature_median_ = np.zeros(len(PRINCIPAL.features))
+    d.feature_scale_ = np.ones(len(PRINCIPAL.features))
+    return d
+
+
+def _reader_view(ts: float = 0.0, breadth: float = 1.2, *, restricted: bool = False,
+                 metric: str = "weighted_1h", own: float = math.nan,
+                 state=None, resource: str = "fin/ledger") -> View:
+    """A real principal view (state and all), with the breadth the test needs."""
+    builder = FeatureBuilder(DetectionConfig())
+    state = state or builder.new_state(PRINCIPAL)
+    event = AccessEvent(ts=START + ts, principal="ana", resource=resource,
+                        principal_group="hr", resource_group="finance",
+                        sensitivity="restricted" if restricted else "internal")
+    view = builder.view(event, state)
+    assert view is not None
+    view.breadth, view.breadth_metric = breadth, metric
+    view.own[metric] = own
+    return view
+
+
+def _audience_view(sensitivity: str, breadth: float) -> View:
+    builder = FeatureBuilder(DetectionConfig())
+    event = AccessEvent(ts=START, principal="bo", resource="hr/salaries", principal_group="sales",
+                        resource_group="hr", sensitivity=sensitivity)
+    view = builder.view(event, builder.new_state(RESOURCE))
+    assert view is not None
+    view.breadth = breadth
+    return view
+
+
+def test_alert_id_is_stable_and_depends_on_the_opening_read():
+    one = alert_id_for("broad_reader", "ana", 10.0, "fin/ledger")
+    assert one == alert_id_for("broad_reader", "ana", 10.0, "fin/ledger")
+    assert one != alert_id_for("broad_audience", "ana", 10.0, "fin/ledger")
+    assert one != alert_id_for("broad_reader", "ana", 10.5, "fin/ledger")
+    assert len(one) == 32
+
+
+def test_a_broad_high_scoring_read_opens_an_alert(detector):
+    view = _reader_view()
+    alert = AlertPolicy().decide(view, 0.9, detector, "v1")
+    assert alert is not None and alert.status == "new" and alert.revision == 0
+    body = alert.to_json()
+    assert body["kind"] == "broad_reader" and body["entity_type"] == "principal"
+    assert body["entity"] == "ana"
+    assert body["alert_id"] == alert_id_for("broad_reader", "ana", START, "fin/ledger")
+    assert body["ts"] == "2026-03-02T00:00:00.000Z"
+    assert body["thresholds"] == {"score": SCORE_GATE, "breadth": BREADTH_GATE}
+
+
+@pytest.mark.parametrize(("score", "breadth"), [(0.5, 3.0), (0.9, 0.5)])
+def test_both_gates_must_pass(detector, score, breadth):
+    assert AlertPolicy().decide(_reader_view(breadth=breadth), score, detector, "v1") is None
+
+
+def test_a_public_dataset_never_raises_broad_audience():
+    detector = BreadthDetector(kind="broad_audience")
+    detector.score_threshold_, detector.breadth_threshold_ = SCORE_GATE, BREADTH_GATE
+    detector.feature_median_ = np.zeros(len(RESOURCE.features))
+    detector.feature_scale_ = np.ones(len(RESOURCE.features))
+    policy = AlertPolicy()
+    assert policy.decide(_audience_view("public", 5.0), 0.99, detector, "v1") is None
+    alert = policy.decide(_audience_view("internal", 5.0), 0.99, detector, "v1")
+    assert alert is not None and alert.to_json()["entity_type"] == "resource"
+
+
+def test_an_open_alert_is_updated_only_when_breadth_doubles_or_severity_rises(detector):
+    policy = AlertPolicy()
+    first = _reader_view(0.0, breadth=2.0)
+    opened = policy.decide(first, 0.9, detector, "v1")
+    assert opened is not None and opened.severity == "medium"
+    same = policy.decide(_reader_view(60.0, 2.1, state=first.state), 0.9, detector, "v1")
+    assert same is None  # one open alert per entity: no new message for more of the same
+    grown = policy.decide(_reader_view(120.0, 2.0 + math.log(2) + 0.01, state=first.state),
+                          0.9, detector, "v1")
+    assert grown is not None and grown.status == "updated" and grown.revision == 1
+    assert grown.alert_id == opened.alert_id and grown.severity == "medium"
+    restricted = _reader_view(180.0, 2.0, restricted=True, state=first.state,
+                              resource="fin/payroll")
+    worse = policy.decide(restricted, 0.9, detector, "v1")
+    assert worse is not None and worse.status == "escalated" and worse.revision == 2
+    assert worse.severity == "critical" and worse.alert_id == opened.alert_id
+
+
+def test_after_a_quiet_period_the_next_alert_is_a_new_one(detector):
+    policy = AlertPolicy()
+    first = _reader_view(0.0)
+    opened = policy.decide(first, 0.9, detector, "v1")
+    later = _reader_view(policy.quiet_period + 1.0, state=first.state)
+    again = policy.decide(later, 0.9, detector, "v1")
+    assert again is not None and again.status == "new"
+    assert again.alert_id != opened.alert_id
+
+
+def test_severity_starts_from_the_most_sensitive_data_and_moves_with_breadth():
+    gate = 1.0
+    assert severity_of(_reader_view(breadth=1.6, restricted=True), gate) == "high"
+    assert severity_of(_reader_view(breadth=2.0, restricted=True), gate) == "critical"
+    assert severity_of(_reader_view(breadth=1.6), gate) == "low"
+    # Barely past the gate: a reader is demoted, an exposure of a dataset is not.
+    assert severity_of(_reader_view(breadth=1.1, restricted=True), gate) == "medium"
+    assert severity_of(_audience_view("restricted", 1.1), gate) == "high"
+    assert severity_of(_audience_view("confidential", 2.5), gate) == "high"
+
+
+def test_summary_compares_with_own_and_peer_baselines():
+    no_history = summary_of(_reader_view())
+    assert no_history.startswith("read 1 datasets in the last hour (1 in the last 15 min), "
+                                 "1 of them from 1 team other than its own")
+    assert "no own history yet" in no_history and "peers' p99 is 0" in no_history
+    with_history = summary_of(_reader_view(own=2.5))
+    assert "own 30-day p99 is 2.5" in with_history
+    daily = summary_of(_reader_view(metric="outside_weighted_24h"))
+    assert daily.startswith("read 1 datasets of 1 team other than its own in 24 h")
+
+
+def test_summary_of_a_dataset_names_its_sensitivity_and_audience():
+    text = summary_of(_audience_view("confidential", 2.0))
+    assert text.startswith("confidential dataset read by 1 principals from 1 team in the last "
+                           "hour (1 outside the owning team, 1 first-time)")
+    assert "readers per hour 1 vs" in text
+    assert "similar confidential datasets' p99" in text
+
+
+def test_sample_names_the_other_side_of_each_recent_read():
+    (read,) = sample_of(_reader_view())
+    assert read == {"ts": "2026-03-02T00:00:00.000Z", "resource": "fin/ledger",
+                    "sensitivity": "internal", "resource_group": "finance"}
+    (reader,) = sample_of(_audience_view("internal", 1.0))
+    assert set(reader) == {"ts", "principal", "principal_group", "principal_type"}
+
+
+def test_evidence_leads_with_breadth_then_the_most_deviant_features(detector):
+    view = _reader_view()
+    view.vector = [0.0] * len(view.vector)
+    view.vector[PRINCIPAL.features.index("bytes_1h")] = 9.0
+    view.vector[PRINCIPAL.features.index("groups_1h")] = -4.0
+    evidence = evidence_of(view, detector)
+    assert evidence[0]["feature"] == "weighted_1h" and evidence[0]["own_baseline"] is None
+    assert [e["feature"] for e in evidence[1:3]] == ["bytes_1h", "groups_1h"]
+    assert evidence[1]["deviation"] == 9.0
+    assert len(evidence) == 1 + 5
