@@ -17,7 +17,8 @@ RUN pip install -c constraints.txt .
 
 USER 10001:10001
 # Inside a container the web server must listen beyond loopback for Prometheus and
-# Grafana to reach /metrics and /alerts/recent; publish the port on 127.0.0.1 only.
+# Grafana to reach /metrics and /alerts/recent, so the worker refuses to start unless
+# REACHWATCH_WEB_TOKEN_FILE names its bearer token (compose.yaml mounts it as a secret).
 ENV REACHWATCH_WEB_HOST=0.0.0.0 \
     REACHWATCH_WEB_PORT=6066 \
     REACHWATCH_DATA_DIR=/var/lib/reachwatch/data \

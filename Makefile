@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench tools clean audit linked
+.PHONY: demo test lint bench tools clean audit linked secrets
 
 # A strict editable install: a link tree that static tools (pyright, IDEs) can follow.
 $(STAMP): pyproject.toml constraints.txt
@@ -34,6 +34,11 @@ tools:
 test: linked tools
 	$(BIN)/ruff check streams models tests bench
 	$(BIN)/pytest -q -m "not slow" tests --doctest-modules --pyargs reachwatch.models reachwatch.streams
+
+# The Docker secrets of compose.yaml (web token, Kafka SCRAM passwords and TLS, Grafana's
+# admin password) into ./secrets, never committed; see secrets/README.md. Needs openssl.
+secrets:
+	sh dashboards/secrets.sh secrets
 
 bench: linked
 	$(BIN)/python bench/run.py

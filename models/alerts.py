@@ -32,7 +32,7 @@ from reachwatch.models.records import rfc3339
 from reachwatch.models.sides import BY_KIND
 from reachwatch.models.windows import OpenAlert
 
-ALERT_SCHEMA_VERSION = 1
+ALERT_SCHEMA_VERSION = 2  # 2: status "new" became "opened"; "closed" and "team" added
 SEVERITIES = ("low", "medium", "high", "critical")
 SENSITIVITY_BASE = {"public": 0, "internal": 0, "confidential": 1, "restricted": 2}
 EVIDENCE_SIZE = 5
@@ -236,7 +236,7 @@ class AlertPolicy:
                 score=score,
             )
             state.open_alert = current
-            status = "new"
+            status = "opened"
         else:
             current.last_ts = max(current.last_ts, ts)
             rises = SEVERITIES.index(severity) > SEVERITIES.index(current.severity)
@@ -264,6 +264,10 @@ class AlertPolicy:
             sample=sample if sample is not None else sample_of(view),
             context={
                 "sensitivity": view.event.sensitivity,
+                # The entity's team: a low-cardinality label for pages (models.lifecycle).
+                "team": view.event.principal_group
+                if view.kind == "broad_reader"
+                else view.event.resource_group,
                 "breadth": round(view.breadth, 4),
                 "thresholds": {
                     "score": round(detector.score_threshold_, 6),

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import click
 
-from reachwatch.streams.cli import models, offline, pseudonyms, service
+from reachwatch.streams.cli import exposure, models, offline, pseudonyms, service
 from reachwatch.streams.cli.base import DEFAULT_REGISTRY, Commands
 
 __all__ = ["DEFAULT_REGISTRY", "main"]
@@ -26,5 +26,6 @@ for _command in (
     models.models,
     pseudonyms.pseudonymize_key, pseudonyms.reveal,
     service.run, service.broker, service.demo,
+    exposure.exposure_report,
 ):
     main.add_command(_command)

@@ -36,7 +36,10 @@ def start_worker(settings: Settings) -> int:
     from reachwatch.streams.service.app import create_app
     from reachwatch.streams.service.client_logs import throttle_client_logs
 
-    app = create_app(settings)
+    try:
+        app = create_app(settings)
+    except ReachwatchError as exc:  # a bad token file, an open web server: one line
+        raise click.ClickException(str(exc)) from None
     throttle_client_logs()
     worker = FaustWorker(
         app,
@@ -67,6 +70,9 @@ def start_worker(settings: Settings) -> int:
 @click.option("--batch-size", type=int)
 @click.option("--batch-max-wait", type=float, help="Seconds a partial batch may wait.")
 @click.option("--log-level")
+@click.option("--insecure-open-web", is_flag=True, default=None,
+              help="Serve /metrics and /alerts/recent beyond loopback WITHOUT a token "
+              "(refused otherwise; set REACHWATCH_WEB_TOKEN_FILE instead).")
 def run(
     broker_url: str | None,
     input_topics: Sequence[str],
@@ -83,6 +89,7 @@ def run(
     batch_size: int | None,
     batch_max_wait: float | None,
     log_level: str | None,
+    insecure_open_web: bool | None,
 ) -> None:
     """Start a streaming worker: score access events from Kafka, publish alerts."""
     overrides: dict[str, Any] = {
@@ -99,6 +106,7 @@ def run(
         "batch_size": batch_size,
         "batch_max_wait": batch_max_wait,
         "log_level": log_level,
+        "insecure_open_web": insecure_open_web or None,
         **_model_overrides(model),
     }
     if web_port is not None:

@@ -24,6 +24,10 @@ Decisions, so that the same actor always gets the same principal:
   AWSAccount (another account): ``aws-account:ACCT`` or ``aws-account:ACCT:PRINCIPALID``;
   ``ANONYMOUS_PRINCIPAL`` (unauthenticated reads of a public bucket) is ``aws:anonymous``
   with the caller's IP as ``source``.
+* **Grants.** ``PutBucketPolicy`` (``policy-change``), ``PutBucketAcl`` / ``PutObjectAcl``
+  (``acl-change``) and ``DeletePublicAccessBlock`` (``public-access-unblocked``) are kept as
+  grant events on ``s3://bucket/`` (or the object): not reads, never scored, the cause an
+  exposure record names. A refused one (any error code) changed nothing and is skipped.
 * **Errors.** Access errors (``AccessDenied``, ``*Unauthorized*``, ``AllAccessDisabled``...)
   give ``outcome=denied``; any other error code (``NoSuchKey``, throttling) means no read
   happened and nothing was refused, so the record is skipped.
@@ -90,12 +94,16 @@ class CloudTrailAdapter:
         read = _READS.get(source)
         target = read(record, name) if read is not None else None
         if target is None:
+            target = grant_target(source, record, name)
+        if target is None:
             return None
         resource, resource_origin, action = target
 
         outcome = "allowed"
         error_code = text_at(record, "errorCode")
         if error_code is not None:
+            if action in _GRANT_NAMES.values():
+                return None  # a refused permission change widened nothing
             if not any(marker in error_code.lower() for marker in _ACCESS_ERROR_MARKERS):
                 return None
             outcome = "denied"
@@ -166,6 +174,28 @@ def _s3_location(record: dict[str, Any], name: str) -> tuple[str, str | None]:
     if not bucket:
         raise SchemaError("adapter_error", f"S3 {name} without requestParameters.bucketName")
     return bucket, key
+
+
+# Permission changes that can widen who reads a bucket or object: kept as grant events
+# (``models.grants``), never scored; the exposure record names the last one as cause.
+_GRANT_NAMES = {
+    "PutBucketPolicy": "policy-change",
+    "PutBucketAcl": "acl-change",
+    "PutObjectAcl": "acl-change",
+    "DeletePublicAccessBlock": "public-access-unblocked",
+    "DeleteBucketPublicAccessBlock": "public-access-unblocked",  # the IAM action's name
+}
+
+
+def grant_target(source: str, record: dict[str, Any], name: str) -> _Target | None:
+    """An S3 permission change as a grant on its bucket (``s3://bucket/``) or object."""
+    action = _GRANT_NAMES.get(name)
+    if action is None or source != "s3.amazonaws.com":
+        return None
+    bucket, key = _s3_location(record, name)
+    if name == "PutObjectAcl" and key is not None:
+        return f"s3://{bucket}/{key}", "requestParameters.key", action
+    return f"s3://{bucket}/", "requestParameters.bucketName", action
 
 
 def _dynamodb(record: dict[str, Any], name: str) -> _Target | None:

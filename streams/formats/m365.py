@@ -12,8 +12,11 @@ schema" (common schema + SharePoint file operations / sharing schemas).
 * Sharing widens a file's audience, so it is kept as an event rather than skipped:
   AnonymousLinkCreated/Updated -> ``share-anonymous``; CompanyLinkCreated/Updated ->
   ``share-organization``; SharingSet, SharingInvitationCreated, AddedToSecureLink,
-  SecureLinkCreated, SharedLinkCreated, AccessInvitationCreated -> ``share``. The person
-  sharing is the principal. Revocations and every write are skipped.
+  SecureLinkCreated, SharedLinkCreated, AccessInvitationCreated -> ``share``;
+  AddedToGroup -> ``group-add`` and SharingInheritanceBroken -> ``inheritance-broken`` (on
+  the item, else the site). These are *grant events* (``models.grants``): never scored as
+  reads, kept as the cause an exposure record names. The person sharing is the principal;
+  a failed one widened nothing and is skipped. Revocations and every write are skipped.
 * ``CreationTime`` has no zone in this API; the docs define it as UTC, so it is read as UTC.
 * UserType System/Application/ServicePrincipal/policies, and the ``app@sharepoint`` /
   ``SHAREPOINT\\system`` accounts, are ``service``; everyone else is ``human``.
@@ -82,15 +85,17 @@ class M365Adapter:
         workload = text_at(record, "Workload")
         if workload is not None and workload.lower() not in _WORKLOADS:
             return None
-        action = _ACTIONS.get(operation)
+        action = _ACTIONS.get(operation) or _GRANTS.get(operation)
         if action is None:
             return None
 
         principal = text_at(record, "UserId")
         if principal is None:
             raise SchemaError("missing_field", "UserId is required")
-        resource, resource_origin = _resource(record)
         status = (text_at(record, "ResultStatus") or "").lower()
+        if operation in _GRANTS:
+            return grant_event(record, principal, action, status)
+        resource, resource_origin = _resource(record)
         return native_event(
             {
                 "ts": _creation_time(record),
@@ -110,6 +115,43 @@ class M365Adapter:
             },
             limits,
         )
+
+
+# Permission changes beyond sharing links: kept as grant events (``models.grants``).
+_GRANTS = {
+    "AddedToGroup": "group-add",
+    "SharingInheritanceBroken": "inheritance-broken",
+}
+
+
+def grant_event(
+    record: dict[str, Any], principal: str, action: str, status: str
+) -> AccessEvent | None:
+    """A group membership or broken inheritance as a grant on its item, else its site."""
+    if status in ("failed", "false"):
+        return None  # refused: nothing widened
+    object_id = text_at(record, "ObjectId")
+    site = _site(record)
+    resource = object_id or site
+    if resource is None:
+        raise SchemaError("missing_field", "ObjectId or SiteUrl is required")
+    return native_event(
+        {
+            "ts": _creation_time(record),
+            "principal": principal,
+            "principal_type": _principal_type(record, principal),
+            "resource": resource,
+            "resource_group": site,
+            "action": action,
+            "source": text_at(record, "ClientIP"),
+        },
+        {
+            "principal": "UserId",
+            "resource": "ObjectId" if object_id else "SiteUrl",
+            "resource_group": "SiteUrl",
+            "source": "ClientIP",
+        },
+    )
 
 
 def _creation_time(record: dict[str, Any]) -> float:

@@ -12,6 +12,12 @@ File Hosting Activity         6006        2 Download, 9 Preview, 14 Open -> read
 File System Activity          1001        2 Read -> read
 ============================  ==========  =============================================
 
+Permission changes are kept as *grant events* (``models.grants``: never scored, the cause
+an exposure record names): Account Change 3001 Attach Policy -> ``policy-change``; User
+Access Management 3005 Assign Privileges -> ``grant``; Group Management 3006 Assign
+Privileges -> ``grant``, Add User -> ``group-add``; Entity Management 3004 Update of an
+access-related entity -> ``acl-change``; File Hosting 12 Share -> ``share``.
+
 Every other activity (create, update, write, delete, rename, ...) and every other class
 is skipped. ``class_uid`` may be derived from ``type_uid`` (class_uid * 100 + activity_id);
 ``activity_id`` 0/99 (Unknown/Other) falls back to ``activity_name``.
@@ -76,7 +82,7 @@ class OcsfAdapter:
         class_uid = _class_uid(record)
         activities = _READ_ACTIVITIES.get(class_uid)
         if activities is None:
-            return None
+            return grant_event(record, class_uid)
         action = _action(record, activities)
         if action is None:
             return None
@@ -117,6 +123,74 @@ class OcsfAdapter:
             },
             limits,
         )
+
+
+ACCOUNT_CHANGE = 3001
+ENTITY_MANAGEMENT = 3004
+USER_ACCESS_MANAGEMENT = 3005
+GROUP_MANAGEMENT = 3006
+# IAM-category activities that widen access: class_uid -> {activity_id: grant action}.
+_GRANT_ACTIVITIES: dict[int, dict[int, str]] = {
+    ACCOUNT_CHANGE: {7: "policy-change"},  # Attach Policy
+    ENTITY_MANAGEMENT: {3: "acl-change"},  # Update, when it is about access (below)
+    USER_ACCESS_MANAGEMENT: {1: "grant"},  # Assign Privileges
+    GROUP_MANAGEMENT: {1: "grant", 3: "group-add"},  # Assign Privileges, Add User
+}
+_ACCESS_WORDS = ("permission", "acl", "policy", "shar", "access", "privilege")
+
+
+def grant_event(record: dict[str, Any], class_uid: int) -> AccessEvent | None:
+    """An IAM-category permission change as a grant event (``models.grants``), else None.
+
+    The resource is what was opened up: ``resources[]`` (uid or name), else the managed
+    ``entity``, the ``group`` or the ``policy``. An Entity Management update counts only
+    when its entity type or message is about access (permissions, ACL, policy, sharing).
+    """
+    activities = _GRANT_ACTIVITIES.get(class_uid)
+    if activities is None:
+        return None
+    activity_id = _integer(record, "activity_id")
+    if activity_id is None and record.get("type_uid") is not None:
+        activity_id = (_integer(record, "type_uid") or 0) % 100
+    action = activities.get(activity_id) if activity_id is not None else None
+    if action is None or _outcome(record) == "denied":
+        return None
+    if class_uid == ENTITY_MANAGEMENT:
+        about = " ".join(
+            text or "" for text in (text_at(record, "entity", "type"), text_at(record, "message"))
+        ).lower()
+        if not any(word in about for word in _ACCESS_WORDS):
+            return None
+    found = _api_resource(record)
+    if found is None:
+        for path in (("entity",), ("group",), ("policy",)):
+            value = _ident(record, *path)
+            if value is not None:
+                found = value, ".".join(path)
+                break
+    if found is None:
+        raise SchemaError("missing_field", "resources[], entity, group or policy is required")
+    resource, resource_origin = found
+    principal, principal_type, principal_origin = _principal(record)
+    ts, ts_origin = _time(record)
+    return native_event(
+        {
+            "ts": ts,
+            "principal": principal,
+            "principal_type": principal_type,
+            "principal_group": _principal_group(record),
+            "resource": resource,
+            "action": action,
+            "source": text_at(record, "src_endpoint", "ip"),
+        },
+        {
+            "ts": ts_origin,
+            "principal": principal_origin,
+            "principal_group": "actor.user.groups[].name or actor.user.org",
+            "resource": resource_origin,
+            "source": "src_endpoint.ip",
+        },
+    )
 
 
 def _integer(record: dict[str, Any], field: str) -> int | None:

@@ -173,6 +173,71 @@ async def _stream(broker: BrokerProcess, lines: list[tuple[float, bytes]], secon
     return alerts
 
 
+def _exposure_grant(data: Path, labels: dict[str, Any]) -> list[tuple[float, bytes]]:
+    """The permission change behind the simulated exposure, four minutes before it starts.
+
+    The simulated company (``models.simulation``) has no permission changes; the demo adds
+    the one its exposure incident implies: someone of the owning team shares the dataset
+    with the whole company through a company-wide link.
+    """
+    incident = next((i for i in labels["incidents"] if i["kind"] == "broad_audience"), None)
+    if incident is None:
+        return []
+    owner = None
+    for line in (data / "history.jsonl").read_bytes().splitlines():
+        event = orjson.loads(line)
+        if event.get("resource") == incident["entity"]:
+            owner = event.get("resource_group")
+            sensitivity = event.get("sensitivity", "internal")
+            if owner and event.get("principal_group") == owner:
+                grant = {
+                    "ts": parse_timestamp(incident["start"]) - 240.0,
+                    "principal": event["principal"], "principal_group": owner,
+                    "resource": incident["entity"], "resource_group": owner,
+                    "sensitivity": sensitivity, "action": "share-organization",
+                    "source": "sharepoint-web",
+                }
+                return [(grant["ts"], orjson.dumps(grant))]
+    return []
+
+
+def _exposure_report(broker: BrokerProcess, labels: dict[str, Any], console: Console,
+                     workdir: Path) -> None:
+    """End with what the SOC hands to legal and HR: the incident's exposure record."""
+    from reachwatch.models.exposure import readers_csv
+    from reachwatch.streams.cli.exposure import read_topic
+    from reachwatch.streams.offline.exposures import pick
+
+    incident = next((i for i in labels["incidents"] if i["kind"] == "broad_audience"), None)
+    if incident is None:
+        return
+    resource = incident["entity"]
+    records = asyncio.run(read_topic(broker.url, "access-exposures", resource, None, 20.0))
+    record = pick(records, resource, None)
+    console.rule("[bold]exposure report")
+    console.print(f"$ reachwatch exposure-report --broker {broker.url} --resource {resource}")
+    if record is None:
+        console.print(f"[red]no exposure record for {resource}[/]")
+        return
+    console.print(record["summary"], highlight=False)
+    console.print(f"alert {record['alert_id']} ({record['severity']}), {record['state']}; "
+                  f"opened {record['opened']}, closed {record['closed'] or '-'}",
+                  highlight=False)
+    table = Table(title=f"first of {record['reader_count']} readers outside {record['owner']}",
+                  title_justify="left")
+    for column in ("principal", "team", "first read (UTC)", "last read (UTC)", "reads"):
+        table.add_column(column, no_wrap=True)
+    for reader in record["readers"][:8]:
+        table.add_row(reader["principal"], str(reader["group"]),
+                      reader["first_read"][:19].replace("T", " "),
+                      reader["last_read"][:19].replace("T", " "), str(reader["reads"]))
+    console.print(table)
+    (workdir / "exposure.json").write_bytes(orjson.dumps(record, option=orjson.OPT_INDENT_2))
+    (workdir / "exposure.csv").write_text(readers_csv(record))
+    console.print(f"Full record: {workdir / 'exposure.json'}; readers as CSV: "
+                  f"{workdir / 'exposure.csv'}")
+
+
 def run_demo(*, keep_running: bool = False, scale: float = 0.3, seconds: float = 40.0,
              workdir: Path | None = None) -> int:
     """Run the demo; returns the exit code (0 when the seed exposure incident was caught)."""
@@ -194,16 +259,18 @@ def run_demo(*, keep_running: bool = False, scale: float = 0.3, seconds: float =
                 _wait_ready(worker, port, workdir)
             console.print(f"[green]✓[/] worker pid {worker.pid}; metrics at "
                           f"http://127.0.0.1:{port}/metrics, status at /status")
+            labels = orjson.loads((data / "labels.json").read_bytes())
             lines = sorted(
-                ((parse_timestamp(orjson.loads(line)["ts"]), line)
-                 for line in (data / "test.jsonl").read_bytes().splitlines() if line.strip()),
+                [*((parse_timestamp(orjson.loads(line)["ts"]), line)
+                   for line in (data / "test.jsonl").read_bytes().splitlines() if line.strip()),
+                 *_exposure_grant(data, labels)],
                 key=lambda item: item[0],
             )
             console.print(f"Streaming {len(lines)} events of the test period in ~{seconds:.0f}s "
                           "into topic access-events; alerts come back on access-alerts:")
             alerts = asyncio.run(_stream(broker, lines, seconds, console))
-            labels = orjson.loads((data / "labels.json").read_bytes())
-            verdict = evaluate(labels, alerts)
+            # Closed messages end alerts; the evaluation judges the alerts themselves.
+            verdict = evaluate(labels, [a for a in alerts if a.get("status") != "closed"])
             console.rule("[bold]summary")
             console.print(verdict.render())
             console.print(
@@ -211,6 +278,7 @@ def run_demo(*, keep_running: bool = False, scale: float = 0.3, seconds: float =
                 f"{len(verdict.caught)}/{len(verdict.verdicts)} incidents caught. "
                 f"Worker log: {workdir / 'worker.log'}"
             )
+            _exposure_report(broker, labels, console, workdir)
             if keep_running:
                 console.print(f"[bold]Still running[/] (broker {broker.url}, metrics "
                               f"http://127.0.0.1:{port}/metrics). Ctrl-C stops both.")

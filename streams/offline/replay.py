@@ -21,6 +21,7 @@ import orjson
 
 from reachwatch.models.alerts import Alert
 from reachwatch.models.forked import map_forked
+from reachwatch.models.grants import GRANT_ACTIONS
 from reachwatch.models.pipeline import Pipeline
 from reachwatch.models.records import AccessEvent
 from reachwatch.models.sides import SIDES, Side
@@ -39,6 +40,7 @@ class Tally:
     events: int = 0
     accepted: int = 0
     skipped: int = 0
+    grants: int = 0  # permission changes: kept for exposure causes, never scored
     late: int = 0
     expired: int = 0  # idle entities forgotten
     rejected: Counter[str] = field(default_factory=Counter)
@@ -50,6 +52,7 @@ class Tally:
             "events": self.events,
             "accepted": self.accepted,
             "skipped": self.skipped,
+            "grants": self.grants,
             "late": self.late,
             "rejected": sum(self.rejected.values()),
             "rejected_by_reason": dict(sorted(self.rejected.items())),
@@ -64,14 +67,16 @@ def collect_events(
     chain: Chain,
     tally: Tally,
     rejects: IO[bytes] | None = None,
+    grants: list[AccessEvent] | None = None,
 ) -> Iterator[list[AccessEvent]]:
-    """Per input file, its valid events (through ``chain``) in event-time order; counts
-    everything else."""
+    """Per input file, its valid reads (through ``chain``) in event-time order; counts
+    everything else. Grant events (``models.grants``) are not reads: they go to ``grants``
+    when given."""
     for path in paths:
         events: list[AccessEvent] = []
         for outcome in read_files([path], chain):
             tally.events += 1
-            _count(outcome, events, tally, rejects, path)
+            _count(outcome, events, tally, rejects, path, grants)
         events.sort(key=lambda e: e.ts)
         yield events
 
@@ -82,6 +87,7 @@ def _count(
     tally: Tally,
     rejects: IO[bytes] | None,
     path: Path,
+    grants: list[AccessEvent] | None = None,
 ) -> None:
     if outcome.error is not None:
         tally.rejected[outcome.error.code] += 1
@@ -96,6 +102,10 @@ def _count(
             rejects.write(orjson.dumps(row) + b"\n")
     elif outcome.event is None:
         tally.skipped += 1
+    elif outcome.event.action in GRANT_ACTIONS:
+        tally.grants += 1
+        if grants is not None:
+            grants.append(outcome.event)
     else:
         tally.accepted += 1
         events.append(outcome.event)

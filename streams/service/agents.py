@@ -33,17 +33,20 @@ from faust.types import StreamT
 
 from reachwatch.models.alerts import Alert
 from reachwatch.models.errors import SchemaError
+from reachwatch.models.grants import GRANT_ACTIONS, split_grants
 from reachwatch.models.pipeline import BatchResult, Pipeline
 from reachwatch.models.windows import decode_state, encode_state, state_watermark
 from reachwatch.streams.ingest.chain import Chain
 from reachwatch.streams.ingest.messages import read_message
-from reachwatch.streams.service.deadletter import DeadLetter
+from reachwatch.streams.service.alertlog import AlertLog
+from reachwatch.streams.service.deadletter import DeadLetter, redaction_for
 from reachwatch.streams.service.envelopes import (
     MAX_ENVELOPE_EVENTS,
     Forwarded,
     decode_envelope,
     encode_envelope,
 )
+from reachwatch.streams.service.followup import FollowUpStage
 from reachwatch.streams.service.metrics import Metrics
 from reachwatch.streams.service.recent import RecentAlerts
 from reachwatch.streams.service.reload import ModelWatcher
@@ -70,8 +73,9 @@ class Worker:
     metrics: Metrics
     events_in: int = 0
     alerts_out: int = 0
-    # What /alerts/recent serves: the alerts this worker published, as published.
-    recent: RecentAlerts = field(default_factory=RecentAlerts)
+    # What /alerts/recent serves: the alerts this worker published, as published (the
+    # app puts the follow-up stage's changelog-backed AlertLog here).
+    recent: RecentAlerts | AlertLog = field(default_factory=RecentAlerts)
     # Decoded window state by side and entity, with the table bytes it was decoded from:
     # saves decoding every touched entity's state from JSON on every batch.
     decoded: dict[str, dict[str, tuple[bytes, Any]]] = field(
@@ -81,6 +85,8 @@ class Worker:
     clock: dict[str, float] = field(default_factory=dict)
     sweeping: bool = False
     sweep_task: asyncio.Future[None] | None = None  # a sweep started by table growth
+    # Lifecycle, exposure records, grants, alert log and pages (streams/service/followup.py).
+    followup: FollowUpStage | None = None
 
     # -- ingest -----------------------------------------------------------------------
     async def ingest(self, stream: StreamT) -> None:
@@ -105,9 +111,12 @@ class Worker:
             for access in intake.events:
                 self.metrics.record_event_lag(access.ts, received)
                 item = Forwarded(access, message.topic, received)
-                by_principal.setdefault(
-                    partition_of(access.principal.encode(), partitions), []
-                ).append(item)
+                if access.action in GRANT_ACTIONS:  # about the resource only, never scored
+                    counter.labels(topic=message.topic, outcome="grant").inc()
+                else:
+                    by_principal.setdefault(
+                        partition_of(access.principal.encode(), partitions), []
+                    ).append(item)
                 by_resource.setdefault(
                     partition_of(access.resource.encode(), partitions), []
                 ).append(item)
@@ -134,8 +143,9 @@ class Worker:
             message_ts=message.timestamp,
             rejected_ts=time.time(),
             value_limit=self.settings.max_message_bytes,
+            redaction=redaction_for(self.chain.pseudonymizer),  # none when pseudonymising
         )
-        self.topics.dead_letters.send_soon(key=message.key, value=letter.encode())
+        self.topics.dead_letters.send_soon(key=letter.wire_key, value=letter.encode())
 
     # -- scoring ----------------------------------------------------------------------
     # An ingest batch sends at most one envelope per partition of a side's topic, so a
@@ -201,8 +211,11 @@ class Worker:
                 states[key] = cached[1]
             else:
                 states[key] = decode_state(raw)
+        reads, grants = split_grants(events)
+        followup = self.followup
+        new = followup.before(side, reads, states) if followup is not None else set()
         started = time.perf_counter()
-        result = observe(events, states)
+        result = observe(reads, states)
         self.metrics.record_batch(
             side, len(events), time.perf_counter() - started, kind, result.scores
         )
@@ -211,6 +224,9 @@ class Worker:
             self._count_outcomes(forwarded, result)
         if result.alerts:
             await self.publish_alerts(result.alerts, forwarded)
+        if followup is not None:
+            await followup.after(side, reads, grants, states, result, self.clock[side], new,
+                                 self._publish_with_retry)
         for key in result.touched:
             state = states[key]
             encoded = encode_state(state)
@@ -299,6 +315,8 @@ class Worker:
                     cutoff = await _oldest_watermarks_cutoff(table, excess)
                     evicted = await _forget_older(table, cache, cutoff, limit=excess)
                     self._count_forgotten(side, "cap", evicted)
+            if self.followup is not None and "resource" in self.clock:
+                self.followup.sweep(self.clock["resource"])
         finally:
             self.sweeping = False
 

@@ -30,14 +30,16 @@ from reachwatch.models.pipeline import Pipeline
 from reachwatch.models.registry import Registry
 from reachwatch.streams.ingest.chain import build_chain
 from reachwatch.streams.service.agents import Worker, register_agents
+from reachwatch.streams.service.exposure_views import register_exposure_views
+from reachwatch.streams.service.followup import FollowUpStage, define_followup, register_followup
 from reachwatch.streams.service.health import HealthProbe
 from reachwatch.streams.service.metrics import Metrics, faust_monitor
-from reachwatch.streams.service.recent import RecentAlerts
+from reachwatch.streams.service.pager import Pager
 from reachwatch.streams.service.reload import ModelWatcher
 from reachwatch.streams.service.settings import Settings, load_settings
 from reachwatch.streams.service.topics import define_tables, define_topics
 from reachwatch.streams.service.transport import use_short_fetch_wait
-from reachwatch.streams.service.web import read_token, register_views
+from reachwatch.streams.service.web import guard_web_exposure, read_token, register_views
 
 
 def broker_credentials(settings: Settings) -> Any:
@@ -94,6 +96,8 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
     files, the model or the data dir do not fit.
     """
     token = read_token(settings.web_token_file)  # first: a bad token file fails fast
+    alerts_token = read_token(settings.alerts_token_file)
+    guard_web_exposure(settings)  # never who-read-what open on a network by accident
     metrics = metrics or Metrics(topics=settings.input_topics)
     chain = build_chain(
         settings.format,
@@ -150,9 +154,28 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
         topics=define_topics(app, settings),
         tables=define_tables(app, settings),
         metrics=metrics,
-        recent=RecentAlerts(settings.recent_alerts),
     )
+    # Lifecycle, exposure records, grants, the alert log behind /alerts/recent, and pages.
+    pager = (
+        Pager(
+            settings.alertmanager_url,
+            metrics=metrics,
+            broker=settings.broker_url,
+            resend_interval=settings.page_resend_interval,
+        )
+        if settings.alertmanager_url
+        else None
+    )
+    worker.followup = FollowUpStage(
+        define_followup(app, settings),
+        settings,
+        worker.pipeline.policy.quiet_period,
+        metrics,
+        pager,
+    )
+    worker.recent = worker.followup.log
     register_agents(app, worker)
+    register_followup(app, worker.followup, settings)
 
     probe = HealthProbe(app, worker.tables, metrics, timeout=settings.health_interval)
     app.timer(settings.health_interval, name="reachwatch.sample_health")(probe.sample)
@@ -167,6 +190,11 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
         recent=worker.recent,
         status=status,
         token=token,
+        alerts_token=alerts_token,
+    )
+    # Exposure records name people: the alerts token where there is one, not the metrics one.
+    register_exposure_views(
+        app, worker.followup, alerts_token if alerts_token is not None else token
     )
     return app
 

@@ -42,7 +42,8 @@ NAMESPACE = "reachwatch"
 FAUST_PREFIX = "reachwatch_faust"
 
 DEFAULT_TOPICS = ("access-events",)
-CONSUME_OUTCOMES = ("scored", "invalid", "skipped", "late", "error")
+# "grant": a permission change, kept for exposure causes and never scored.
+CONSUME_OUTCOMES = ("scored", "invalid", "skipped", "late", "error", "grant")
 # SchemaError codes plus failures that happen before or around parsing.
 DEAD_LETTER_REASONS = tuple(dict.fromkeys((*REASONS, "decode_error", "adapter_error", "too_large")))
 ALERT_KINDS = sides.KINDS
@@ -163,6 +164,39 @@ class Metrics:
             namespace=NAMESPACE,
             registry=reg,
         )
+        self.alerts_closed = Counter(
+            "alerts_closed",
+            "Alerts closed after their quiet period (a closed message published), by kind.",
+            ["kind"],
+            namespace=NAMESPACE,
+            registry=reg,
+        )
+        self.exposures_published = Counter(
+            "exposures_published",
+            "Exposure records published to the exposures topic, by state (open, closed).",
+            ["state"],
+            namespace=NAMESPACE,
+            registry=reg,
+        )
+        self.pages = Counter(
+            "pages",
+            "Alerts pushed to Alertmanager as pages, by event (firing, resolved).",
+            ["event"],
+            namespace=NAMESPACE,
+            registry=reg,
+        )
+        self.page_push_retries = Counter(
+            "page_push_retries",
+            "Retried pushes to Alertmanager's v2 API.",
+            namespace=NAMESPACE,
+            registry=reg,
+        )
+        self.page_push_failures = Counter(
+            "page_push_failures",
+            "Pages that could not be pushed to Alertmanager after all retries (or dropped).",
+            namespace=NAMESPACE,
+            registry=reg,
+        )
         self.model_info = Gauge(
             "model_info",
             "The model version this worker scores with (value is always 1).",
@@ -234,7 +268,12 @@ class Metrics:
                 self.events_consumed.labels(topic=topic, outcome=outcome)
         for reason in DEAD_LETTER_REASONS:
             self.events_dead_lettered.labels(reason=reason)
+        for event in ("firing", "resolved"):
+            self.pages.labels(event=event)
+        for state in ("open", "closed"):
+            self.exposures_published.labels(state=state)
         for kind in ALERT_KINDS:
+            self.alerts_closed.labels(kind=kind)
             self.score.labels(kind=kind)
             for severity in SEVERITIES:
                 self.alerts.labels(kind=kind, severity=severity)

@@ -60,6 +60,19 @@ class Settings:
     input_topics: tuple[str, ...] = ("access-events",)
     alerts_topic: str = "access-alerts"
     dlq_topic: str = "access-events-dlq"
+    # Compacted, keyed by resource: the exposure record of every broad_audience alert.
+    exposures_topic: str = "access-exposures"
+    # Alertmanager base URL (``http://host:9093``) the worker pushes pages to; None = off.
+    alertmanager_url: str | None = None
+    # Seconds between re-sends of open pages (Alertmanager resolves what is not re-sent).
+    page_resend_interval: float = 60.0
+    # Readers one exposure record lists at most; reads by further readers are counted.
+    exposure_cap: int = 10_000
+    # Alerts /alerts/recent keeps (their latest message each, in a changelog table).
+    alert_log_size: int = 10_000
+    # Seconds the dead-letter topic keeps a message (retention.ms of the topic the worker
+    # creates): dead letters are raw input, a copy of who read what, kept for triage only.
+    dlq_retention: float = 3 * 86400.0
     format: str = "native"
     # The ingest chain after the adapter: a mapping file, the pseudonym key and what the
     # key replaces (principals, or principals and resources). A model must have been
@@ -78,6 +91,12 @@ class Settings:
     # A file holding the bearer token /metrics and /alerts/recent demand; None = open
     # (the web server binds loopback by default). A file, so the token never sits in env.
     web_token_file: Path | None = None
+    # A second token for /alerts/recent alone (alert samples name who read what): then the
+    # web_token_file token (Prometheus') opens /metrics only. None = web_token_file's.
+    alerts_token_file: Path | None = None
+    # The one way to serve /metrics and /alerts/recent beyond loopback without a token
+    # (web.py, guard_web_exposure): loudly named so that it stands out in any review.
+    insecure_open_web: bool = False
     # How many of this worker's latest published alerts /alerts/recent keeps (in memory).
     recent_alerts: int = 200
     # Seconds between samples of broker health, consumer lag and table sizes.
@@ -157,13 +176,13 @@ class Settings:
         for name in (
             "batch_size", "partitions", "max_message_bytes", "recent_alerts",
             "producer_max_batch_size", "decoded_state_cache", "max_id_length",
-            "max_field_length", "max_nesting", "max_entities",
+            "max_field_length", "max_nesting", "max_entities", "exposure_cap", "alert_log_size",
         ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1")
         for name in (
             "batch_max_wait", "reload_poll_interval", "broker_session_timeout", "health_interval",
-            "idle_sweep_interval",
+            "idle_sweep_interval", "dlq_retention", "page_resend_interval",
         ):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive")

@@ -75,7 +75,8 @@ def define_topics(app: faust.App, settings: Settings) -> ServiceTopics:
         by_resource=app.topic(settings.resource_topic, internal=True,
                               partitions=settings.partitions, **RAW),
         alerts=app.topic(settings.alerts_topic, partitions=settings.partitions, **RAW),
-        dead_letters=app.topic(settings.dlq_topic, partitions=settings.partitions, **RAW),
+        dead_letters=app.topic(settings.dlq_topic, partitions=settings.partitions,
+                               retention=settings.dlq_retention, **RAW),
     )
 
 

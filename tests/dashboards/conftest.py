@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+from support.compose import make_secrets
 from support.opsstack import PrometheusProcess, find_binary, run_tool, write_prometheus_config  # noqa: F401
 
 # `make tools` installs these from Debian (packages prometheus, prometheus-alertmanager).
@@ -46,3 +48,9 @@ def empty_prometheus(
     with PrometheusProcess(prometheus_bin, config, workdir) as prometheus:
         prometheus.wait_ready()
         yield prometheus
+
+
+@pytest.fixture(scope="session")
+def compose_secrets(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The secrets compose.yaml mounts, made by the script `make secrets` runs."""
+    return make_secrets(tmp_path_factory.mktemp("compose") / "secrets")

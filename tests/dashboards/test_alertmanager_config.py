@@ -25,6 +25,10 @@ def test_config_passes_amtool(amtool: str) -> None:
         (["severity=page", "alertname=ReachwatchRestrictedExposure"], "pager"),
         (["severity=ticket", "alertname=ReachwatchWorkerDown"], "tickets"),
         (["alertname=SomethingUnlabelled"], "tickets"),
+        # Pushed by the worker: its severity label is the alert's own, not page/ticket.
+        (["alertname=ReachwatchDetection", "severity=high", "kind=broad_audience"], "pager"),
+        (["alertname=ReachwatchDetection", "severity=medium", "sensitivity=restricted"],
+         "pager"),
     ],
 )
 def test_routing_sends_pages_to_the_pager(amtool: str, labels: list[str], receiver: str) -> None:
@@ -56,9 +60,12 @@ def test_worker_down_inhibits_no_events_in_a_real_alertmanager(
             down = {"alertname": "ReachwatchWorkerDown", "severity": "ticket", "job": "reachwatch"}
             quiet = {"alertname": "ReachwatchNoEventsConsumed", "severity": "ticket"}
             lag = {"alertname": "ReachwatchConsumerLagGrowing", "severity": "ticket"}
+            # An inhibition holds only while its source alert is known: post that first.
+            alertmanager.post_alerts([{"labels": down | {"instance": "w1"}}])
+            wait_until(lambda: "ReachwatchWorkerDown" in alertmanager.alertnames(), 10,
+                       "the source alert held")
             alertmanager.post_alerts(
                 [
-                    {"labels": down | {"instance": "w1"}},
                     {"labels": quiet | {"job": "reachwatch"}},
                     # Same alert for another deployment: not explained by this worker.
                     {"labels": quiet | {"job": "other"}},

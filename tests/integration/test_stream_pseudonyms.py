@@ -2,7 +2,8 @@
 
 The incident is produced raw to Kafka, as a log shipper would; the worker's ingest chain
 replaces principals before any state, envelope or alert holds them. No raw principal may
-reach the alerts topic, the state changelogs, the internal topics or the worker's log.
+reach the alerts topic, the state changelogs, the internal topics, the dead letters (of
+lines rejected on purpose) or the worker's log.
 """
 
 from __future__ import annotations
@@ -63,7 +64,12 @@ def test_a_pseudonymising_worker_alerts_without_a_raw_principal_anywhere(
                           REACHWATCH_PSEUDONYM_KEY_FILE=str(key))
     worker.wait_assigned()
     lines = company.lines_between(company.day_start, company.incident_end)
+    # Rejected lines naming real people, keyed by one: their dead letters name no one.
+    bad = [orjson.dumps({**orjson.loads(line), "ts": "yesterday"}) for line in lines[:3]]
     clients.produce_confluent(service.input_topic, lines)
+    clients.produce_confluent(service.input_topic, bad,
+                              key=orjson.loads(lines[0])["principal"].encode())
+    lines = lines + bad
     entity = company.incident["entity"]
 
     def caught(alerts):
@@ -89,6 +95,7 @@ def test_a_pseudonymising_worker_alerts_without_a_raw_principal_anywhere(
         "resource state": f"{service.app_id}-resource-state-changelog",
         "events by principal": f"{service.app_id}-events-by-principal",
         "events by resource": f"{service.app_id}-events-by-resource",
+        "dead letters": service.dlq_topic,
     }
     for what, topic in internal.items():
         # All of it: polled until the timeout, as nothing new is written any more.

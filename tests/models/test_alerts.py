@@ -72,7 +72,7 @@ def test_alert_id_is_stable_and_depends_on_the_opening_read():
 def test_a_broad_high_scoring_read_opens_an_alert(detector):
     view = _reader_view()
     alert = AlertPolicy().decide(view, 0.9, detector, "v1")
-    assert alert is not None and alert.status == "new" and alert.revision == 0
+    assert alert is not None and alert.status == "opened" and alert.revision == 0
     body = alert.to_json()
     assert body["kind"] == "broad_reader" and body["entity_type"] == "principal"
     assert body["entity"] == "ana"
@@ -121,7 +121,7 @@ def test_after_a_quiet_period_the_next_alert_is_a_new_one(detector):
     opened = policy.decide(first, 0.9, detector, "v1")
     later = _reader_view(policy.quiet_period + 1.0, state=first.state)
     again = policy.decide(later, 0.9, detector, "v1")
-    assert again is not None and again.status == "new"
+    assert again is not None and again.status == "opened"
     assert again.alert_id != opened.alert_id
 
 

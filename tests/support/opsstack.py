@@ -161,6 +161,10 @@ class AlertmanagerProcess(_Server):
     def post_alerts(self, alerts: list[dict[str, Any]]) -> None:
         http_json(f"{self.url}/api/v2/alerts", alerts)
 
+    def alertnames(self) -> set[str]:
+        """Names of the alerts Alertmanager holds now (``GET /api/v2/alerts``)."""
+        return {a["labels"]["alertname"] for a in http_json(f"{self.url}/api/v2/alerts")}
+
 
 class WebhookReceiver:
     """Collects Alertmanager webhook payloads POSTed to ``url`` (a loopback HTTP server)."""

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.compose import WORKERS, make_secrets, worker_environ
 
 from reachwatch.models.errors import ConfigError
 from reachwatch.streams.service.app import create_app
@@ -144,3 +145,21 @@ def test_sasl_password_can_come_from_a_file(tiny_registry, tmp_path):
     }
     for role, client in kafka_clients(env, tiny_registry.root).items():
         assert client["sasl_plain_password"] == "from-a-file", role
+
+
+def test_the_compose_workers_settings_reach_consumer_and_producer(tiny_registry, tmp_path):
+    """compose.yaml's worker env (SASL_SSL, SCRAM-SHA-512, password and CA from the Docker
+    secrets `make secrets` makes) is what the aiokafka clients are built with."""
+    secrets = make_secrets(tmp_path / "secrets")
+    env = worker_environ(WORKERS[0], secrets)
+    env.pop("REACHWATCH_REGISTRY_DIR")  # the container path; kafka_clients passes the registry
+    password = (secrets / "kafka_reachwatch_password").read_text().strip()
+    for role, client in kafka_clients(env, tiny_registry.root).items():
+        assert client["security_protocol"] == "SASL_SSL", role
+        assert client["sasl_mechanism"] == "SCRAM-SHA-512", role
+        assert client["sasl_plain_username"] == env["REACHWATCH_SASL_USERNAME"], role
+        assert client["sasl_plain_password"] == password, role
+        context = client["ssl_context"]
+        assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname, role
+        subjects = [dict(x[0] for x in c["subject"]) for c in context.get_ca_certs()]
+        assert subjects == [{"commonName": "reachwatch kafka CA"}], role
