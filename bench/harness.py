@@ -133,10 +133,14 @@ def start_worker(
     topic: str,
     alerts_topic: str,
     extra_env: dict[str, str] | None = None,
+    command: Sequence[str] | None = None,
+    instance: str = "",
 ) -> Subprocess:
-    """``reachwatch run`` as a subprocess with its own app id, topics and web port."""
+    """``reachwatch run`` as a subprocess with its own app id, topics and web port;
+    ``command`` is the CLI to run it with (default this checkout's; bench/load.py has the
+    previous release's); ``instance`` tells apart workers of one app id (log, data dir)."""
     port = free_port()
-    log_path = workdir / f"{app_id}.log"
+    log_path = workdir / f"{app_id}{instance}.log"
     env = {
         **os.environ,
         "PYTHONUNBUFFERED": "1",
@@ -147,13 +151,13 @@ def start_worker(
         "REACHWATCH_DLQ_TOPIC": f"{topic}-dlq",
         "REACHWATCH_REGISTRY_DIR": str(registry),
         "REACHWATCH_WEB_PORT": str(port),
-        "REACHWATCH_DATA_DIR": str(workdir / app_id),
+        "REACHWATCH_DATA_DIR": str(workdir / f"{app_id}{instance}"),
         "REACHWATCH_LOG_LEVEL": "warning",
         **(extra_env or {}),
     }
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "reachwatch.streams.cli", "run"],
+            [*(command or [sys.executable, "-m", "reachwatch.streams.cli"]), "run"],
             env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         )
     return Subprocess(process, log_path, port)
@@ -168,6 +172,46 @@ def scored_events(metrics: dict[str, float]) -> float:
         ):
             total += value
     return total
+
+
+def completed_events(*workers_metrics: dict[str, float]) -> float:
+    """Events scored on *both* sides by these workers of one group (the lesser of the two
+    sides' scoring-batch sums, each summed over the workers: the principal side books
+    ``outcome="scored"`` before the resource side is done, and with two workers an
+    event's two sides may be scored by different workers), plus the input they finished
+    without scoring (invalid or skipped)."""
+    sides = [sum(m.get(f'reachwatch_batch_size_sum{{side="{side}"}}', 0.0)
+                 for m in workers_metrics) for side in ("principal", "resource")]
+    unscored = sum(value for m in workers_metrics for name, value in m.items()
+                   if name.startswith("reachwatch_events_consumed_total{")
+                   and any(f'outcome="{o}"' in name for o in ("invalid", "skipped")))
+    return min(sides) + unscored
+
+
+async def _committed(bootstrap: str, group: str, topic: str) -> int:
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group,
+                                enable_auto_commit=False)
+    await consumer.start()
+    try:
+        partitions = consumer.partitions_for_topic(topic) or set()
+        if not partitions:
+            partitions = set(range(4))
+        total = 0
+        for partition in partitions:
+            offset = await consumer.committed(TopicPartition(topic, partition))
+            total += offset or 0
+        return total
+    finally:
+        await consumer.stop()
+
+
+def committed_offsets(bootstrap: str, group: str, topic: str) -> int:
+    """Sum over ``topic``'s partitions of consumer group ``group``'s committed offsets: how
+    much input the worker has checkpointed (Faust commits only after flushing the
+    producer: alerts, envelopes and changelog writes of everything before it)."""
+    return asyncio.run(_committed(bootstrap, group, topic))
 
 
 def wait_ready(worker: Subprocess, timeout: float = 90.0) -> None:

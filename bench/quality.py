@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/quality.py [--companies 20] [--scale 1.0] [--jobs 2] [--tuning]
                                       [--previous e7668c7 | --no-previous] [--out bench/out]
+                                      [--seeds 1,3,5] [--without-forest-gate]
 
 Companies 1..N are drawn from the simulation family (``reachwatch simulate --seed K``).
 The split is fixed and written down here: **odd seeds are the tuning half, even seeds the
@@ -45,9 +46,10 @@ from reachwatch.models.threshold_rule import WINDOW_SECONDS, fit_threshold_rule
 
 REPO = Path(__file__).resolve().parents[1]
 PREVIOUS = "e7668c7"
-DETECTORS = ("current", "threshold_rule", "previous")
-TITLES = {"current": "reachwatch (this checkout)", "threshold_rule": "threshold rule",
-          "previous": "previous release"}
+DETECTORS = ("current", "no_forest_gate", "threshold_rule", "previous")
+TITLES = {"current": "reachwatch (this checkout)",
+          "no_forest_gate": "without the IsolationForest gate",
+          "threshold_rule": "threshold rule", "previous": "previous release"}
 
 
 def held_out(seed: int) -> bool:
@@ -124,7 +126,32 @@ def _threshold_rule(folder: Path) -> tuple[Path, dict]:
     return path, {"fit_and_alert_s": round(time.perf_counter() - started, 1)}
 
 
-def one_company(seed: int, scale: float, out: Path, jobs: int, previous: str | None) -> dict:
+def _without_forest_gate(folder: Path) -> tuple[Path, dict]:
+    """The ``current`` model with its IsolationForest gate opened (score threshold 0): what
+    the breadth gates alone alert, replayed in-process on the same files."""
+    from reachwatch.models.pipeline import Pipeline
+    from reachwatch.models.registry import Registry
+    from reachwatch.streams.formats.adapters import get_adapter
+    from reachwatch.streams.ingest.chain import Chain
+    from reachwatch.streams.offline.replay import Tally, collect_events, run_replay
+
+    started = time.perf_counter()
+    model = Registry(folder / "current" / "models").load()
+    for detector in model.detectors.values():
+        detector.score_threshold_ = 0.0
+    files = [folder / "history.jsonl", folder / "test.jsonl"]
+    alerts: list[dict] = []
+    run_replay(collect_events(files, Chain(get_adapter("native")), Tally()), Pipeline(model),
+               Tally(), lambda a: alerts.append(a.to_json()))
+    work = folder / "no_forest_gate"
+    work.mkdir(exist_ok=True)
+    path = work / "alerts.jsonl"
+    path.write_bytes(b"".join(orjson.dumps(a) + b"\n" for a in alerts))
+    return path, {"replay_s": round(time.perf_counter() - started, 1)}
+
+
+def one_company(seed: int, scale: float, out: Path, jobs: int, previous: str | None,
+                ablate: bool = False) -> dict:
     folder = out / f"company-{seed:03d}"
     started = time.perf_counter()
     summary = simulate(folder, seed=seed, scale=scale)
@@ -135,6 +162,8 @@ def one_company(seed: int, scale: float, out: Path, jobs: int, previous: str | N
                                      "current", jobs),
         "threshold_rule": _threshold_rule(folder),
     }
+    if ablate:
+        runs["no_forest_gate"] = _without_forest_gate(folder)
     if previous:
         runs["previous"] = _train_and_replay([previous], folder, "previous", jobs)
     result: dict[str, Any] = {"seed": seed, "company": summary.to_json(), "timings": timings,
@@ -233,6 +262,10 @@ def main() -> None:
     parser.add_argument("--previous", default=PREVIOUS, help="git ref of the previous release")
     parser.add_argument("--no-previous", action="store_true", help="skip the previous release")
     parser.add_argument("--out", type=Path, default=Path("bench/out/quality"))
+    parser.add_argument("--without-forest-gate", action="store_true",
+                        help="also replay the current model with its score gate opened")
+    parser.add_argument("--seeds", default=None,
+                        help="comma-separated seeds of the chosen half only (quick iterations)")
     args = parser.parse_args()
     if args.companies < 2:
         parser.error("--companies must be at least 2 (one per half)")
@@ -241,14 +274,19 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     half = "tuning" if args.tuning else "held-out"
     seeds = [s for s in range(1, args.companies + 1) if held_out(s) != args.tuning]
+    if args.seeds:
+        chosen = [int(x) for x in args.seeds.split(",")]
+        if any(held_out(s) == args.tuning for s in chosen):
+            parser.error(f"--seeds must all belong to the {half} half")
+        seeds = chosen
     previous = None if args.no_previous else str(previous_cli(args.previous))
     parallel = max(1, (os.cpu_count() or 1) // args.jobs)
     print(f"{half} half: companies {seeds}, scale {args.scale}, --jobs {args.jobs}, "
           f"{parallel} at a time", flush=True)
     results = []
     with ProcessPoolExecutor(max_workers=parallel) as pool:
-        futures = [pool.submit(one_company, s, args.scale, out, args.jobs, previous)
-                   for s in seeds]
+        futures = [pool.submit(one_company, s, args.scale, out, args.jobs, previous,
+                               args.without_forest_gate) for s in seeds]
         for future in futures:
             result = future.result()
             results.append(result)

@@ -10,6 +10,7 @@ flame graph SVG and the top functions (``--format raw``) next to it.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import subprocess
 import tempfile
@@ -19,10 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness import (
+    committed_offsets,
+    completed_events,
     cpu_seconds,
     peak_rss_bytes,
     preload,
-    scored_events,
     start_worker,
     wait_ready,
 )
@@ -32,11 +34,19 @@ from reachwatch.streams.local.broker import BrokerProcess, embedded_broker
 
 @dataclass
 class Throughput:
+    """Workers draining a preloaded topic, measured from the first sample in which any of
+    them had finished an event to the sample in which all events were scored on both sides
+    and their input offsets committed (alerts, envelopes, changelog flushed before it)."""
+
     events: int
     seconds: float
     cpu_seconds: float
     peak_rss: int
     batch_sizes: dict[str, float]
+    workers: int = 1
+    load: float = 0.0
+    # Seconds from the last event scored to its input offsets committed.
+    commit_lag: float = 0.0
 
     @property
     def per_second(self) -> float:
@@ -47,6 +57,9 @@ class Throughput:
         return self.cpu_seconds / self.events if self.events else 0.0
 
 
+SAMPLE_S = 0.5  # a /metrics scrape costs the worker ~ms: often enough, not too often
+
+
 def worker_throughput(
     broker: BrokerProcess,
     registry: Path,
@@ -54,42 +67,77 @@ def worker_throughput(
     workdir: Path,
     extra_env: dict[str, str] | None = None,
     profile: Path | None = None,
-    timeout: float = 300.0,
+    timeout: float = 600.0,
+    workers: int = 1,
+    command: list[str] | None = None,
+    topic: str | None = None,
 ) -> Throughput:
-    """Events/s of a worker draining ``lines`` preloaded on a fresh topic."""
+    """Events/s of ``workers`` workers (one consumer group) draining ``lines`` preloaded on a
+    fresh topic (or on ``topic``, already holding exactly ``lines``)."""
     tag = uuid.uuid4().hex[:6]
-    topic = f"bench-{tag}"
-    preload(broker.bootstrap, topic, lines)
-    worker = start_worker(broker.url, registry, workdir, f"rw-{tag}", topic, f"alerts-{tag}",
-                          extra_env)
+    if topic is None:
+        topic = f"bench-{tag}"
+        preload(broker.bootstrap, topic, lines)
+    group = f"rw-{tag}"
+    started_workers = [start_worker(broker.url, registry, workdir, group, topic,
+                                    f"alerts-{tag}", extra_env, command, f"-{index}")
+                       for index in range(workers)]
+    # One app id = one consumer group; each worker needs its own web port and data dir.
     spy = None
+    total = len(lines)
     try:
-        wait_ready(worker)
+        for worker in started_workers:
+            wait_ready(worker, timeout=120)
         if profile is not None:
             spy = subprocess.Popen(
                 [shutil.which("py-spy") or str(Path(__file__).resolve().parents[1]
                                                 / ".venv/bin/py-spy"),
-                 "record", "--pid", str(worker.pid), "--rate", "200", "--format", "raw",
-                 "--output", str(profile), "--nonblocking"],
+                 "record", "--pid", str(started_workers[0].pid), "--rate", "200",
+                 "--format", "raw", "--output", str(profile), "--nonblocking"],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )
-        started, cpu_start = time.monotonic(), cpu_seconds(worker.pid)
+        deadline = time.monotonic() + timeout
+        first: tuple[float, float, float] | None = None  # (time, done, cpu)
         done = 0.0
-        while done < len(lines) and time.monotonic() - started < timeout:
-            time.sleep(0.25)
-            done = scored_events(worker.metrics())
-        elapsed = time.monotonic() - started
-        metrics = worker.metrics()
-        sizes = {side: metrics.get(f'reachwatch_batch_size_sum{{side="{side}"}}', 0.0)
-                 / max(1.0, metrics.get(f'reachwatch_batch_size_count{{side="{side}"}}', 0.0))
-                 for side in ("principal", "resource")}
-        return Throughput(int(done), elapsed, cpu_seconds(worker.pid) - cpu_start,
-                          peak_rss_bytes(worker.pid), sizes)
+        load = os.getloadavg()[0]
+        while time.monotonic() < deadline:
+            now = time.monotonic()
+            done = completed_events(*(w.metrics() for w in started_workers))
+            if first is None and done > 0:
+                first = (now, done, sum(cpu_seconds(w.pid) for w in started_workers))
+                load = os.getloadavg()[0]
+            if done >= total:
+                break
+            for worker in started_workers:
+                if not worker.alive():
+                    raise RuntimeError(f"worker exited:\n{worker.log_tail()}")
+            time.sleep(SAMPLE_S)
+        scored_at = time.monotonic()
+        while (committed_offsets(broker.bootstrap, group, topic) < total
+               and time.monotonic() < deadline):
+            time.sleep(0.2)
+        end = time.monotonic()
+        cpu = sum(cpu_seconds(w.pid) for w in started_workers)
+        if first is None:
+            raise RuntimeError(f"no event scored in {timeout:.0f} s:\n"
+                               f"{started_workers[0].log_tail()}")
+        metrics = [w.metrics() for w in started_workers]
+        sizes = {}
+        for side in ("principal", "resource"):
+            summed = sum(m.get(f'reachwatch_batch_size_sum{{side="{side}"}}', 0.0)
+                         for m in metrics)
+            count = sum(m.get(f'reachwatch_batch_size_count{{side="{side}"}}', 0.0)
+                        for m in metrics)
+            sizes[side] = summed / max(1.0, count)
+        return Throughput(int(done - first[1]), end - first[0], cpu - first[2],
+                          max(peak_rss_bytes(w.pid) for w in started_workers), sizes,
+                          workers, load, end - scored_at)
     finally:
         if spy is not None:
             spy.send_signal(2)
             spy.wait(timeout=30)
-        worker.stop()
+        for worker in started_workers:
+            worker.stop()
 
 
 def main() -> None:
@@ -98,12 +146,14 @@ def main() -> None:
     parser.add_argument("events", type=Path)
     parser.add_argument("--events", dest="count", type=int, default=100_000)
     parser.add_argument("--profile", type=Path)
+    parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--env", action="append", default=[], help="NAME=VALUE for the worker")
     args = parser.parse_args()
     lines = [ln for ln in args.events.read_bytes().splitlines() if ln.strip()][: args.count]
     extra = dict(item.split("=", 1) for item in args.env)
     with tempfile.TemporaryDirectory() as tmp, embedded_broker() as broker:
-        result = worker_throughput(broker, args.model, lines, Path(tmp), extra, args.profile)
+        result = worker_throughput(broker, args.model, lines, Path(tmp), extra, args.profile,
+                                   workers=args.workers)
     print(f"{result.events} events in {result.seconds:.1f} s: {result.per_second:,.0f} ev/s, "
           f"{result.cpu_per_event * 1e6:.0f} µs CPU/event, peak RSS "
           f"{result.peak_rss / 2**20:.0f} MiB, mean scoring batch {result.batch_sizes}")

@@ -136,6 +136,12 @@ def summary_of(view: View) -> str:
     head = _WORDING.format(side.headlines[horizon], **m, **words)
     unit = _WORDING.format(side.unit, **words)
     peers = _WORDING.format(side.peers_text, **words)
+    if metric in side.surprise_metrics:
+        return (
+            f"{head}; {_metric_words(metric)} {_fmt(m[metric])} in the last hour vs "
+            f"{_fmt(own[metric])} expected (own median hour, {peers} rate "
+            f"{_fmt(peer[metric])}), surprise {_fmt(view.breadth)}"
+        )
     own_text = (
         f"own 30-day p99 is {_fmt(own[metric])}"
         if not math.isnan(own[metric])

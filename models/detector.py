@@ -103,7 +103,12 @@ class BreadthDetector(BaseEstimator):
         scores = self.score(X)
         # Breadth: "unusual for me and for my peers" must be at least min_breadth_ratio,
         # and rarer than almost every training read.
+        # Strictly above the quantile when training has anything above it: small-count
+        # surprises are discrete, and the quantile of training breadth often *is* a common
+        # value (two first-time readers), which a ">=" gate would pass each time it recurs.
         breadth_q = float(np.quantile(breadth, self.breadth_quantile))
+        if len(breadth) and float(np.max(breadth)) > breadth_q:
+            breadth_q = float(np.nextafter(breadth_q, np.inf))
         self.breadth_threshold_ = max(breadth_q, math.log(self.min_breadth_ratio))
         self.score_threshold_, budget = calibrate_score(
             scores,

@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from hashlib import blake2b
 from typing import Any
 
+import numpy as np
+
 from reachwatch.models.records import SENSITIVITIES, AccessEvent
 from reachwatch.models.sides import (
     PRINCIPAL,
@@ -43,6 +45,8 @@ from reachwatch.models.windows import (
 )
 
 SENSITIVE = frozenset({"confidential", "restricted"})
+# Small-count metrics whose per-hour rate the peer profiles keep (``rate:<metric>``).
+RATE_METRICS = frozenset(RESOURCE.surprise_metrics) | frozenset(PRINCIPAL.surprise_metrics)
 
 
 @dataclass(frozen=True)
@@ -72,6 +76,12 @@ class DetectionConfig:
     min_own_hours: float = 8.0
     min_own_days: float = 4.0
     allowed_lateness: float = 600.0
+    # A group's usual high is this quantile, across its members, of each member's own
+    # usual high (robust: one broad member cannot raise it).
+    peer_member_quantile: float = 0.75
+    # Periods with an open alert stay out of the entity's baselines for at most this long
+    # after the alert opened (``windows.EntityState``).
+    alert_skip_days: float = 2.0
     # An entity with no read for this long is forgotten (bounded memory); by then its
     # decayed baselines carry under a tenth of their weight anyway.
     idle_ttl_days: float = 35.0
@@ -100,6 +110,8 @@ class DetectionConfig:
             "min_own_hours": self.min_own_hours,
             "min_own_days": self.min_own_days,
             "allowed_lateness": self.allowed_lateness,
+            "peer_member_quantile": self.peer_member_quantile,
+            "alert_skip_days": self.alert_skip_days,
             "idle_ttl_days": self.idle_ttl_days,
             "window_cap": self.window_cap,
             "memory_cap": self.memory_cap,
@@ -156,21 +168,43 @@ class PeerProfiles:
 
 
 class ProfileBuilder:
-    """Collects the peer profiles during a first pass over training history."""
+    """Collects the peer profiles during a first pass over training history.
 
-    def __init__(self, quantile: float) -> None:
+    A group's baseline of a metric is the ``member_quantile`` (upper quartile), across the
+    group's members, of each member's own ``quantile`` (p99) of its hourly/daily maxima:
+    what a *typical* member's usual high is. Pooling member-hours instead would let one
+    nightly backup job that reads everything set the whole team's "usual". A group's
+    ``rate:<metric>`` is the mean per member-hour of a small-count metric, leaving out
+    each member's first day (when every reader is a first-time reader).
+    """
+
+    def __init__(self, quantile: float, member_quantile: float = 0.75) -> None:
         self.quantile = quantile
-        self.samples: dict[str, dict[str, DecayedHistogram]] = {}
+        self.member_quantile = member_quantile
+        # group -> metric -> member -> histogram of that member's maxima
+        self.samples: dict[str, dict[str, dict[int, DecayedHistogram]]] = {}
+        # group -> metric -> [sum, member-hours] (after each member's first day)
+        self.rates: dict[str, dict[str, list[float]]] = {}
+        self.seen_hours: dict[int, int] = {}
         self.resources: dict[str, set[int]] = {}
         self.hours: dict[str, list[float]] = {}
 
-    def add_samples(self, group: str, samples: list[tuple[str, float]]) -> None:
+    def add_samples(
+        self, group: str, samples: list[tuple[str, float]], member: int = 0
+    ) -> None:
         row = self.samples.setdefault(group, {})
+        hours = self.seen_hours.get(member, 0)
+        self.seen_hours[member] = hours + 1
         for metric, value in samples:
-            hist = row.get(metric)
+            members = row.setdefault(metric, {})
+            hist = members.get(member)
             if hist is None:
-                hist = row[metric] = DecayedHistogram(half_life_days=1e9)
+                hist = members[member] = DecayedHistogram(half_life_days=1e9)
             hist.add(value, 0)
+            if metric in RATE_METRICS and hours >= 24:
+                acc = self.rates.setdefault(group, {}).setdefault(metric, [0.0, 0.0])
+                acc[0] += value
+                acc[1] += 1.0
 
     def add_read(self, group: str, key: int, ts: float) -> None:
         self.resources.setdefault(group, set()).add(key)
@@ -179,15 +213,40 @@ class ProfileBuilder:
             hours = self.hours[group] = [0.0] * 168
         hours[hour_of_week(ts)] += 1.0
 
+    def _typical(self, members: dict[int, DecayedHistogram]) -> float:
+        highs = sorted(h.quantile(self.quantile) for h in members.values())
+        return float(np.quantile(highs, self.member_quantile)) if highs else 0.0
+
     def build(self) -> PeerProfiles:
+        baselines: dict[str, dict[str, float]] = {}
+        for group, row in self.samples.items():
+            baselines[group] = {m: self._typical(members) for m, members in row.items()}
+            for metric, (total, n) in self.rates.get(group, {}).items():
+                baselines[group][f"rate:{metric}"] = total / n if n else 0.0
         return PeerProfiles(
-            baselines={
-                group: {m: h.quantile(self.quantile) for m, h in row.items()}
-                for group, row in self.samples.items()
-            },
+            baselines=baselines,
             resources={g: frozenset(keys) for g, keys in self.resources.items()},
             hours={g: list(h) for g, h in self.hours.items()},
         )
+
+
+def poisson_log_tail(k: float, lam: float) -> float:
+    """ln P(X >= k) for X ~ Poisson(lam), accurate far into the tail.
+
+    >>> round(math.exp(poisson_log_tail(3, 0.01)) * 1e7, 3)  # ~ 0.01**3 / 3!
+    1.654
+    """
+    k = math.ceil(k)
+    if k <= 0:
+        return 0.0
+    lam = max(lam, 1e-12)
+    if lam >= k:  # not a tail event: the complement is accurate
+        cdf = sum(math.exp(-lam + i * math.log(lam) - math.lgamma(i + 1)) for i in range(k))
+        return math.log(max(1.0 - cdf, 1e-300))
+    # Terms fall at least by lam/(k+i) each: a few dozen cover the tail's mass.
+    logs = [-lam + i * math.log(lam) - math.lgamma(i + 1) for i in range(k, k + 40)]
+    top = logs[0]
+    return top + math.log(sum(math.exp(v - top) for v in logs))
 
 
 @dataclass(slots=True)
@@ -295,6 +354,7 @@ class FeatureBuilder:
         self.profiles = profiles or PeerProfiles()
         self.collector = collector
         self.weights = config.sensitivity_weights
+        self._max_weight = max(self.weights.values())
         self._q = config.baseline_quantile
         # Profiles never change under a builder (a new model gets a new builder): what is
         # derived from them per group is computed once.
@@ -327,7 +387,7 @@ class FeatureBuilder:
 
     def new_state(self, side: Side) -> EntityState:
         c = self.config
-        return EntityState(side, c.spans, c.window_cap, c.memory_cap)
+        return EntityState(side, c.spans, c.window_cap, c.memory_cap, c.alert_skip_days * DAY)
 
     def _advance(self, state: EntityState, ts: float, peer_key: str) -> float | None:
         """Move the state's clock to ``ts``: finish past hours/days into the baselines,
@@ -338,13 +398,46 @@ class FeatureBuilder:
         now = max(state.watermark, ts)
         finished = state.roll_time(now)
         if self.collector is not None and finished:
-            self.collector.add_samples(state.last_group or peer_key, finished)
+            self.collector.add_samples(state.last_group or peer_key, finished, id(state))
         state.last_group = peer_key
         state.watermark = now
         for window in state.windows:
             window.expire(now)
         state.counts.expire(now)
         return now
+
+    def _surprise(
+        self,
+        metric: str,
+        count: float,
+        state: EntityState,
+        group: str,
+        fallback: str,
+        sensitivity: str,
+    ) -> tuple[float, float, float]:
+        """(expected count, class rate, breadth) of a small-count metric.
+
+        The expected count per hour is the larger of the entity's own median hour and its
+        class's rate (``rate:<metric>``), and never below one such event in the entity's
+        history (``1 / (1 + finished hours)``: what has never happened is rare, not
+        impossible). Breadth is the Poisson surprise of the burst beyond a pair,
+        ``-ln P(X >= count | X >= 2)``: across many datasets and hours a first outside
+        reader, even a pair of them in one hour, is no rarity (measured on the tuning
+        companies and the tiny organisation), so a pair is not evidence, the rest of the
+        burst is. It is scaled by the data's
+        sensitivity weight relative to the most sensitive: three first-time outside
+        readers are alarming on restricted data and ordinary on internal data.
+        """
+        own_value, own_weight = state.baseline(metric, 0.5)
+        class_rate = self.profiles.baseline(group, fallback, f"rate:{metric}")
+        floor = 1.0 / (1.0 + own_weight)
+        expected = max(own_value if own_weight >= self.config.min_own_hours else 0.0,
+                       class_rate, floor)
+        if count <= max(expected, 2.0):
+            return expected, class_rate, 0.0
+        weight = self.weights.get(sensitivity, 1.0) / self._max_weight
+        surprise = poisson_log_tail(2, expected) - poisson_log_tail(count, expected)
+        return expected, class_rate, surprise * weight
 
     def _compare(
         self,
@@ -417,9 +510,14 @@ class FeatureBuilder:
         own, peer, breadth_of = self._compare(
             metrics,
             state,
-            self._peer_baselines(group, fallback, side.breadth_metrics),
+            dict(self._peer_baselines(group, fallback, side.breadth_metrics)),
             self._smoothing[side],
         )
+        for metric in side.surprise_metrics:
+            expected, peer_rate, breadth_of[metric] = self._surprise(
+                metric, metrics[metric], state, group, fallback, event.sensitivity
+            )
+            own[metric], peer[metric] = expected, peer_rate
         breadth_metric = max(breadth_of, key=breadth_of.__getitem__)
         values = features_of(read, metrics, breadth_of)
         return View(
@@ -473,6 +571,7 @@ class FeatureBuilder:
             outside=outside(event),
             first_time=0.0 if read.seen else 1.0,
             service=1.0 if event.principal_type == "service" else 0.0,
+            outside_first=0.0 if read.seen else outside(event),
         )
 
 
@@ -540,6 +639,7 @@ def _resource_metrics(read: Read) -> dict[str, float]:
         "first_time_1h": a1h.first_time,
         "readers_15m": float(w15.distinct),
         "service_1h": a1h.service,
+        "outside_first_1h": a1h.outside_first,
     }
 
 
@@ -563,4 +663,5 @@ def _resource_features(
         "breadth_readers_1h": breadth["readers_1h"],
         "breadth_outside_1h": breadth["outside_readers_1h"],
         "breadth_groups_1h": breadth["reader_groups_1h"],
+        "surprise_outside_first_1h": breadth["outside_first_1h"],
     }

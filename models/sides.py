@@ -45,6 +45,7 @@ class ResourceAttrs(NamedTuple):
     outside: float  # 1 when the reader's team is not the owning team
     first_time: float  # 1 when the reader never read it before
     service: float  # 1 when the reader is a service account
+    outside_first: float  # outside x first_time: a first-time reader from another team
 
 
 class Counts(NamedTuple):
@@ -103,7 +104,9 @@ class Side:
     attrs: type[tuple[float, ...]]  # a NamedTuple: what windows keep per counterpart
     hourly_metrics: tuple[str, ...]  # own baselines of finished hours' maxima
     daily_metrics: tuple[str, ...]  # ... and of finished days' maxima
-    breadth_metrics: tuple[str, ...]  # window metrics that gate an alert
+    breadth_metrics: tuple[str, ...]  # window metrics that gate an alert (log-ratios)
+    # Small-count metrics that gate an alert by their Poisson tail (``features.surprise``).
+    surprise_metrics: tuple[str, ...]
     features: tuple[str, ...]  # the feature vector the detector scores, in this order
     sample_fields: tuple[str, ...]  # the event fields kept of each recent read
     # Whether reads of public data are scored for alerts and fitted on (public data read
@@ -154,6 +157,7 @@ PRINCIPAL = Side(
     hourly_metrics=("weighted_1h", "outside_weighted_1h", "groups_1h"),
     daily_metrics=("outside_weighted_24h",),
     breadth_metrics=("weighted_1h", "outside_weighted_1h", "outside_weighted_24h"),
+    surprise_metrics=(),
     features=(
         "distinct_1h",
         "groups_1h",
@@ -195,9 +199,10 @@ RESOURCE = Side(
     category=_reader_category,
     peers=_resource_peers,
     attrs=ResourceAttrs,
-    hourly_metrics=("readers_1h", "outside_readers_1h", "reader_groups_1h"),
+    hourly_metrics=("readers_1h", "outside_readers_1h", "reader_groups_1h", "outside_first_1h"),
     daily_metrics=("readers_24h",),
     breadth_metrics=("readers_1h", "outside_readers_1h", "reader_groups_1h"),
+    surprise_metrics=("outside_first_1h",),
     features=(
         "readers_15m",
         "readers_1h",
@@ -213,6 +218,7 @@ RESOURCE = Side(
         "breadth_readers_1h",
         "breadth_outside_1h",
         "breadth_groups_1h",
+        "surprise_outside_first_1h",
     ),
     sample_fields=("principal", "principal_group", "principal_type"),
     alerts_on_public=False,

@@ -103,7 +103,7 @@ def build_profiles(
 ) -> PeerProfiles:
     """Peer profiles of ``sides`` (their groups never overlap: principal peer groups are
     teams, resource ones sensitivities, so sides can be built apart)."""
-    collector = ProfileBuilder(config.baseline_quantile)
+    collector = ProfileBuilder(config.baseline_quantile, config.peer_member_quantile)
     builder = FeatureBuilder(config, None, collector)
     states: dict[Side, dict[str, EntityState]] = {side: {} for side in sides}
     step = 10000 * len(sides) // len(SIDES)  # progress: one unit per event, side and pass
@@ -118,7 +118,7 @@ def build_profiles(
         for state in states[side].values():
             finished = state.roll_time(end)
             if finished:
-                collector.add_samples(state.last_group, finished)
+                collector.add_samples(state.last_group, finished, id(state))
     return collector.build()
 
 

@@ -356,6 +356,10 @@ class HourTracker:
     day: int = -1
     hourly_max: list[float] = field(default_factory=list)
     daily_max: list[float] = field(default_factory=list)
+    # Whether the entity had an open alert during the current hour / day (such periods do
+    # not update its baselines: see ``EntityState.roll_time``).
+    alerted_hour: bool = False
+    alerted_day: bool = False
 
 
 @dataclass(slots=True)
@@ -396,9 +400,26 @@ class EntityState:
     which metrics have baselines.
     """
 
-    def __init__(self, side: Side, spans: Iterable[float], cap: int, memory_cap: int) -> None:
+    def __init__(
+        self,
+        side: Side,
+        spans: Iterable[float],
+        cap: int,
+        memory_cap: int,
+        alert_skip: float = 2 * DAY,
+    ) -> None:
         self.side = side
         self.spans = tuple(spans)
+        # A finished hour or day enters the baselines only once it is older than the
+        # longest window (``lag``), so the baseline judging time t never contains reads
+        # that are still inside t's windows: an exposure building over hours cannot become
+        # its own "usual high". Periods with an open alert are left out, for at most
+        # ``alert_skip`` after the alert opened (so a legitimately grown entity alerts for
+        # that long, then its new level becomes usual one ``lag`` later).
+        self.lag = max(self.spans)
+        self.alert_skip = alert_skip
+        # Finished periods waiting for ``lag``: [end_ts, is_daily, alerted, values].
+        self.pending: list[list[Any]] = []
         self.cap = cap
         self.windows = [DistinctWindow(s, side.n_attrs, cap) for s in self.spans]
         self.counts = CountWindow(self.spans[1])
@@ -437,6 +458,8 @@ class EntityState:
             self.last_group,
             self.open_alert.to_obj() if self.open_alert else None,
             self.sample,
+            [t.alerted_hour, t.alerted_day],
+            self.pending,
         ]
 
     def load_obj(self, obj: list[Any]) -> None:
@@ -454,36 +477,78 @@ class EntityState:
         self.watermark, self.events, self.last_group = obj[8], obj[9], obj[10]
         self.open_alert = OpenAlert.from_obj(obj[11]) if obj[11] else None
         self.sample = list(obj[12])
+        if len(obj) > 13:
+            self.tracker.alerted_hour, self.tracker.alerted_day = obj[13]
+            self.pending = [list(p) for p in obj[14]]
 
     # -- baselines -------------------------------------------------------------------
+    def _alerted(self, since: float) -> bool:
+        """Whether an alert that still suppresses baseline updates was open after ``since``."""
+        alert = self.open_alert
+        return (
+            alert is not None
+            and alert.last_ts >= since
+            and self.watermark - alert.first_ts < self.alert_skip
+        )
+
     def roll_time(self, ts: float) -> list[tuple[str, float]]:
-        """Advance the hour/day trackers to ``ts``; return finished (metric, max) samples."""
+        """Advance the hour/day trackers to ``ts``; return the finished (metric, max) samples.
+
+        Finished periods wait in ``pending`` until they are ``lag`` old, then update the
+        baselines, unless the entity had an open alert in them.
+        """
         t = self.tracker
         hour = int(ts // HOUR)
         finished: list[tuple[str, float]] = []
         if hour <= t.hour:
             return finished
         self._baselines.clear()
-        if hour > t.hour:
-            if t.hour >= 0:
-                day_of_sample = int(t.hour * HOUR // DAY)
-                for i, name in enumerate(self.side.hourly_metrics):
-                    self.hourly[i].add(t.hourly_max[i], day_of_sample)
-                    finished.append((name, t.hourly_max[i]))
-            t.hour = hour
-            t.hourly_max = [0.0] * len(self.side.hourly_metrics)
+        if t.hour >= 0:
+            alerted = t.alerted_hour or self._alerted(t.hour * HOUR)
+            self.pending.append([(t.hour + 1) * HOUR, False, alerted, t.hourly_max])
+            for i, name in enumerate(self.side.hourly_metrics):
+                finished.append((name, t.hourly_max[i]))
+        t.hour = hour
+        t.hourly_max = [0.0] * len(self.side.hourly_metrics)
+        t.alerted_hour = False
         day = int(ts // DAY)
         if day > t.day:
             if t.day >= 0:
+                alerted = t.alerted_day or self._alerted(t.day * DAY)
+                self.pending.append([(t.day + 1) * DAY, True, alerted, t.daily_max])
                 for i, name in enumerate(self.side.daily_metrics):
-                    self.daily[i].add(t.daily_max[i], t.day)
                     finished.append((name, t.daily_max[i]))
             t.day = day
             t.daily_max = [0.0] * len(self.side.daily_metrics)
+            t.alerted_day = False
+        self._promote(ts)
         return finished
+
+    def _promote(self, now: float) -> None:
+        """Move pending periods older than ``lag`` into the baselines."""
+        pending = self.pending
+        ready = 0
+        horizon = now - self.lag
+        while ready < len(pending) and pending[ready][0] <= horizon:
+            end_ts, daily, alerted, values = pending[ready]
+            ready += 1
+            if alerted:
+                continue
+            if daily:
+                sample_day = int(end_ts // DAY) - 1
+                for i, value in enumerate(values):
+                    self.daily[i].add(value, sample_day)
+            else:
+                sample_day = int((end_ts - HOUR) // DAY)
+                for i, value in enumerate(values):
+                    self.hourly[i].add(value, sample_day)
+        if ready:
+            del pending[:ready]
 
     def track(self, metrics: Mapping[str, float]) -> None:
         """Raise this hour's and day's maxima of the side's baseline metrics."""
+        if self.open_alert is not None and self._alerted(self.watermark - HOUR):
+            self.tracker.alerted_hour = self.tracker.alerted_day = True
         hourly_max = self.tracker.hourly_max
         for i, name in enumerate(self.side.hourly_metrics):
             value = metrics[name]
@@ -543,7 +608,9 @@ def encode_state(state: EntityState) -> bytes:
     level, and tables hold one of these per principal and per resource. (Compressing
     also copies the result out of orjson's output buffer, which keeps 4-8 KB per result.)
     """
-    raw = orjson.dumps([state.spans, state.cap, state.memory.cap, state.to_obj()])
+    raw = orjson.dumps(
+        [state.spans, state.cap, state.memory.cap, state.to_obj(), state.alert_skip]
+    )
     return _HEADER + _WATERMARK.pack(state.watermark) + _COMPRESSOR.compress(raw)
 
 
@@ -561,8 +628,10 @@ def state_watermark(raw: bytes) -> float:
 def decode_state(raw: bytes) -> EntityState:
     """Inverse of ``encode_state``."""
     _check_header(raw)
-    spans, cap, memory_cap, obj = orjson.loads(_DECOMPRESSOR.decompress(raw[_PAYLOAD_AT:]))
-    state = EntityState(BY_NAME[obj[0]], spans, cap, memory_cap)
+    spans, cap, memory_cap, obj, *rest = orjson.loads(
+        _DECOMPRESSOR.decompress(raw[_PAYLOAD_AT:])
+    )
+    state = EntityState(BY_NAME[obj[0]], spans, cap, memory_cap, *rest)
     state.load_obj(obj)
     return state
 

@@ -110,8 +110,8 @@ class World:
 
 def _write_rows(path: Path, rows: list[Row]) -> None:
     # The native wire form (what ``parse_event`` reads), written without building an
-    # AccessEvent per row. An unlabelled dataset's events have no sensitivity field, and
-    # ``client_ip`` is extra context a native reader ignores.
+    # AccessEvent per row. An unlabelled dataset's events have no sensitivity field; the
+    # reader's address is the event's ``source`` (where the schema puts it).
     with path.open("wb") as out:
         for ts, principal, ptype, group, resource, rgroup, sensitivity, records, size, outcome, \
                 address in rows:
@@ -123,6 +123,6 @@ def _write_rows(path: Path, rows: list[Row]) -> None:
             if sensitivity:
                 event["sensitivity"] = sensitivity
             event.update(action="read", records=records, bytes=size, outcome=outcome,
-                         source=SOURCE, client_ip=address)
+                         source=address or SOURCE)
             out.write(orjson.dumps(event))
             out.write(b"\n")

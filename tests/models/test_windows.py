@@ -154,6 +154,8 @@ def test_state_roundtrips_through_bytes():
     state.track({"weighted_1h": 1.0, "outside_weighted_1h": 2.0, "groups_1h": 3.0,
                  "outside_weighted_24h": 4.0})
     state.roll_time(10.0 + 3600.0)
+    assert state.pending  # a finished hour waits one longest window before it counts
+    state.roll_time(10.0 + 3600.0 + 86400.0)
     restored = decode_state(encode_state(state))
     assert restored.side is PRINCIPAL
     assert encode_state(restored) == encode_state(state)
@@ -164,10 +166,10 @@ def test_state_roundtrips_through_bytes():
 
 def test_a_state_decodes_as_its_own_side():
     state = EntityState(RESOURCE, SPANS, cap=100, memory_cap=100)
-    state.windows[0].add(5.0, "ana", "hr", (1.0, 0.0, 0.0))
+    state.windows[0].add(5.0, "ana", "hr", (1.0, 0.0, 0.0, 1.0))
     restored = decode_state(encode_state(state))
     assert restored.side is RESOURCE
-    assert restored.windows[0].sums == [1.0, 0.0, 0.0]
+    assert restored.windows[0].sums == [1.0, 0.0, 0.0, 1.0]
 
 
 def test_encoded_state_is_compressed():

@@ -1,0 +1,198 @@
+"""The three baseline flaws of issue 12, each as the situation that exposed it.
+
+1. an own baseline that learns an ongoing exposure while it happens;
+2. one broad member (a backup job) that excuses its whole team;
+3. a handful of first-time outside readers, alarming on restricted data, ordinary on
+   internal data.
+"""
+
+from __future__ import annotations
+
+import math
+
+from support.tinyorg import START
+
+from reachwatch.models.features import DetectionConfig, FeatureBuilder, View
+from reachwatch.models.records import AccessEvent
+from reachwatch.models.sides import PRINCIPAL, RESOURCE, Side
+from reachwatch.models.training import build_profiles
+
+HOUR = 3600.0
+DAY = 86400.0
+# The lowest breadth any calibrated gate can have (``BreadthDetector.min_breadth_ratio``).
+FLOOR = math.log(2.5)
+
+
+def _read(ts: float, principal: str, resource: str, **fields) -> AccessEvent:
+    return AccessEvent(ts=START + ts, principal=principal, resource=resource, **fields)
+
+
+class Replay:
+    """Feeds reads through one builder, keeping every entity's state."""
+
+    def __init__(self, builder: FeatureBuilder) -> None:
+        self.builder = builder
+        self.states: dict[tuple[str, str], object] = {}
+
+    def view(self, side: Side, event: AccessEvent) -> View:
+        key = (side.name, side.entity(event))
+        state = self.states.get(key)
+        if state is None:
+            state = self.states[key] = self.builder.new_state(side)
+        view = self.builder.view(event, state)
+        assert view is not None
+        return view
+
+    def feed(self, side: Side, events: list[AccessEvent]) -> View:
+        view = None
+        for event in events:
+            view = self.view(side, event)
+        assert view is not None
+        return view
+
+
+def _own_team_hours(resource: str, sensitivity: str, days: int, team: str = "hr") -> list:
+    """Two team members read ``resource`` every working hour for ``days`` days."""
+    return [
+        _read(d * DAY + h * HOUR + 60.0 * i, f"{team}-{i}", resource,
+              principal_group=team, resource_group=team, sensitivity=sensitivity)
+        for d in range(days)
+        for h in range(8, 18)
+        for i in range(2)
+    ]
+
+
+def test_an_ongoing_exposure_does_not_become_its_own_baseline():
+    """Readers from other teams build up over four hours: hour by hour the exposure's
+    maxima must not enter the baseline that judges the next hour."""
+    replay = Replay(FeatureBuilder(DetectionConfig()))
+    before = replay.feed(RESOURCE, _own_team_hours("hr/tracking", "restricted", days=10))
+    start = 10 * DAY + 9 * HOUR
+    views = []
+    readers = 0
+    for hour, outsiders in enumerate((5, 10, 20, 40)):
+        for i in range(outsiders):
+            readers += 1
+            views.append(replay.view(RESOURCE, _read(
+                start + hour * HOUR + 80.0 * i, f"sales-{readers}", "hr/tracking",
+                principal_group="sales", resource_group="hr", sensitivity="restricted")))
+    last = views[-1]
+    # The own usual high of outside readers is what it was before the exposure ...
+    assert last.own["outside_readers_1h"] == before.own["outside_readers_1h"]
+    # ... so four hours in, the exposure is still far beyond it.
+    assert last.metrics["outside_readers_1h"] == 40
+    assert last.breadth > 2 * FLOOR
+
+
+def test_hours_with_an_open_alert_do_not_update_the_baseline():
+    from reachwatch.models.windows import OpenAlert
+
+    replay = Replay(FeatureBuilder(DetectionConfig()))
+    replay.feed(RESOURCE, _own_team_hours("hr/tracking", "restricted", days=10))
+    state = replay.states[("resource", "hr/tracking")]
+    usual = state.baseline("outside_readers_1h", 0.99)[0]
+    start = 10 * DAY + 9 * HOUR
+    state.open_alert = OpenAlert("a1", START + start, START + start, 0, "high", 3.0, 0.8)
+    for i in range(30):  # an hour of outside readers while the alert is open
+        ts = start + 100.0 * i
+        replay.view(RESOURCE, _read(ts, f"sales-{i}", "hr/tracking", principal_group="sales",
+                                    resource_group="hr", sensitivity="restricted"))
+        state.open_alert.last_ts = START + ts
+    # Two days of the usual later (well past the longest window), that hour never counted.
+    replay.feed(RESOURCE, [
+        _read(11 * DAY + e.ts - START, e.principal, e.resource, principal_group="hr",
+              resource_group="hr", sensitivity="restricted")
+        for e in _own_team_hours("hr/tracking", "restricted", days=2)
+    ])
+    assert state.baseline("outside_readers_1h", 0.99)[0] == usual
+
+
+def _service_team(backup: bool) -> list[AccessEvent]:
+    """Four it services read two datasets an hour; with ``backup``, a fifth reads 200."""
+    events = []
+    for d in range(7):
+        for h in range(24):
+            ts = d * DAY + h * HOUR
+            for s in range(4):
+                for k in range(2):
+                    events.append(_read(ts + 60.0 * s + k, f"svc-etl-{s}", f"it/ds{s}-{k}",
+                                        principal_type="service", principal_group="it",
+                                        resource_group="it", sensitivity="internal"))
+            if backup and h == 2:
+                for k in range(200):
+                    team = ("hr", "sales", "finance", "it")[k % 4]
+                    events.append(_read(ts + 600.0 + k, "svc-backup", f"{team}/obj{k}",
+                                        principal_type="service", principal_group="it",
+                                        resource_group=team, sensitivity="confidential"))
+    return events
+
+
+def test_one_broad_member_does_not_excuse_its_team():
+    """A new it service scrapes 60 confidential datasets of other teams: the team's nightly
+    backup reads even more, but a typical it service reads two."""
+    config = DetectionConfig()
+    history = _service_team(backup=True)
+    profiles = build_profiles(history, config, sides=(PRINCIPAL,))
+    replay = Replay(FeatureBuilder(config, profiles))
+    replay.feed(PRINCIPAL, history)
+    scrape = [
+        _read(7 * DAY + 10 * HOUR + 5.0 * k, "svc-report", f"{team}/obj{k}",
+              principal_type="service", principal_group="it", resource_group=team,
+              sensitivity="confidential")
+        for k in range(60)
+        for team in [("hr", "sales", "finance")[k % 3]]
+    ]
+    view = replay.feed(PRINCIPAL, scrape)
+    assert view.breadth > 2 * FLOOR
+
+
+def test_a_group_that_all_reads_broadly_stays_quiet():
+    """Auditors all read 60 datasets of other teams a day: one more doing so is usual."""
+    config = DetectionConfig()
+    history = [
+        _read(d * DAY + 10 * HOUR + 30.0 * k, f"auditor-{a}", f"{team}/obj{k}",
+              principal_group="audit", resource_group=team, sensitivity="confidential")
+        for d in range(7)
+        for a in range(5)
+        for k in range(60)
+        for team in [("hr", "sales", "finance")[k % 3]]
+    ]
+    profiles = build_profiles(history, config, sides=(PRINCIPAL,))
+    builder = FeatureBuilder(config, profiles)
+    newcomer = Replay(builder).feed(PRINCIPAL, [
+        _read(7 * DAY + 10 * HOUR + 30.0 * k, "auditor-new", f"{team}/obj{k}",
+              principal_group="audit", resource_group=team, sensitivity="confidential")
+        for k in range(60)
+        for team in [("hr", "sales", "finance")[k % 3]]
+    ])
+    assert newcomer.breadth < FLOOR
+
+
+def _first_time_outside_readers(sensitivity: str) -> float:
+    """Breadth after three first-time readers from other teams within 15 minutes, on a
+    dataset otherwise read only by its own team, in a company where internal datasets
+    get a new outside reader every few hours (as company-wide data does)."""
+    config = DetectionConfig()
+    history = _own_team_hours("hr/subject", sensitivity, days=10)
+    for d in range(10):
+        for h in range(8, 18, 2):
+            for n in range(2):
+                history.append(_read(d * DAY + h * HOUR + 900.0 * n, f"eng-{d}-{h}-{n}",
+                                     f"it/wiki{n}", principal_group="eng",
+                                     resource_group="it", sensitivity="internal"))
+    history.sort(key=lambda e: e.ts)
+    profiles = build_profiles(history, config, sides=(RESOURCE,))
+    replay = Replay(FeatureBuilder(config, profiles))
+    replay.feed(RESOURCE, history)
+    return replay.feed(RESOURCE, [
+        _read(10 * DAY + 10 * HOUR + 300.0 * i, f"sales-{i}", "hr/subject",
+              principal_group="sales", resource_group="hr", sensitivity=sensitivity)
+        for i in range(3)
+    ]).breadth
+
+
+def test_three_first_time_outside_readers_alarm_on_restricted_not_on_internal_data():
+    restricted = _first_time_outside_readers("restricted")
+    internal = _first_time_outside_readers("internal")
+    assert restricted > 4 * FLOOR
+    assert internal < FLOOR
