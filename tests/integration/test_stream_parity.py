@@ -94,8 +94,10 @@ def _stream_alerts(clients: Any, topic: str, expected: int) -> Counter[tuple[Any
     # A little longer: more alerts than the replay's would be a failure too.
     time.sleep(2)
     records = clients.read_topic(topic, lambda r: False, timeout=3)
+    # The worker also says when an alert closes (its quiet period ended in event time);
+    # the offline replay writes no such message, so the comparison leaves them out.
     return Counter((a["kind"], a["entity"], a["alert_id"], a["severity"], a["revision"])
-                   for a in records)
+                   for a in records if a.get("status") != "closed")
 
 
 # The test days alone by default (17k events at the shared company's scale); with the
