@@ -158,7 +158,7 @@ def test_idle_sweep_forgets_entities_idle_past_the_ttl_in_event_time(tiny_model)
     asyncio.run(worker.sweep_idle())
     assert b"eng-4" in table
     assert b"eng-3" not in table
-    assert "eng-3" not in worker.principals.cache.entries
+    assert "eng-3" not in worker.principals.cache
     expired = worker.metrics.entities_expired.labels(side="principal", reason="idle")
     assert expired._value.get() == 1
 
