@@ -9,7 +9,6 @@ raises exactly the replay's alerts (kind, entity, alert_id, severity, revision).
 
 from __future__ import annotations
 
-import re
 import signal
 import time
 from collections import Counter
@@ -19,6 +18,7 @@ from typing import Any
 import orjson
 import pytest
 from support.producing import produce_keyed
+from support.scoring import wait_scored as _wait_scored
 
 from reachwatch.models.pipeline import Pipeline
 from reachwatch.models.records import parse_timestamp
@@ -54,11 +54,6 @@ def _replay(files: list[Path], company: Any) -> tuple[Counter[Any], dict[str, in
     return key, {"principal": tally.late, "resource": resource_late}, tally.accepted
 
 
-def _counter(text: str, name: str, side: str) -> float:
-    match = re.search(rf'^{name}{{side="{side}"}} ([0-9.e+]+)$', text, re.MULTILINE)
-    return float(match.group(1)) if match else 0.0
-
-
 def _sorted_lines(files: list[Path]) -> list[bytes]:
     lines: list[bytes] = []
     for path in files:
@@ -66,27 +61,6 @@ def _sorted_lines(files: list[Path]) -> list[bytes]:
         rows.sort(key=lambda raw: parse_timestamp(orjson.loads(raw)["ts"]))  # stable, as replay
         lines.extend(rows)
     return lines
-
-
-def _wait_scored(worker: Any, total: int, timeout: float) -> dict[str, float]:
-    deadline = time.monotonic() + timeout
-    seen: dict[str, float] = {}
-    while time.monotonic() < deadline:
-        if worker.process.poll() is not None:
-            raise AssertionError(f"worker exited:\n{worker.log_tail()}")
-        try:
-            text = worker.metrics()
-        except OSError:
-            time.sleep(0.5)
-            continue
-        seen = {f"{metric}:{side}": _counter(text, f"reachwatch_{metric}_total", side)
-                for metric in ("events_scored", "events_late")
-                for side in ("principal", "resource")}
-        if all(seen[f"events_scored:{s}"] + seen[f"events_late:{s}"] >= total
-               for s in ("principal", "resource")):
-            return seen
-        time.sleep(1.0)
-    raise AssertionError(f"not all {total} events scored: {seen}\n{worker.log_tail()}")
 
 
 def _stream_alerts(clients: Any, topic: str, expected: int) -> Counter[tuple[Any, ...]]:
