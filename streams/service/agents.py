@@ -49,6 +49,8 @@ log = logging.getLogger(__name__)
 # steps: under load each touched entity's state is written once per several steps.
 SCORING_ENVELOPES = 4
 WAITING_LOG_INTERVAL_S = 10.0
+# A broker question between messages (start and end offsets) waits at most this long.
+BROKER_PROBE_TIMEOUT_S = 5.0
 
 
 def _message(event: Any) -> Any:
@@ -88,6 +90,7 @@ class Worker:
         self._tps: dict[str, Any] = {}
         self._described = -math.inf
         self._starts: dict[str, int | None] = {}  # first offset to read, per unseen source
+        self._generation = 0  # assignments seen: broker answers from an older one are stale
 
     def _scorer(self, side: Any, table: Any) -> SideScorer:
         return SideScorer(
@@ -123,9 +126,19 @@ class Worker:
         stream = self._ingest_stream
         if stream is None:
             return
+        # Asked of the broker outside the ingest lock: a broker round trip can take long
+        # (a rebalance in progress, a slow coordinator), and ingest must not wait on it.
+        backlogs = await self._probe_backlogs()
         async with self._ingest_lock:
             self.forwarder.sources.tick(self._paused)
-            await self._refresh_backlogs()
+            last = self.forwarder.last_offset
+            for source, (upcoming, end) in backlogs.items():
+                if source not in self._tps:  # revoked while we asked
+                    continue
+                seen = last.get(source)
+                upcoming = seen + 1 if seen is not None else upcoming
+                if upcoming is not None:
+                    self.forwarder.sources.set_backlog(source, upcoming < end)
             await self._forward(stream, [])
             now = time.monotonic()
             if len(self.forwarder.held) and now - self._described >= WAITING_LOG_INTERVAL_S:
@@ -148,38 +161,43 @@ class Worker:
             await stream.ack(holder)
         self._align_partitions()
 
-    async def _refresh_backlogs(self) -> None:
+    async def _probe_backlogs(self) -> dict[str, tuple[int | None, int]]:
+        """Per source: (first offset to read if nothing was read yet, the end offset).
+
+        Each broker question is bounded by ``BROKER_PROBE_TIMEOUT_S`` and asked again on
+        the next tick when it fails; answers from before a rebalance are dropped."""
         consumer = self.consumer
         if consumer is None or not hasattr(consumer, "start_offsets"):
-            return
+            return {}
+        generation = self._generation
         last = self.forwarder.last_offset
         unseen = [tp for s, tp in self._tps.items() if s not in last and s not in self._starts]
         if unseen:
-            try:
-                starts = await consumer.start_offsets(unseen)
-            except Exception as exc:  # asked again on the next tick
-                log.info("start offsets unavailable (asked again): %r", exc)
-            else:
+            starts = await self._ask("start offsets", consumer.start_offsets(unseen))
+            if starts is not None and generation == self._generation:
                 self._starts.update((f"{tp.topic}:{tp.partition}", o) for tp, o in starts.items())
         ends: dict[str, int | None] = {}
-        for source, tp in self._tps.items():
+        for source, tp in list(self._tps.items()):
             try:
                 ends[source] = consumer.highwater(tp)
             except Exception:  # revoked meanwhile
                 ends[source] = None
-        unfetched = [self._tps[s] for s, end in ends.items() if end is None]
+        unfetched = [self._tps[s] for s, end in ends.items() if end is None and s in self._tps]
         if unfetched:  # not fetched from yet: ask the broker
-            try:
-                asked = await consumer.end_offsets(unfetched)
-            except Exception as exc:
-                log.info("end offsets unavailable (asked again): %r", exc)
-            else:
+            asked = await self._ask("end offsets", consumer.end_offsets(unfetched))
+            if asked is not None:
                 ends.update((f"{tp.topic}:{tp.partition}", o) for tp, o in asked.items())
-        for source, end in ends.items():
-            seen = last.get(source)
-            upcoming = seen + 1 if seen is not None else self._starts.get(source)
-            if end is not None and upcoming is not None:
-                self.forwarder.sources.set_backlog(source, upcoming < end)
+        if generation != self._generation:
+            return {}
+        return {s: (self._starts.get(s), end) for s, end in ends.items() if end is not None}
+
+    @staticmethod
+    async def _ask(what: str, question: Any) -> Any:
+        try:
+            return await asyncio.wait_for(question, BROKER_PROBE_TIMEOUT_S)
+        except Exception as exc:  # asked again on the next tick
+            log.info("%s unavailable (asked again): %r", what, exc)
+            return None
 
     def _align_partitions(self) -> None:
         ahead = self.forwarder.ahead()
@@ -241,6 +259,7 @@ class Worker:
             self.pipeline.swap_model(model)
 
     def on_revoked(self, revoked: Any) -> None:
+        self._generation += 1
         input_topics = set(self.settings.input_topics)
         gone = {f"{tp.topic}:{tp.partition}" for tp in revoked if tp.topic in input_topics}
         if gone:
@@ -263,11 +282,16 @@ class Worker:
             for tp in assigned
             if tp.topic in input_topics
         }
-        # A new assignment starts unpaused in the consumer: so does our view of it.
+        self._generation += 1
+        # A new assignment starts unpaused in our view, and in the consumer too: a hold
+        # asked for before the rebalance may reach the consumer's thread after it, so the
+        # new partitions are released explicitly (in that thread's order, after any hold).
         self._paused.clear()
         self._starts.clear()
         if mine:
             self._tps.update(mine)
+            if self.consumer is not None and hasattr(self.consumer, "release"):
+                self.consumer.release(mine.values())
             self.forwarder.sources.assign(set(self.forwarder.sources.clocks) | set(mine))
         self.forwarder.await_assignment = False
         if self.consumer is not None:

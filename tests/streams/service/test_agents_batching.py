@@ -192,3 +192,65 @@ def test_a_flood_past_the_cap_starts_a_sweep_without_waiting_for_the_timer(tiny_
     asyncio.run(flood())
     assert len(worker.tables.principals) == 10
     assert b"flood-029" in worker.tables.principals
+
+
+class _SlowBrokerConsumer:
+    """A consumer whose broker never answers offset questions (a rebalance in progress)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, list[Any]]] = []
+
+    async def start_offsets(self, tps: Any) -> dict[Any, int]:
+        await asyncio.Event().wait()  # never answers
+        return {}
+
+    async def end_offsets(self, tps: Any) -> dict[Any, int]:
+        await asyncio.Event().wait()
+        return {}
+
+    def highwater(self, tp: Any) -> None:
+        return None  # nothing fetched yet
+
+    def hold(self, tps: Any) -> None:
+        self.calls.append(("hold", list(tps)))
+
+    def release(self, tps: Any) -> None:
+        self.calls.append(("release", list(tps)))
+
+    def topic_partitions(self, topic: str) -> int:
+        return 3
+
+
+def test_a_broker_that_does_not_answer_never_blocks_ingest(tiny_model, monkeypatch) -> None:
+    from reachwatch.streams.service import agents
+
+    monkeypatch.setattr(agents, "BROKER_PROBE_TIMEOUT_S", 0.2)
+    worker = _worker(tiny_model)
+    worker.consumer = _SlowBrokerConsumer()
+    worker.on_assigned([SimpleNamespace(topic="access-events", partition=p) for p in range(3)])
+    worker._ingest_stream = SimpleNamespace()  # tick only needs one to exist
+
+    async def run() -> tuple[bool, bool]:
+        ticking = asyncio.create_task(worker.tick())
+        await asyncio.sleep(0.05)
+        # While the broker is being asked, the ingest lock is free for the next batch.
+        free_while_asking = not worker._ingest_lock.locked()
+        await asyncio.wait_for(ticking, 2.0)  # bounded: the question timed out
+        return free_while_asking, ticking.done()
+
+    free_while_asking, finished = asyncio.run(run())
+    assert free_while_asking
+    assert finished
+
+
+def test_a_new_assignment_is_released_in_the_consumer_after_any_earlier_hold(tiny_model) -> None:
+    worker = _worker(tiny_model)
+    consumer = worker.consumer = _SlowBrokerConsumer()
+    assigned = [SimpleNamespace(topic="access-events", partition=p) for p in range(3)]
+    worker.consumer.hold([assigned[0]])  # asked before the rebalance, applied after it
+    worker.on_assigned(assigned)
+    assert consumer.calls[-1][0] == "release"
+    assert {(tp.topic, tp.partition) for tp in consumer.calls[-1][1]} == {
+        ("access-events", p) for p in range(3)
+    }
+    assert worker._paused == {}
