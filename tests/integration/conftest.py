@@ -140,6 +140,18 @@ class WorkerProcess:
     def stop(self, signum: int = signal.SIGTERM, timeout: float = 20.0) -> int:
         return stop_process(self.process, timeout, signum)
 
+    def tasks(self, settle: float = 2.0) -> str:
+        """The worker's asyncio task stacks (mode dumps them on SIGUSR1), for a failure
+        message: where a stuck worker waits."""
+        if self.process.poll() is not None:
+            return "(worker exited)"
+        start = self.log_path.stat().st_size if self.log_path.exists() else 0
+        self.process.send_signal(signal.SIGUSR1)
+        time.sleep(settle)
+        with self.log_path.open("rb") as log:
+            log.seek(start)
+            return log.read().decode(errors="replace")
+
     def log_tail(self, lines: int = 40) -> str:
         try:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])

@@ -43,4 +43,6 @@ def test_two_workers_split_partitions_and_survivor_takes_over(
     alerts = clients.read_topic(
         service.alerts_topic, lambda r: any(a["entity"] == entity for a in r), timeout=90
     )
-    assert any(a["entity"] == entity for a in alerts), (first.status(), first.log_tail(60))
+    assert any(a["entity"] == entity for a in alerts), (
+        first.status(), first.log_tail(60), first.tasks()
+    )

@@ -1,6 +1,6 @@
 """Cardinality attack at library level: a flood of never-seen principals.
 
-10k distinct new principals per second of event time go through ``Pipeline`` with the
+2,500 distinct new principals per second of event time go through ``Pipeline`` with the
 stream's periodic sweep (``Pipeline.expire_idle``). State then holds at most what arrived
 within the idle TTL plus one sweep interval, whatever the attack's length; without the
 sweep it grows with every principal. The TTL is shortened to a second here so the bound
@@ -17,7 +17,7 @@ from support.tinyorg import flood
 
 from reachwatch.models.pipeline import Pipeline
 
-RATE = 10_000  # new principals per second of event time
+RATE = 2_500  # new principals per second of event time
 SECONDS = 4
 TTL = 1.0  # seconds of event time
 SWEEP = 1.0
