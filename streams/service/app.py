@@ -186,8 +186,13 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
     app.timer(settings.health_interval, name="reachwatch.sample_health")(probe.sample)
 
     def status() -> dict[str, Any]:
-        assigned = sorted(f"{tp.topic}:{tp.partition}" for tp in app.consumer.assignment())
-        return {**worker.status(), "assigned": assigned}
+        consumer = app.consumer
+        assigned = sorted(f"{tp.topic}:{tp.partition}" for tp in consumer.assignment())
+        inputs = (
+            consumer.fetch_states(settings.input_topics)
+            if hasattr(consumer, "fetch_states") else {}
+        )
+        return {**worker.status(), "assigned": assigned, "inputs": inputs}
 
     register_views(
         app,

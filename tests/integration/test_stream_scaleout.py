@@ -34,7 +34,12 @@ def test_two_workers_split_partitions_and_survivor_takes_over(
     assert len(mine | theirs) == 4
 
     assert second.stop(signal.SIGTERM) == 0  # graceful: exits 0 within the timeout
-    first.wait_until(lambda s: len(_scoring_partitions(s, service)) == 4, 60, "all partitions")
+    taken = first.wait_until(
+        lambda s: len(_scoring_partitions(s, service)) == 4, 60, "all partitions"
+    )
+    # /status says how each input partition is fetched: all four, none held back.
+    inputs = first.wait_until(lambda s: len(s["inputs"]) == 4, 30, "four input partitions")
+    assert not any(state["held"] for state in inputs["inputs"].values()), (taken, inputs)
     clients.produce_confluent(
         service.input_topic,
         company.lines_between(company.incident_start - 1800, company.incident_end),
