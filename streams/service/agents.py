@@ -49,6 +49,9 @@ log = logging.getLogger(__name__)
 # steps: under load each touched entity's state is written once per several steps.
 SCORING_ENVELOPES = 4
 WAITING_LOG_INTERVAL_S = 10.0
+# How long a stopping worker waits for the steps under way (a send retrying against an
+# unreachable broker must not hold the stop forever).
+DRAIN_TIMEOUT_S = 10.0
 
 
 def _message(event: Any) -> Any:
@@ -84,10 +87,13 @@ class Worker:
         self.sweeper = Sweeper((self.principals, self.resources), s.max_entities, self.metrics)
         self._ingest_stream: StreamT | None = None
         self._ingest_lock = asyncio.Lock()
+        # One step at a time per loop; ``drain`` takes them all as the worker stops.
+        self._score_locks = {side.name: asyncio.Lock() for side in (PRINCIPAL, RESOURCE)}
         self._paused: dict[str, Any] = {}  # source -> TP
         self._tps: dict[str, Any] = {}
         self._described = -math.inf
         self._starts: dict[str, int | None] = {}  # first offset to read, per unseen source
+        self._acked: dict[str, int] = {}  # highest input offset acknowledged, per source
 
     def _scorer(self, side: Any, table: Any) -> SideScorer:
         return SideScorer(
@@ -144,8 +150,13 @@ class Worker:
         out = self.forwarder.release()
         await deliver_all(dead_letters, self.metrics, "dead_letter")
         await deliver_all(out.envelopes, self.metrics, "envelope")
+        acked = self._acked
         for holder in out.done:
             await stream.ack(holder)
+            message = holder.message
+            source = source_of(message)
+            if message.offset > acked.get(source, -1):
+                acked[source] = message.offset
         self._align_partitions()
 
     async def _refresh_backlogs(self) -> None:
@@ -160,7 +171,9 @@ class Worker:
             except Exception as exc:  # asked again on the next tick
                 log.info("start offsets unavailable (asked again): %r", exc)
             else:
-                self._starts.update((f"{tp.topic}:{tp.partition}", o) for tp, o in starts.items())
+                found = {f"{tp.topic}:{tp.partition}": o for tp, o in starts.items()}
+                self._starts.update(found)
+                log.info("input read from offsets %s", dict(sorted(found.items())))
         ends: dict[str, int | None] = {}
         for source, tp in self._tps.items():
             try:
@@ -206,13 +219,38 @@ class Worker:
         await self._score(stream, self.resources)
 
     async def _score(self, stream: StreamT, scorer: SideScorer) -> None:
+        lock = self._score_locks[scorer.name]
         async for events in stream.noack_take(self.scoring_take, self.stage_wait):
-            scorer.take(events, _message)
-            released, watermark, done = scorer.release()
-            await scorer.score(released, watermark)
-            for holder in done:
-                await stream.ack(holder)
+            async with lock:
+                scorer.take(events, _message)
+                released, watermark, done = scorer.release()
+                await scorer.score(released, watermark)
+                for holder in done:
+                    await stream.ack(holder)
             self.sweeper.maybe_soon(len(scorer.table), self.ttl)
+
+    async def drain(self, timeout: float) -> bool:
+        """Let the steps under way finish, then start no more (the worker is stopping).
+
+        Faust cancels the agents as it stops and commits what was acknowledged after that:
+        a step cancelled between its sends and its acks would leave its output delivered
+        but its input uncommitted, read again by the next worker (duplicates, judged late
+        against states that already hold them). The locks are kept: a loop waiting for one
+        holds messages it never started on, which the next worker reads again.
+        False if a step did not finish within ``timeout`` seconds.
+        """
+        locks = [self._ingest_lock, *self._score_locks.values()]
+        try:
+            await asyncio.wait_for(asyncio.gather(*(lock.acquire() for lock in locks)), timeout)
+        except TimeoutError:
+            log.warning("a step was still under way %.0fs after the stop began", timeout)
+            return False
+        log.info(
+            "steps finished; input acknowledged through offsets %s, read through %s",
+            dict(sorted(self._acked.items())),
+            dict(sorted(self.forwarder.last_offset.items())),
+        )
+        return True
 
     @property
     def scoring_take(self) -> int:
@@ -310,6 +348,11 @@ def register_agents(app: faust.App, worker: Worker) -> None:
         # Held events of revoked partitions are replayed by their next owner from the
         # committed offsets; decoded copies of entities that may move are dropped too.
         worker.on_revoked(revoked)
+
+    @app.on_before_shutdown.connect
+    async def finish_steps(app: faust.App, **kwargs: Any) -> None:
+        # Sent once the consumer is paused and before the agents are cancelled.
+        await worker.drain(DRAIN_TIMEOUT_S)
 
     @app.on_partitions_assigned.connect
     async def track_assigned(app: faust.App, assigned: Any, **kwargs: Any) -> None:
