@@ -92,7 +92,9 @@ class Worker:
         self._paused: dict[str, Any] = {}  # source -> TP
         self._tps: dict[str, Any] = {}
         self._described = -math.inf
-        self._starts: dict[str, int | None] = {}  # first offset to read, per unseen source
+        # First offset to read per source, asked once per assignment (for unseen sources'
+        # backlogs, and logged: where a restarted worker resumed).
+        self._starts: dict[str, int | None] = {}
         self._acked: dict[str, int] = {}  # highest input offset acknowledged, per source
 
     def _scorer(self, side: Any, table: Any) -> SideScorer:
@@ -164,7 +166,7 @@ class Worker:
         if consumer is None or not hasattr(consumer, "start_offsets"):
             return
         last = self.forwarder.last_offset
-        unseen = [tp for s, tp in self._tps.items() if s not in last and s not in self._starts]
+        unseen = [tp for s, tp in self._tps.items() if s not in self._starts]
         if unseen:
             try:
                 starts = await consumer.start_offsets(unseen)
@@ -283,6 +285,7 @@ class Worker:
         gone = {f"{tp.topic}:{tp.partition}" for tp in revoked if tp.topic in input_topics}
         if gone:
             self.forwarder.forget(lambda event: source_of(event.message) not in gone)
+            self.forwarder.leave(gone)  # read again later: a new epoch
             self.forwarder.sources.assign(set(self.forwarder.sources.clocks) - gone)
             for source in gone:
                 self._paused.pop(source, None)

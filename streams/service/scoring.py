@@ -123,8 +123,21 @@ class SideScorer:
                 self.metrics.events_consumed.labels(topic=self.error_topic, outcome="error").inc()
                 lane.held.put(holder, [], key=id(holder))
                 continue
-            lane.upstream.update(envelope.frontiers, envelope.sources)
-            lane.held.put(holder, [(f.event.ts, f) for f in envelope.items], key=id(holder))
+            upstream = lane.upstream
+            upstream.update(envelope.frontiers, envelope.sources, envelope.claims)
+            # Events an earlier reading of their input partition already sent (the input
+            # commit lagged; streams/service/forwarding.py) are repeats, not late reads.
+            claims = envelope.claims
+            items = [
+                f
+                for f in envelope.items
+                if not upstream.repeated(f, claims[f.source].epoch if f.source in claims else None)
+            ]
+            if len(items) < len(envelope.items):
+                self.metrics.events_repeated.labels(side=self.side.name).inc(
+                    len(envelope.items) - len(items)
+                )
+            lane.held.put(holder, [(f.event.ts, f) for f in items], key=id(holder))
 
     def release(self) -> tuple[list[Forwarded], float | None, list[Any]]:
         """(events the frontiers passed, in order; the watermark they are judged against;
@@ -185,9 +198,10 @@ class SideScorer:
         if followup is not None:
             await followup.after(side.name, reads, grants, states, result, self.clock, new,
                                  self.publisher.send)
-        self.cache.store(self.table, states, result.touched)
-        await settle(self.table)
         if self._scored_log is not None:
+            # Before the states settle: a stop while they settle can leave some of them
+            # durable, and the replay then finds those reads already applied (late against
+            # the entity), so logged after the settle they would be missing though scored.
             late = {id(e) for e in result.late_events}
             self._scored_log.write(
                 "".join(
@@ -197,6 +211,8 @@ class SideScorer:
                 )
             )
             self._scored_log.flush()
+        self.cache.store(self.table, states, result.touched)
+        await settle(self.table)
         return result
 
     def _report_late(self, result: BatchResult, watermark: float | None) -> None:
