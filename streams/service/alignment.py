@@ -41,7 +41,7 @@ import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from reachwatch.streams.service.envelopes import Claim, Forwarded
+from reachwatch.streams.service.envelopes import Claim, Envelope, Forwarded
 
 # What a source that never delivered reports: it holds the frontier back until it is idle.
 UNKNOWN = -math.inf
@@ -196,6 +196,18 @@ class UpstreamFrontiers:
             epochs[claim.epoch] = claim
             while len(epochs) > KEPT_EPOCHS:
                 del epochs[next(iter(epochs))]
+
+    def admit(self, envelope: Envelope) -> list[Forwarded]:
+        """Take in ``envelope``'s reports and claims; its events, less the repeats."""
+        self.update(envelope.frontiers, envelope.sources, envelope.claims)
+        claims = envelope.claims
+        if not self.claims:
+            return envelope.items
+        return [
+            item
+            for item in envelope.items
+            if not self.repeated(item, claims[item.source].epoch if item.source in claims else None)
+        ]
 
     def repeated(self, item: Forwarded, epoch: str | None) -> bool:
         """Whether another epoch than ``epoch`` (the one that sent ``item``) claims to have

@@ -97,6 +97,7 @@ class SideScorer:
         self.clock: float | None = None
         self._scored_log: IO[str] | None = scored_log.open("a") if scored_log else None
         self._late_logged = -math.inf
+        self._repeats_logged = -math.inf
 
     @property
     def name(self) -> str:
@@ -123,20 +124,11 @@ class SideScorer:
                 self.metrics.events_consumed.labels(topic=self.error_topic, outcome="error").inc()
                 lane.held.put(holder, [], key=id(holder))
                 continue
-            upstream = lane.upstream
-            upstream.update(envelope.frontiers, envelope.sources, envelope.claims)
-            # Events an earlier reading of their input partition already sent (the input
-            # commit lagged; streams/service/forwarding.py) are repeats, not late reads.
-            claims = envelope.claims
-            items = [
-                f
-                for f in envelope.items
-                if not upstream.repeated(f, claims[f.source].epoch if f.source in claims else None)
-            ]
+            # Less the events an earlier reading of their input partition already sent (the
+            # input commit lagged; streams/service/forwarding.py): repeats, not late reads.
+            items = lane.upstream.admit(envelope)
             if len(items) < len(envelope.items):
-                self.metrics.events_repeated.labels(side=self.side.name).inc(
-                    len(envelope.items) - len(items)
-                )
+                self._report_repeats(len(envelope.items) - len(items))
             lane.held.put(holder, [(f.event.ts, f) for f in items], key=id(holder))
 
     def release(self) -> tuple[list[Forwarded], float | None, list[Any]]:
@@ -214,6 +206,14 @@ class SideScorer:
         self.cache.store(self.table, states, result.touched)
         await settle(self.table)
         return result
+
+    def _report_repeats(self, count: int) -> None:
+        self.metrics.events_repeated.labels(side=self.side.name).inc(count)
+        now = time.monotonic()
+        if now - self._repeats_logged >= LATE_SAMPLE_INTERVAL_S:
+            self._repeats_logged = now
+            log.info("%d event(s) forwarded again on the %s side recognised and skipped "
+                     "(read again after a restart or a rebalance)", count, self.side.name)
 
     def _report_late(self, result: BatchResult, watermark: float | None) -> None:
         self.metrics.events_late.labels(side=self.side.name).inc(result.late)
