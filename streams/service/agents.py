@@ -175,7 +175,8 @@ class Worker:
             else:
                 found = {f"{tp.topic}:{tp.partition}": o for tp, o in starts.items()}
                 self._starts.update(found)
-                log.info("input read from offsets %s", dict(sorted(found.items())))
+                log.info("committed input offsets just after the assignment: %s",
+                         dict(sorted(found.items())))
         ends: dict[str, int | None] = {}
         for source, tp in self._tps.items():
             try:

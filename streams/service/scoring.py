@@ -135,8 +135,9 @@ class SideScorer:
         """(events the frontiers passed, in order; the watermark they are judged against;
         holders emptied).
 
-        The watermark is the smallest frontier any partition had released before: a read
-        behind it came after reads it should have preceded.
+        The watermark is the smallest frontier any partition with events here had released
+        before (None if one had released nothing): a read behind it came after reads it
+        should have preceded.
         """
         out: list[Forwarded] = []
         done: list[Any] = []
@@ -159,8 +160,11 @@ class SideScorer:
             out.sort(key=lambda f: f.event.ts)  # stable: each partition's order is kept
         held = sum(len(lane.held) for lane in self.lanes.values())
         self.metrics.events_held.labels(stage=self.side.name).set(held)
-        known = [m for m in marks if m > UNKNOWN]
-        return out, (min(known) if known else None), done
+        # A partition that has released nothing yet (a restart reads each from its own
+        # committed offset) holds the watermark back: its reads are judged against their
+        # entities only, never against a partition that has caught up further.
+        lowest = min(marks, default=UNKNOWN)
+        return out, (lowest if lowest > UNKNOWN else None), done
 
     # -- scoring -----------------------------------------------------------------------
     async def score(self, forwarded: Sequence[Forwarded], watermark: float | None) -> BatchResult:

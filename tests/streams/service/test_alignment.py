@@ -248,3 +248,23 @@ def test_events_forwarded_again_by_a_later_reading_are_recognised_as_repeats(tin
     assert got == [(0.0, 0), (60.0, 1), (120.0, 2), (180.0, 3), (240.0, 4), (240.0, 4),
                    (300.0, 5), (300.0, 5), (360.0, 6), (420.0, 7)]
     assert scorer.metrics.events_repeated.labels(side="resource")._value.get() == 3.0
+
+
+def test_a_partition_read_from_further_back_is_not_judged_by_one_that_caught_up(tiny_model):
+    # After a restart each internal partition is read from its own committed offset: one
+    # may start hours behind another that already released its latest envelopes.
+    scorer, _ = _scorer(tiny_model)
+    base = tiny_history_events()[0]
+    ahead = dataclasses.replace(base, ts=base.ts + 20_000.0, principal="a")
+    scorer.take([_envelope([ahead], ahead.ts, partition=1)])
+    released, watermark, _ = scorer.release()
+    asyncio.run(scorer.score(released, watermark))
+    # Another resource (each resource has one partition), hours behind the first.
+    behind = [dataclasses.replace(base, principal="b", resource=base.resource + "-other"),
+              dataclasses.replace(ahead, ts=ahead.ts + 1.0, principal="c")]
+    scorer.take([_envelope(behind[:1], ahead.ts, partition=0),
+                 _envelope(behind[1:], ahead.ts + 1.0, partition=1)])
+    released, watermark, _ = scorer.release()
+    result = asyncio.run(scorer.score(released, watermark))
+    assert watermark is None and result.late == 0
+    assert [f.event.principal for f in released] == ["b", "c"]
