@@ -1,13 +1,18 @@
 """Stream vs replay on a simulated company: alerts, late events and events scored per side.
 
     python bench/parity.py [--scale 0.2] [--no-history] [--worker-python PATH]
+                           [--restart-at 0.5 [--kill] [--down 5]]
 
 Simulates a company, trains on its history, replays history + test days offline, then
 produces the same files at once to a 4-partition topic keyed by principal and lets one
 worker (``--worker-python``: the interpreter whose reachwatch runs it, e.g. another
 checkout's venv, to measure an older version) work through them. Events scored per side
 are read from the state changelogs (the sum of every entity's read count), so an old
-worker without per-side counters is measured the same way. Prints one JSON object.
+worker without per-side counters is measured the same way. With ``--restart-at F`` the
+worker is stopped (SIGTERM, or SIGKILL with ``--kill``) once it has taken F of the input
+messages, and a second one started ``--down`` seconds later on the same data dir and
+consumer group; late and repeated events are then given per worker. Prints one JSON
+object.
 """
 
 from __future__ import annotations
@@ -127,12 +132,76 @@ def _scored_from_changelog(bootstrap: str, app_id: str, side: str) -> int:
     return sum(decode_state(v).events for v in latest.values() if v)
 
 
+class _Worker:
+    """One ``reachwatch run`` on a free port, its output in ``log``; stopped by its PID."""
+
+    def __init__(self, python: str, env: dict[str, str], log: Path) -> None:
+        self.port = free_port()
+        self.log = log
+        with log.open("wb") as out:
+            self.process = subprocess.Popen(
+                [python, "-m", "reachwatch.streams.cli", "run"],
+                env={**env, "REACHWATCH_WEB_PORT": str(self.port)},
+                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+    def wait(self, done: Any, timeout: float) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, self.log.read_text()[-3000:]
+            time.sleep(0.5)
+            try:
+                status = _status(self.port)
+            except OSError:
+                continue
+            if done(status):
+                return status
+        raise SystemExit(f"worker never got there in {timeout:.0f} s: {self.log}")
+
+    def wait_quiet(self, messages: int, timeout: float) -> dict[str, Any]:
+        """Until it has taken ``messages`` and nothing moved for 10 s."""
+        last: Any = None
+        still = time.monotonic()
+
+        def quiet(status: dict[str, Any]) -> bool:
+            nonlocal last, still
+            now = (status["messages_in"], status["alerts_out"],
+                   status["principals"], status["resources"])
+            if now != last:
+                last, still = now, time.monotonic()
+            taken = status["messages_in"] >= messages and bool(status["principals"])
+            return taken and time.monotonic() - still > 10
+
+        return self.wait(quiet, timeout)
+
+    def counters(self) -> dict[str, Any]:
+        metrics = _metrics(self.port)
+        return {
+            metric: {side: metrics.get(f'reachwatch_{metric}_total{{side="{side}"}}')
+                     for side in ("principal", "resource")}
+            for metric in ("events_scored", "events_late", "events_repeated")
+        }
+
+    def stop(self, signum: int) -> None:
+        if self.process.poll() is not None:
+            return
+        self.process.send_signal(signum)
+        try:
+            self.process.wait(20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(5)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", type=float, default=0.2)
     parser.add_argument("--no-history", action="store_true")
     parser.add_argument("--worker-python", default=sys.executable)
     parser.add_argument("--timeout", type=float, default=900.0)
+    parser.add_argument("--restart-at", type=float, default=0.0,
+                        help="stop the worker after this fraction of the input, start another")
+    parser.add_argument("--kill", action="store_true", help="stop it with SIGKILL")
+    parser.add_argument("--down", type=float, default=5.0, help="seconds between the two")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="rw-parity-"))
     simulate(root / "data", seed=7, scale=args.scale)
@@ -143,7 +212,7 @@ def main() -> None:
     )
     fitted = fit(history, params=TrainingParams(n_estimators=50, seed=0))
     registry = Registry(root / "registry")
-    version = registry.write(fitted.forests, fitted.profiles, fitted.metadata)
+    version = registry.write(fitted.detectors, fitted.profiles, fitted.metadata)
     registry.promote(version)
     files = ([] if args.no_history else [root / "data" / "history.jsonl"]) + [
         root / "data" / "test.jsonl"]
@@ -155,68 +224,56 @@ def main() -> None:
         lines.extend(rows)
     with embedded_broker(data_dir=root / "broker") as broker:
         app_id, topic, alerts_topic = "rw-parity", "parity-events", "parity-alerts"
-        port = free_port()
         _produce(broker.bootstrap, topic, lines)
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "REACHWATCH_BROKER_URL": broker.url,
                "REACHWATCH_APP_ID": app_id, "REACHWATCH_INPUT_TOPICS": topic,
                "REACHWATCH_ALERTS_TOPIC": alerts_topic, "REACHWATCH_DLQ_TOPIC": f"{topic}-dlq",
                "REACHWATCH_REGISTRY_DIR": str(root / "registry"),
-               "REACHWATCH_WEB_PORT": str(port), "REACHWATCH_DATA_DIR": str(root / "worker"),
+               "REACHWATCH_DATA_DIR": str(root / "worker"),
                "REACHWATCH_PARTITIONS": str(PARTITIONS), "REACHWATCH_LOG_LEVEL": "warning"}
         (root / "worker").mkdir()
         started = time.monotonic()
-        with (root / "worker.log").open("wb") as log:
-            worker = subprocess.Popen([args.worker_python, "-m", "reachwatch.streams.cli", "run"],
-                                      env=env, stdout=log, stderr=subprocess.STDOUT,
-                                      stdin=subprocess.DEVNULL)
+        workers: list[dict[str, Any]] = []
+        if args.restart_at:
+            first = _Worker(args.worker_python, env, root / "worker-1.log")
+            try:
+                status = first.wait(lambda s: s["messages_in"] >= args.restart_at * len(lines),
+                                    args.timeout)
+                workers.append(first.counters())
+            finally:
+                first.stop(signal.SIGKILL if args.kill else signal.SIGTERM)
+            workers[-1]["messages_in"] = status["messages_in"]
+            time.sleep(args.down)
+        last = _Worker(args.worker_python, env, root / "worker-2.log")
         try:
-            last, still = None, time.monotonic()
-            while time.monotonic() - started < args.timeout:
-                assert worker.poll() is None, (root / "worker.log").read_text()[-3000:]
-                time.sleep(2)
-                try:
-                    status, metrics = _status(port), _metrics(port)
-                except OSError:
-                    continue
-                now = (status["messages_in"], status["alerts_out"],
-                       status["principals"], status["resources"])
-                if now != last:
-                    last, still = now, time.monotonic()
-                elif status["messages_in"] >= len(lines) and time.monotonic() - still > 10:
-                    break
+            # After a restart the second worker takes what the first left, and repeats.
+            status = last.wait_quiet(0 if args.restart_at else len(lines), args.timeout)
+            workers.append({**last.counters(), "messages_in": status["messages_in"]})
             elapsed = time.monotonic() - started
             alerts = Counter()
             for _, value in _read(broker.bootstrap, alerts_topic):
                 a = orjson.loads(value or b"{}")
+                if a.get("status") == "closed":  # the replay writes no closing message
+                    continue
                 alerts[(a["kind"], a["entity"], a["alert_id"], a["severity"], a["revision"])] += 1
-            late_metric = {side: metrics.get(f'reachwatch_events_late_total{{side="{side}"}}')
-                           for side in ("principal", "resource")}
-            consumed_late = sum(v for k, v in metrics.items()
-                                if k.startswith("reachwatch_events_consumed_total{")
-                                and 'outcome="late"' in k)
             stream = {
                 "scored_from_state": {side: _scored_from_changelog(broker.bootstrap, app_id, side)
                                       for side in ("principal", "resource")},
-                "late_metric": late_metric,
-                "late_input_counter": consumed_late,
+                "workers": workers,
                 "alerts": sum(alerts.values()),
-                "messages_in": status["messages_in"],
                 "seconds": round(elapsed, 1),
             }
         finally:
-            worker.send_signal(signal.SIGTERM)
-            try:
-                worker.wait(20)
-            except subprocess.TimeoutExpired:
-                worker.kill()
-                worker.wait(5)
+            last.stop(signal.SIGTERM)
     expected = replay["alerts"]
     print(orjson.dumps({
         "scale": args.scale, "events": len(lines), "worker_python": args.worker_python,
+        "restart_at": args.restart_at, "kill": args.kill,
         "replay": {"alerts": sum(expected.values()), "late": replay["late"],
                    "alerts_by_kind": dict(Counter(k[0] for k in expected.elements()))},
         "stream": {**stream, "alerts_by_kind": dict(Counter(k[0] for k in alerts.elements()))},
         "alerts_equal": alerts == expected,
+        "alert_sets_equal": set(alerts) == set(expected),
         "missing_alerts": len(list((expected - alerts).elements())),
         "extra_alerts": len(list((alerts - expected).elements())),
     }, option=orjson.OPT_INDENT_2).decode())

@@ -51,6 +51,9 @@ SCORING_ENVELOPES = 4
 WAITING_LOG_INTERVAL_S = 10.0
 # A broker question between messages (start and end offsets) waits at most this long.
 BROKER_PROBE_TIMEOUT_S = 5.0
+# How long a stopping worker waits for the steps under way (a send retrying against an
+# unreachable broker must not hold the stop forever).
+DRAIN_TIMEOUT_S = 10.0
 
 
 def _message(event: Any) -> Any:
@@ -86,10 +89,15 @@ class Worker:
         self.sweeper = Sweeper((self.principals, self.resources), s.max_entities, self.metrics)
         self._ingest_stream: StreamT | None = None
         self._ingest_lock = asyncio.Lock()
+        # One step at a time per loop; ``drain`` takes them all as the worker stops.
+        self._score_locks = {side.name: asyncio.Lock() for side in (PRINCIPAL, RESOURCE)}
         self._paused: dict[str, Any] = {}  # source -> TP
         self._tps: dict[str, Any] = {}
         self._described = -math.inf
-        self._starts: dict[str, int | None] = {}  # first offset to read, per unseen source
+        # First offset to read per source, asked once per assignment (for unseen sources'
+        # backlogs, and logged: where a restarted worker resumed).
+        self._starts: dict[str, int | None] = {}
+        self._acked: dict[str, int] = {}  # highest input offset acknowledged, per source
         self._generation = 0  # assignments seen: broker answers from an older one are stale
 
     def _scorer(self, side: Any, table: Any) -> SideScorer:
@@ -157,8 +165,13 @@ class Worker:
         out = self.forwarder.release()
         await deliver_all(dead_letters, self.metrics, "dead_letter")
         await deliver_all(out.envelopes, self.metrics, "envelope")
+        acked = self._acked
         for holder in out.done:
             await stream.ack(holder)
+            message = holder.message
+            source = source_of(message)
+            if message.offset > acked.get(source, -1):
+                acked[source] = message.offset
         self._align_partitions()
 
     async def _probe_backlogs(self) -> dict[str, tuple[int | None, int]]:
@@ -170,12 +183,14 @@ class Worker:
         if consumer is None or not hasattr(consumer, "start_offsets"):
             return {}
         generation = self._generation
-        last = self.forwarder.last_offset
-        unseen = [tp for s, tp in self._tps.items() if s not in last and s not in self._starts]
+        unseen = [tp for s, tp in self._tps.items() if s not in self._starts]
         if unseen:
             starts = await self._ask("start offsets", consumer.start_offsets(unseen))
             if starts is not None and generation == self._generation:
-                self._starts.update((f"{tp.topic}:{tp.partition}", o) for tp, o in starts.items())
+                found = {f"{tp.topic}:{tp.partition}": o for tp, o in starts.items()}
+                self._starts.update(found)
+                log.info("committed input offsets just after the assignment: %s",
+                         dict(sorted(found.items())))
         ends: dict[str, int | None] = {}
         for source, tp in list(self._tps.items()):
             try:
@@ -224,13 +239,38 @@ class Worker:
         await self._score(stream, self.resources)
 
     async def _score(self, stream: StreamT, scorer: SideScorer) -> None:
+        lock = self._score_locks[scorer.name]
         async for events in stream.noack_take(self.scoring_take, self.stage_wait):
-            scorer.take(events, _message)
-            released, watermark, done = scorer.release()
-            await scorer.score(released, watermark)
-            for holder in done:
-                await stream.ack(holder)
+            async with lock:
+                scorer.take(events, _message)
+                released, watermark, done = scorer.release()
+                await scorer.score(released, watermark)
+                for holder in done:
+                    await stream.ack(holder)
             self.sweeper.maybe_soon(len(scorer.table), self.ttl)
+
+    async def drain(self, timeout: float) -> bool:
+        """Let the steps under way finish, then start no more (the worker is stopping).
+
+        Faust cancels the agents as it stops and commits what was acknowledged after that:
+        a step cancelled between its sends and its acks would leave its output delivered
+        but its input uncommitted, read again by the next worker (duplicates, judged late
+        against states that already hold them). The locks are kept: a loop waiting for one
+        holds messages it never started on, which the next worker reads again.
+        False if a step did not finish within ``timeout`` seconds.
+        """
+        locks = [self._ingest_lock, *self._score_locks.values()]
+        try:
+            await asyncio.wait_for(asyncio.gather(*(lock.acquire() for lock in locks)), timeout)
+        except TimeoutError:
+            log.warning("a step was still under way %.0fs after the stop began", timeout)
+            return False
+        log.info(
+            "steps finished; input acknowledged through offsets %s, read through %s",
+            dict(sorted(self._acked.items())),
+            dict(sorted(self.forwarder.last_offset.items())),
+        )
+        return True
 
     @property
     def scoring_take(self) -> int:
@@ -264,6 +304,7 @@ class Worker:
         gone = {f"{tp.topic}:{tp.partition}" for tp in revoked if tp.topic in input_topics}
         if gone:
             self.forwarder.forget(lambda event: source_of(event.message) not in gone)
+            self.forwarder.leave(gone)  # read again later: a new epoch
             self.forwarder.sources.assign(set(self.forwarder.sources.clocks) - gone)
             for source in gone:
                 self._paused.pop(source, None)
@@ -334,6 +375,21 @@ def register_agents(app: faust.App, worker: Worker) -> None:
         # Held events of revoked partitions are replayed by their next owner from the
         # committed offsets; decoded copies of entities that may move are dropped too.
         worker.on_revoked(revoked)
+
+    @app.on_before_shutdown.connect
+    async def finish_steps(app: faust.App, **kwargs: Any) -> None:
+        # Sent once the consumer is paused and before the agents are cancelled.
+        await worker.drain(DRAIN_TIMEOUT_S)
+        # Faust commits once more as its consumer stops, but a commit that finds another
+        # under way (its timer's, its offsets taken before the steps above acknowledged)
+        # only waits for that one: the first call may be such a wait, the second then
+        # commits what the finished steps acknowledged.
+        for _ in range(2):
+            try:
+                await app.consumer.commit()
+            except Exception as exc:  # the stop goes on; the next worker reads again
+                log.warning("commit after the last steps failed: %r", exc)
+                break
 
     @app.on_partitions_assigned.connect
     async def track_assigned(app: faust.App, assigned: Any, **kwargs: Any) -> None:

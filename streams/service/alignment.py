@@ -39,7 +39,9 @@ from __future__ import annotations
 import math
 import sys
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from reachwatch.streams.service.envelopes import Claim, Envelope, Forwarded
 
 # What a source that never delivered reports: it holds the frontier back until it is idle.
 UNKNOWN = -math.inf
@@ -50,6 +52,9 @@ IDLE = sys.float_info.max
 NOT_YET = -sys.float_info.max
 # A source whose backlog is unknown is idle only after this many times the idle ticks.
 UNKNOWN_BACKLOG_FACTOR = 10
+# Earlier readings (epochs) of one source whose claims a scorer remembers: one per restart
+# or rebalance that moved the source since the scorer started.
+KEPT_EPOCHS = 8
 
 
 @dataclass(slots=True)
@@ -150,19 +155,72 @@ class UpstreamFrontiers:
     -inf
     >>> upstream.update({"in:1": 40.0}, sources=2); upstream.frontier()
     40.0
+
+    Envelopes also carry each sender's claims (``envelopes.Claim``): an event that an earlier
+    reading of its source claims to have sent is a repeat, forwarded again by a worker that
+    read the source from an older committed offset.
+
+    >>> from reachwatch.models.records import AccessEvent
+    >>> upstream.update({}, claims={"in:0": Claim("old", offset=9, frontier=50.0)})
+    >>> again = Forwarded(AccessEvent(ts=45.0, principal="ana", resource="r"), "in", 0.0, 0, 7)
+    >>> upstream.repeated(again, "new"), upstream.repeated(again, "old")
+    (True, False)
     """
 
     reports: dict[str, float]
     sources: int = 0
+    # Per source, per epoch: the latest claim seen (claims of one epoch only ever grow).
+    claims: dict[str, dict[str, Claim]] = field(default_factory=dict)
 
     @classmethod
     def empty(cls) -> UpstreamFrontiers:
         return cls({})
 
-    def update(self, report: Mapping[str, float], sources: int = 0) -> None:
+    def update(
+        self,
+        report: Mapping[str, float],
+        sources: int = 0,
+        claims: Mapping[str, Claim] | None = None,
+    ) -> None:
         self.reports.update(report)
         if sources:
             self.sources = sources
+        for source, claim in (claims or {}).items():
+            if claim.offset < 0:
+                continue
+            epochs = self.claims.setdefault(source, {})
+            # Popped and re-inserted: the most recently heard epochs are the ones kept.
+            known = epochs.pop(claim.epoch, None)
+            if known is not None and known.offset >= claim.offset:
+                claim = known  # an envelope sent again out of order: the wider claim stays
+            epochs[claim.epoch] = claim
+            while len(epochs) > KEPT_EPOCHS:
+                del epochs[next(iter(epochs))]
+
+    def admit(self, envelope: Envelope) -> list[Forwarded]:
+        """Take in ``envelope``'s reports and claims; its events, less the repeats."""
+        self.update(envelope.frontiers, envelope.sources, envelope.claims)
+        claims = envelope.claims
+        if not self.claims:
+            return envelope.items
+        return [
+            item
+            for item in envelope.items
+            if not self.repeated(item, claims[item.source].epoch if item.source in claims else None)
+        ]
+
+    def repeated(self, item: Forwarded, epoch: str | None) -> bool:
+        """Whether another epoch than ``epoch`` (the one that sent ``item``) claims to have
+        sent ``item`` already."""
+        if epoch is None or item.offset < 0:
+            return False
+        epochs = self.claims.get(item.source)
+        if not epochs:
+            return False
+        ts = item.event.ts
+        return any(
+            other != epoch and claim.covers(item.offset, ts) for other, claim in epochs.items()
+        )
 
     def frontier(self) -> float:
         """``IDLE`` when every source is idle: then everything held may go."""

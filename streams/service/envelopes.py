@@ -14,12 +14,20 @@ Wire form (JSON): ``{"v": 1, "topics": [...], "r": [...], "t": [...], "e": [[...
 which it has sent that source's events (``streams.service.alignment``) and ``n`` is how many
 input sources there are in all (0: unknown). An envelope may hold
 no events and only ``w``: the sender's frontier moved on (for instance a partition went idle).
+
+Every event also carries its input position: partition ``p`` and offset ``o``. ``c`` maps each
+source the sender reads to its *claim* ``[epoch, offset, frontier]``: the sender (one reading
+of that source, named by ``epoch``) has sent every event of the source at or before
+``offset`` whose event time is at or before ``frontier``. A worker that reads a source again
+from its committed offset (after a crash, or a rebalance) forwards such events a second
+time under a new epoch; a scorer that saw the earlier epoch's claim knows them for repeats
+(``streams.service.alignment.UpstreamFrontiers.repeated``). Offset -1: nothing claimed yet.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import orjson
 
@@ -40,6 +48,25 @@ class Forwarded:
     event: AccessEvent
     topic: str
     received: float
+    partition: int = -1  # input position (-1: unknown)
+    offset: int = -1
+
+    @property
+    def source(self) -> str:
+        return f"{self.topic}:{self.partition}"
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """What one reading (``epoch``) of a source has sent: every event at or before
+    ``offset`` whose event time is at or before ``frontier``."""
+
+    epoch: str
+    offset: int = -1
+    frontier: float = -1.0
+
+    def covers(self, offset: int, ts: float) -> bool:
+        return 0 <= offset <= self.offset and ts <= self.frontier
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,18 +76,24 @@ class Envelope:
     items: list[Forwarded]
     frontiers: dict[str, float]
     sources: int = 0
+    claims: dict[str, Claim] = field(default_factory=dict)
 
 
 def encode_envelope(
-    items: Sequence[Forwarded], frontiers: Mapping[str, float] | None = None, sources: int = 0
+    items: Sequence[Forwarded],
+    frontiers: Mapping[str, float] | None = None,
+    sources: int = 0,
+    claims: Mapping[str, Claim] | None = None,
 ) -> bytes:
-    """One envelope holding ``items`` (in order) and the sender's ``frontiers``.
+    """One envelope holding ``items`` (in order), the sender's ``frontiers`` and ``claims``.
 
     >>> e = AccessEvent(ts=1767600000.0, principal="ana", resource="s3://hr/pay.csv")
     >>> decode_envelope(encode_envelope([Forwarded(e, "in", 1.5)]))[0].event == e
     True
     >>> read_envelope(encode_envelope([], {"in:0": 1767600000.0})).frontiers
     {'in:0': 1767600000.0}
+    >>> read_envelope(encode_envelope([], claims={"in:0": Claim("a1", 41, 17.0)})).claims
+    {'in:0': Claim(epoch='a1', offset=41, frontier=17.0)}
     """
     topics: dict[str, int] = {}
     indices = [topics.setdefault(item.topic, len(topics)) for item in items]
@@ -71,8 +104,11 @@ def encode_envelope(
             "r": [item.received for item in items],
             "t": indices,
             "e": [[getattr(item.event, name) for name in _FIELDS] for item in items],
+            "p": [item.partition for item in items],
+            "o": [item.offset for item in items],
             "w": dict(frontiers or {}),
             "n": sources,
+            "c": {s: [c.epoch, c.offset, c.frontier] for s, c in (claims or {}).items()},
         }
     )
 
@@ -89,12 +125,21 @@ def read_envelope(raw: bytes | None) -> Envelope:
         if obj.get("v") != ENVELOPE_VERSION:
             raise SchemaError("bad_value", f"envelope version {obj.get('v')!r}")
         topics = obj["topics"]
+        count = len(obj["e"])
+        partitions = obj.get("p") or [-1] * count
+        offsets = obj.get("o") or [-1] * count
         items = [
-            Forwarded(AccessEvent(*fields), topics[index], received)
-            for fields, index, received in zip(obj["e"], obj["t"], obj["r"], strict=True)
+            Forwarded(AccessEvent(*fields), topics[index], received, int(p), int(o))
+            for fields, index, received, p, o in zip(
+                obj["e"], obj["t"], obj["r"], partitions, offsets, strict=True
+            )
         ]
         frontiers = {str(k): float(v) for k, v in (obj.get("w") or {}).items()}
-        return Envelope(items, frontiers, int(obj.get("n") or 0))
+        claims = {
+            str(k): Claim(str(epoch), int(offset), float(frontier))
+            for k, (epoch, offset, frontier) in (obj.get("c") or {}).items()
+        }
+        return Envelope(items, frontiers, int(obj.get("n") or 0), claims)
     except SchemaError:
         raise
     except (

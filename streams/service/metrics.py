@@ -215,6 +215,15 @@ class Metrics:
             namespace=NAMESPACE,
             registry=reg,
         )
+        self.events_repeated = Counter(
+            "events_repeated",
+            "Events forwarded a second time after a restart or a rebalance (the input commit "
+            "lags what was forwarded) and recognised by their input position: not scored "
+            "again, by side.",
+            ["side"],
+            namespace=NAMESPACE,
+            registry=reg,
+        )
         self.events_late = Counter(
             "events_late",
             "Events not scored because they came later than allowed_lateness behind the "
@@ -334,6 +343,7 @@ class Metrics:
                 self.entities_expired.labels(side=side, reason=reason)
             self.events_scored.labels(side=side)
             self.events_late.labels(side=side)
+            self.events_repeated.labels(side=side)
             self.events_held.labels(stage=side)
         self.events_held.labels(stage="ingest")
         for output in OUTPUTS:

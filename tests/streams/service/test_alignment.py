@@ -217,3 +217,54 @@ def test_scoring_holds_an_envelope_until_its_events_are_released(tiny_model):
     released, _, done = scorer.release()
     assert [f.event.ts for f in released] == [later.ts]
     assert len(done) == 2 and ahead in done
+
+
+def test_events_forwarded_again_by_a_later_reading_are_recognised_as_repeats(tiny_model):
+    topics = ServiceTopics(*(RecordingTopic() for _ in range(5)))
+    base = tiny_history_events()[0]
+    events = [dataclasses.replace(base, ts=base.ts + 60.0 * i) for i in range(8)]
+    messages = [_message(e, 0, offset) for offset, e in enumerate(events)]
+
+    def forwarder() -> Forwarder:
+        made = Forwarder(Settings(partitions=1), Chain(get_adapter("native"),
+                         limits=Settings().limits), topics, Metrics())
+        made.sources.assign(["in:0"])
+        made.sources.set_backlog("in:0", False)
+        return made
+
+    first = forwarder()
+    for chunk in (messages[0:2], messages[2:4], messages[4:6]):
+        _step(first, chunk)
+    # The first reading stops here (its input commit at offset 1); the next reads from there.
+    second = forwarder()
+    _step(second, messages[1:8])
+    scorer, _ = _scorer(tiny_model)
+    sent = topics.by_resource.sent
+    scorer.take([SimpleNamespace(value=s["value"], partition=0) for s in sent])
+    released, _, _ = scorer.release()
+    got = [(f.event.ts - base.ts, f.offset) for f in released]
+    # Offsets 1-3 were claimed by the first reading's last delivered step (its claim of the
+    # step sending 4-5 goes out with the step after, which never came): 4 and 5 come twice.
+    assert got == [(0.0, 0), (60.0, 1), (120.0, 2), (180.0, 3), (240.0, 4), (240.0, 4),
+                   (300.0, 5), (300.0, 5), (360.0, 6), (420.0, 7)]
+    assert scorer.metrics.events_repeated.labels(side="resource")._value.get() == 3.0
+
+
+def test_a_partition_read_from_further_back_is_not_judged_by_one_that_caught_up(tiny_model):
+    # After a restart each internal partition is read from its own committed offset: one
+    # may start hours behind another that already released its latest envelopes.
+    scorer, _ = _scorer(tiny_model)
+    base = tiny_history_events()[0]
+    ahead = dataclasses.replace(base, ts=base.ts + 20_000.0, principal="a")
+    scorer.take([_envelope([ahead], ahead.ts, partition=1)])
+    released, watermark, _ = scorer.release()
+    asyncio.run(scorer.score(released, watermark))
+    # Another resource (each resource has one partition), hours behind the first.
+    behind = [dataclasses.replace(base, principal="b", resource=base.resource + "-other"),
+              dataclasses.replace(ahead, ts=ahead.ts + 1.0, principal="c")]
+    scorer.take([_envelope(behind[:1], ahead.ts, partition=0),
+                 _envelope(behind[1:], ahead.ts + 1.0, partition=1)])
+    released, watermark, _ = scorer.release()
+    result = asyncio.run(scorer.score(released, watermark))
+    assert watermark is None and result.late == 0
+    assert [f.event.principal for f in released] == ["b", "c"]

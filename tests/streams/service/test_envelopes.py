@@ -1,12 +1,19 @@
 from __future__ import annotations
 
+import dataclasses
+
 import orjson
 import pytest
 from aiokafka.partitioner import DefaultPartitioner
 
 from reachwatch.models.errors import SchemaError
 from reachwatch.models.records import AccessEvent
-from reachwatch.streams.service.envelopes import Forwarded, decode_envelope, encode_envelope
+from reachwatch.streams.service.envelopes import (
+    Forwarded,
+    decode_envelope,
+    encode_envelope,
+    read_envelope,
+)
 from reachwatch.streams.service.topics import partition_of
 
 
@@ -46,3 +53,16 @@ def test_partition_of_is_the_keyed_producer_partition() -> None:
         for count in (1, 4, 7):
             every = list(range(count))
             assert partition_of(key, count) == partitioner(key, every, every)
+
+
+def test_envelope_keeps_input_positions_and_reads_one_written_without_them() -> None:
+    placed = [dataclasses.replace(item, partition=3, offset=100 + i)
+              for i, item in enumerate(_events())]
+    assert [(f.source, f.offset) for f in decode_envelope(encode_envelope(placed))] == [
+        ("cloudtrail-in:3", 100), ("native-in:3", 101), ("cloudtrail-in:3", 102)]
+    # An envelope from before positions and claims (a worker upgraded mid-stream).
+    older = orjson.loads(encode_envelope(placed))
+    for name in ("p", "o", "c"):
+        del older[name]
+    envelope = read_envelope(orjson.dumps(older))
+    assert [f.offset for f in envelope.items] == [-1, -1, -1] and envelope.claims == {}

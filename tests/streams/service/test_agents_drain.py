@@ -1,0 +1,103 @@
+"""A stopping worker lets the step under way finish its sends and acks, and starts no more."""
+
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+from typing import Any
+
+import orjson
+from support.tinyorg import history as tiny_history_events
+
+from reachwatch.models.pipeline import Pipeline
+from reachwatch.streams.formats.adapters import get_adapter
+from reachwatch.streams.ingest.chain import Chain
+from reachwatch.streams.service.agents import Worker
+from reachwatch.streams.service.metrics import Metrics
+from reachwatch.streams.service.settings import Settings
+from reachwatch.streams.service.topics import ServiceTables, ServiceTopics
+
+
+class SlowTopic:
+    """Records sends; the broker acknowledges them only once ``acknowledge`` is called."""
+
+    def __init__(self) -> None:
+        self.sent: list[dict[str, Any]] = []
+        self.pending: list[asyncio.Future[None]] = []
+
+    async def send(self, **kwargs: Any) -> asyncio.Future[None]:
+        self.sent.append(kwargs)
+        future = asyncio.get_running_loop().create_future()
+        self.pending.append(future)
+        return future
+
+    def acknowledge(self) -> None:
+        for future in self.pending:
+            if not future.done():
+                future.set_result(None)
+
+
+class FakeStream:
+    """Hands out the given batches one by one; records what the agent acknowledges."""
+
+    def __init__(self, batches: list[list[Any]]) -> None:
+        self.batches = batches
+        self.taken = 0
+        self.acked: list[Any] = []
+
+    async def noack_take(self, n: int, wait: float) -> Any:
+        for batch in self.batches:
+            self.taken += 1
+            yield batch
+        await asyncio.Event().wait()  # no more input: wait as a quiet topic does
+
+    async def ack(self, holder: Any) -> None:
+        self.acked.append(holder)
+
+
+def _holders(events: list[Any], first_offset: int) -> list[Any]:
+    return [
+        SimpleNamespace(message=SimpleNamespace(
+            value=orjson.dumps(e.to_json()), topic="access-events", partition=0,
+            offset=first_offset + i, key=None, timestamp=0.0))
+        for i, e in enumerate(events)
+    ]
+
+
+def test_a_stopping_worker_acks_the_step_under_way_and_starts_no_other(tiny_model) -> None:
+    config = Settings(partitions=2)
+    topics = ServiceTopics(*(SlowTopic() for _ in range(5)))
+    worker = Worker(settings=config, pipeline=Pipeline(tiny_model), watcher=None,  # type: ignore[arg-type]
+                    chain=Chain(get_adapter("native"), limits=config.limits), topics=topics,
+                    tables=ServiceTables({}, {}),  # type: ignore[arg-type]
+                    metrics=Metrics(topics=config.input_topics))
+    events = tiny_history_events()[:40]
+    first, second = _holders(events[:20], 0), _holders(events[20:], 20)
+    stream = FakeStream([first, second])
+    # One input partition, known to hold nothing more: its events pass the frontier at once.
+    worker.forwarder.sources.assign({"access-events:0"})
+    worker.forwarder.sources.set_backlog("access-events:0", False)
+
+    async def scenario() -> tuple[bool, int, int]:
+        agent = asyncio.create_task(worker.ingest(stream))  # type: ignore[arg-type]
+        while not topics.by_principal.pending:  # the first step waits for the broker
+            await asyncio.sleep(0)
+        draining = asyncio.create_task(worker.drain(timeout=5.0))
+        await asyncio.sleep(0.05)
+        acked_before = len(stream.acked)
+        topics.by_principal.acknowledge()
+        topics.by_resource.acknowledge()
+        finished = await draining
+        sends = len(topics.by_principal.sent)
+        await asyncio.sleep(0.05)  # the agent would start its next step now
+        agent.cancel()
+        return finished, acked_before, sends
+
+    finished, acked_before, sends = asyncio.run(scenario())
+    assert finished
+    assert acked_before == 0  # nothing acknowledged while its envelopes were unconfirmed
+    assert stream.acked == first  # the step under way ended with its acks
+    # The second batch was taken from the stream but neither forwarded nor acknowledged:
+    # the next worker reads it again from the committed offsets.
+    assert stream.taken == 2
+    assert len(topics.by_principal.sent) == sends
