@@ -206,10 +206,17 @@ def test_status_stays_open_and_names_no_entity(fed_worker: TokenWorker, tiny_his
     text = body.decode()
     assert not [name for name in names if name in text]
     # Only counts, the model version and partition names: nothing an entity could hide in.
+    def partition_name(item: str) -> bool:
+        return ":" in item and item.rsplit(":", 1)[1].isdigit()
+
+    inputs = status.pop("inputs")
+    assert inputs and set(inputs) <= set(status["assigned"])  # per input partition...
+    for fetch in inputs.values():  # ...flags and offsets only
+        assert all(v is None or isinstance(v, (bool, int)) for v in fetch.values()), fetch
     for key, value in status.items():
         assert isinstance(value, (int, float, str, list)), key
         if isinstance(value, list):
-            assert all(":" in item and item.rsplit(":", 1)[1].isdigit() for item in value), key
+            assert all(partition_name(item) for item in value), key
 
 
 def test_the_worker_log_names_no_entity_at_info(fed_worker: TokenWorker, tiny_history) -> None:
