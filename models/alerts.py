@@ -3,8 +3,9 @@
 An alert fires when a read's anomaly score passes the model's calibrated score threshold
 *and* its breadth (the larger of the excess over the entity's own baseline and over its
 peers', whichever is *smaller* — both must be exceeded) passes the calibrated breadth
-threshold. Public resources never raise ``broad_audience``: public data read by everyone
-is what public means.
+threshold. Only confidential and restricted resources raise ``broad_audience``: public
+data read by everyone is what public means, internal data read by every employee what
+internal means (``sides.Side.alerts_on``).
 
 There is at most one open alert per (entity, kind). Later qualifying reads update it
 (same ``alert_id``, ``revision`` + 1) only when its severity rises or its breadth doubles,

@@ -39,6 +39,7 @@ from reachwatch.models.windows import (
     DAY,
     HOUR,
     DecayedHistogram,
+    DistinctWindow,
     EntityState,
     idle_horizon,
     is_idle,
@@ -360,6 +361,7 @@ class FeatureBuilder:
         # derived from them per group is computed once.
         self._peer_rows: dict[tuple[str, str], dict[str, float]] = {}
         self._peer_peaks: dict[str, float] = {}
+        self._peer_records: dict[tuple[str, str], float] = {}
         # What differs per side in measuring a read: the attributes its windows keep per
         # key, its window metrics, its features (the rest of ``view`` is shared).
         self._measures = {
@@ -408,6 +410,7 @@ class FeatureBuilder:
 
     def _surprise(
         self,
+        side: Side,
         metric: str,
         count: float,
         state: EntityState,
@@ -435,7 +438,8 @@ class FeatureBuilder:
                        class_rate, floor)
         if count <= max(expected, 2.0):
             return expected, class_rate, 0.0
-        weight = self.weights.get(sensitivity, 1.0) / self._max_weight
+        weight = (self.weights.get(sensitivity, 1.0) / self._max_weight
+                  if side.surprise_by_sensitivity else 1.0)
         surprise = poisson_log_tail(2, expected) - poisson_log_tail(count, expected)
         return expected, class_rate, surprise * weight
 
@@ -515,7 +519,7 @@ class FeatureBuilder:
         )
         for metric in side.surprise_metrics:
             expected, peer_rate, breadth_of[metric] = self._surprise(
-                metric, metrics[metric], state, group, fallback, event.sensitivity
+                side, metric, metrics[metric], state, group, fallback, event.sensitivity
             )
             own[metric], peer[metric] = expected, peer_rate
         breadth_metric = max(breadth_of, key=breadth_of.__getitem__)
@@ -547,6 +551,23 @@ class FeatureBuilder:
         sensitive = event.sensitivity in SENSITIVE
         out = outside(event)
         ts = event.ts
+        # A read bigger than the principal's usual whole hour: judged against its own
+        # hours once they count, its peers' typical member's until then.
+        if read.own_mature:
+            usual = state.baseline("records_1h", self._q)[0]
+        else:
+            usual = self._peer_records.get((group, read.fallback))
+            if usual is None:
+                usual = self._peer_records[(group, read.fallback)] = profiles.baseline(
+                    group, read.fallback, "records_1h"
+                )
+        heavy = (
+            1.0
+            if event.records is not None
+            and event.sensitivity != "public"
+            and event.records > max(usual, 1.0)
+            else 0.0
+        )
         read.hour_rarity = _hour_rarity(
             state, profiles.hours.get(group), self._peer_peak(group), ts
         )
@@ -562,6 +583,7 @@ class FeatureBuilder:
             new_peer=new_peer,
             restricted=1.0 if event.sensitivity == "restricted" else 0.0,
             outside_new_sensitive=out * new_own if sensitive else 0.0,
+            heavy=heavy,
         )
 
     # -- what a resource's windows keep per reader ------------------------------------
@@ -571,7 +593,7 @@ class FeatureBuilder:
             outside=outside(event),
             first_time=0.0 if read.seen else 1.0,
             service=1.0 if event.principal_type == "service" else 0.0,
-            outside_first=0.0 if read.seen else outside(event),
+            outside_first=0.0 if read.seen or event.outcome == "denied" else outside(event),
         )
 
 
@@ -602,6 +624,7 @@ def _principal_metrics(read: Read) -> dict[str, float]:
         "new_own_1h": a1h.new_own,
         "new_peer_24h": a24.new_peer,
         "outside_new_sensitive_24h": a24.outside_new_sensitive,
+        "heavy_1h": a1h.heavy,
     }
 
 
@@ -625,7 +648,27 @@ def _principal_features(
         "breadth_weighted_1h": breadth["weighted_1h"],
         "breadth_outside_1h": breadth["outside_weighted_1h"],
         "breadth_outside_24h": breadth["outside_weighted_24h"],
+        "surprise_heavy_1h": breadth["heavy_1h"],
     }
+
+
+_OUTSIDE_FIRST = ResourceAttrs._fields.index("outside_first")
+
+
+def _first_outside_teams(window: DistinctWindow, readers: float, read: Read) -> float:
+    """Distinct teams of the window's first-time outside readers.
+
+    Readers of one team arrive together (a kick-off meeting, a link in the team's
+    channel), so they are not independent arrivals; the team is. Counting teams keeps
+    the Poisson surprise honest: ten people of one partner team are one event, five
+    people of five teams are five. Up to one reader the count is the answer; beyond,
+    the window's keys are scanned, only for data that may raise an audience alert (a
+    company-wide public page can have thousands of readers an hour).
+    """
+    if readers <= 1.0 or not RESOURCE.may_alert(read.event):
+        return readers
+    index = _OUTSIDE_FIRST
+    return float(len({entry[1] for entry in window.keys.values() if entry[2][index]}))
 
 
 def _resource_metrics(read: Read) -> dict[str, float]:
@@ -640,6 +683,7 @@ def _resource_metrics(read: Read) -> dict[str, float]:
         "readers_15m": float(w15.distinct),
         "service_1h": a1h.service,
         "outside_first_1h": a1h.outside_first,
+        "outside_first_teams_1h": _first_outside_teams(w1h, a1h.outside_first, read),
     }
 
 
@@ -663,5 +707,5 @@ def _resource_features(
         "breadth_readers_1h": breadth["readers_1h"],
         "breadth_outside_1h": breadth["outside_readers_1h"],
         "breadth_groups_1h": breadth["reader_groups_1h"],
-        "surprise_outside_first_1h": breadth["outside_first_1h"],
+        "surprise_outside_teams_1h": breadth["outside_first_teams_1h"],
     }

@@ -86,14 +86,15 @@ def test_both_gates_must_pass(detector, score, breadth):
     assert AlertPolicy().decide(_reader_view(breadth=breadth), score, detector, "v1") is None
 
 
-def test_a_public_dataset_never_raises_broad_audience():
+def test_a_public_or_internal_dataset_never_raises_broad_audience():
     detector = BreadthDetector(kind="broad_audience")
     detector.score_threshold_, detector.breadth_threshold_ = SCORE_GATE, BREADTH_GATE
     detector.feature_median_ = np.zeros(len(RESOURCE.features))
     detector.feature_scale_ = np.ones(len(RESOURCE.features))
     policy = AlertPolicy()
     assert policy.decide(_audience_view("public", 5.0), 0.99, detector, "v1") is None
-    alert = policy.decide(_audience_view("internal", 5.0), 0.99, detector, "v1")
+    assert policy.decide(_audience_view("internal", 5.0), 0.99, detector, "v1") is None
+    alert = policy.decide(_audience_view("confidential", 5.0), 0.99, detector, "v1")
     assert alert is not None and alert.to_json()["entity_type"] == "resource"
 
 
