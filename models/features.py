@@ -265,6 +265,9 @@ class View:
     breadth: float  # max over breadth metrics of min(own excess, peer excess), log-ratio
     breadth_metric: str
     state: EntityState
+    # Every breadth and surprise metric's breadth (``side.gated_metrics`` order is the
+    # detector's): each has a gate of its own (``detector.BreadthDetector.gate``).
+    breadths: dict[str, float] = field(default_factory=dict)
 
     @property
     def kind(self) -> str:
@@ -313,6 +316,17 @@ def _outside_groups(categories: dict[str, int], own_group: str | None) -> int:
     """Owning groups in a window other than the reader's own (and the unknown group)."""
     inside = {own_group, UNKNOWN_GROUP}
     return len(categories) - sum(1 for group in inside if group in categories)
+
+
+def _seen(state: EntityState, key: str, day: int, denied: bool) -> bool:
+    """Whether ``key`` is in the entity's novelty memory; an allowed read records it. A
+    refused read is not a read: the principal has still never seen the data, and its
+    first allowed read is still a first-time read."""
+    memory = state.memory
+    if not denied:
+        return memory.check_and_add(key, day)
+    last = memory.seen.get(key)
+    return last is not None and day - last <= memory.horizon_days
 
 
 def _note_hour(state: EntityState, ts: float) -> None:
@@ -434,8 +448,9 @@ class FeatureBuilder:
         own_value, own_weight = state.baseline(metric, 0.5)
         class_rate = self.profiles.baseline(group, fallback, f"rate:{metric}")
         floor = 1.0 / (1.0 + own_weight)
-        expected = max(own_value if own_weight >= self.config.min_own_hours else 0.0,
-                       class_rate, floor)
+        cfg = self.config
+        needed = cfg.min_own_days if metric.endswith("24h") else cfg.min_own_hours
+        expected = max(own_value if own_weight >= needed else 0.0, class_rate, floor)
         if count <= max(expected, 2.0):
             return expected, class_rate, 0.0
         weight = (self.weights.get(sensitivity, 1.0) / self._max_weight
@@ -487,7 +502,7 @@ class FeatureBuilder:
             state,
             group,
             fallback,
-            seen=state.memory.check_and_add(counterpart, int(ts // DAY)),
+            seen=_seen(state, counterpart, int(ts // DAY), event.outcome == "denied"),
             own_mature=state.finished_hours >= cfg.min_own_hours,
         )
         attrs = attrs_of(read)
@@ -536,6 +551,7 @@ class FeatureBuilder:
             breadth_of[breadth_metric],
             breadth_metric,
             state,
+            breadth_of,
         )
 
     # -- what a principal's windows keep per resource ---------------------------------
@@ -552,7 +568,8 @@ class FeatureBuilder:
         out = outside(event)
         ts = event.ts
         # A read bigger than the principal's usual whole hour: judged against its own
-        # hours once they count, its peers' typical member's until then.
+        # hours once they count, its peers' typical member's until then (and never while
+        # neither is known: training's first pass has no peers yet).
         if read.own_mature:
             usual = state.baseline("records_1h", self._q)[0]
         else:
@@ -565,7 +582,8 @@ class FeatureBuilder:
             1.0
             if event.records is not None
             and event.sensitivity != "public"
-            and event.records > max(usual, 1.0)
+            and usual > 0.0
+            and event.records > usual
             else 0.0
         )
         read.hour_rarity = _hour_rarity(
@@ -582,7 +600,9 @@ class FeatureBuilder:
             new_own=new_own,
             new_peer=new_peer,
             restricted=1.0 if event.sensitivity == "restricted" else 0.0,
-            outside_new_sensitive=out * new_own if sensitive else 0.0,
+            outside_new_sensitive=out * new_own * new_peer
+            if sensitive and event.outcome != "denied"
+            else 0.0,
             heavy=heavy,
         )
 
@@ -624,7 +644,7 @@ def _principal_metrics(read: Read) -> dict[str, float]:
         "new_own_1h": a1h.new_own,
         "new_peer_24h": a24.new_peer,
         "outside_new_sensitive_24h": a24.outside_new_sensitive,
-        "heavy_1h": a1h.heavy,
+        "heavy_24h": a24.heavy,
     }
 
 
@@ -648,7 +668,7 @@ def _principal_features(
         "breadth_weighted_1h": breadth["weighted_1h"],
         "breadth_outside_1h": breadth["outside_weighted_1h"],
         "breadth_outside_24h": breadth["outside_weighted_24h"],
-        "surprise_heavy_1h": breadth["heavy_1h"],
+        "surprise_heavy_24h": breadth["heavy_24h"],
     }
 
 

@@ -36,7 +36,10 @@ class PrincipalAttrs(NamedTuple):
     new_own: float  # 1 when new to the principal (its peers' novelty until it matures)
     new_peer: float  # 1 when none of its peers read it in training
     restricted: float  # 1 when restricted
-    outside_new_sensitive: float  # outside x new_own, for sensitive resources only
+    # outside x new_own x new_peer x allowed, for sensitive resources only: data of
+    # other teams that neither the principal nor its peers read (what the group does,
+    # an on-call night through the division's data, is excused)
+    outside_new_sensitive: float
     # 1 when the read returned more records than the principal's usual *hour* (own p99 of
     # records_1h, its peers' until its own history counts), of non-public data
     heavy: float
@@ -144,6 +147,11 @@ class Side:
         return _side_named, (self.name,)
 
     @property
+    def gated_metrics(self) -> tuple[str, ...]:
+        """Every metric whose breadth can raise an alert, each with its own gate."""
+        return self.breadth_metrics + self.surprise_metrics
+
+    @property
     def n_attrs(self) -> int:
         return len(self.attrs._fields)  # type: ignore[attr-defined]
 
@@ -163,10 +171,10 @@ PRINCIPAL = Side(
     category=lambda event: event.resource_group or UNKNOWN_GROUP,
     peers=_principal_peers,
     attrs=PrincipalAttrs,
-    hourly_metrics=("weighted_1h", "outside_weighted_1h", "groups_1h", "records_1h", "heavy_1h"),
-    daily_metrics=("outside_weighted_24h",),
+    hourly_metrics=("weighted_1h", "outside_weighted_1h", "groups_1h", "records_1h"),
+    daily_metrics=("outside_weighted_24h", "heavy_24h"),
     breadth_metrics=("weighted_1h", "outside_weighted_1h", "outside_weighted_24h"),
-    surprise_metrics=("heavy_1h",),
+    surprise_metrics=("heavy_24h",),
     features=(
         "distinct_1h",
         "groups_1h",
@@ -183,7 +191,7 @@ PRINCIPAL = Side(
         "breadth_weighted_1h",
         "breadth_outside_1h",
         "breadth_outside_24h",
-        "surprise_heavy_1h",
+        "surprise_heavy_24h",
     ),
     sample_fields=("resource", "sensitivity", "resource_group"),
     alerts_on=frozenset(SENSITIVITIES),

@@ -262,6 +262,46 @@ def test_whole_tables_of_the_own_team_alarm_ordinary_reads_do_not():
     """A departing employee reads no *more* datasets than usual, and only their own
     team's: what is unusual is that each read is larger than their usual whole hour."""
     export = _export(records=500_000)
-    assert export.metrics["heavy_1h"] == 6
-    assert export.breadth > 4 * FLOOR and export.breadth_metric == "heavy_1h"
+    assert export.metrics["heavy_24h"] == 6
+    assert export.breadth > 4 * FLOOR and export.breadth_metric == "heavy_24h"
     assert _export(records=200).breadth < FLOOR
+
+
+def _collector(outcome: str = "allowed") -> View:
+    """Ten ordinary days of own-team reads, then three confidential datasets of other
+    teams an hour, each new to the reader, for two hours (slow-and-low collection)."""
+    config = DetectionConfig()
+    history = sorted(
+        _working_hours("fin-1", "finance", 10, 200) + _working_hours("fin-2", "finance", 10, 150),
+        key=lambda e: e.ts,
+    )
+    profiles = build_profiles(history, config, sides=(PRINCIPAL,))
+    replay = Replay(FeatureBuilder(config, profiles))
+    replay.feed(PRINCIPAL, history)
+    return replay.feed(PRINCIPAL, [
+        _read(10 * DAY + (10 + k // 3) * HOUR + 1000.0 * (k % 3), "fin-1", f"{team}/ds{k}",
+              principal_group="finance", resource_group=team, sensitivity="confidential",
+              records=200, outcome=outcome)
+        for k in range(6)
+        for team in [("hr", "legal", "sales")[k % 3]]
+    ])
+
+
+def test_refused_attempts_are_not_collection():
+    """Six confidential datasets of other teams, new to the reader and its peers, count as
+    collected when read and not at all when refused (the forest sees the refusals)."""
+    assert _collector().metrics["outside_new_sensitive_24h"] == 6
+    assert _collector(outcome="denied").metrics["outside_new_sensitive_24h"] == 0
+
+
+def test_a_refused_read_does_not_make_the_next_allowed_read_familiar():
+    """Someone of another team was refused a restricted dataset last night; once it is
+    opened to all, their first allowed read is a first-time read."""
+    replay = Replay(FeatureBuilder(DetectionConfig()))
+    replay.feed(RESOURCE, _own_team_hours("hr/tracking", "restricted", days=10))
+    fields = dict(principal_group="sales", resource_group="hr", sensitivity="restricted")
+    replay.view(RESOURCE, _read(9 * DAY + 17.5 * HOUR, "sales-1", "hr/tracking",
+                                outcome="denied", **fields))
+    later = replay.view(RESOURCE, _read(10 * DAY + 10 * HOUR, "sales-1", "hr/tracking",
+                                        **fields))
+    assert later.metrics["outside_first_1h"] == 1
