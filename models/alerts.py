@@ -3,8 +3,9 @@
 An alert fires when a read's anomaly score passes the model's calibrated score threshold
 *and* its breadth (the larger of the excess over the entity's own baseline and over its
 peers', whichever is *smaller* — both must be exceeded) passes the calibrated breadth
-threshold. Public resources never raise ``broad_audience``: public data read by everyone
-is what public means.
+threshold. Only confidential and restricted resources raise ``broad_audience``: public
+data read by everyone is what public means, internal data read by every employee what
+internal means (``sides.Side.alerts_on``).
 
 There is at most one open alert per (entity, kind). Later qualifying reads update it
 (same ``alert_id``, ``revision`` + 1) only when its severity rises or its breadth doubles,
@@ -137,9 +138,10 @@ def summary_of(view: View) -> str:
     unit = _WORDING.format(side.unit, **words)
     peers = _WORDING.format(side.peers_text, **words)
     if metric in side.surprise_metrics:
+        period, unit_of_time = ("24 h", "day") if horizon == "24h" else ("hour", "hour")
         return (
-            f"{head}; {_metric_words(metric)} {_fmt(m[metric])} in the last hour vs "
-            f"{_fmt(own[metric])} expected (own median hour, {peers} rate "
+            f"{head}; {_metric_words(metric)} {_fmt(m[metric])} in the last {period} vs "
+            f"{_fmt(own[metric])} expected (own median {unit_of_time}, {peers} rate "
             f"{_fmt(peer[metric])}), surprise {_fmt(view.breadth)}"
         )
     own_text = (
@@ -150,8 +152,17 @@ def summary_of(view: View) -> str:
     return f"{head}; {unit} {_fmt(m[metric])} vs {own_text}, {peers} p99 is {_fmt(peer[metric])}"
 
 
+_METRIC_WORDS = {
+    "heavy_24h": "reads larger than its usual whole hour",
+    "outside_first_teams_1h": "teams of first-time outside readers",
+}
+
+
 def _metric_words(metric: str) -> str:
-    return metric.replace("_1h", "").replace("_", " ")
+    words = _METRIC_WORDS.get(metric)
+    if words is not None:
+        return words
+    return metric.replace("_24h", "").replace("_1h", "").replace("_", " ")
 
 
 def evidence_of(view: View, detector: BreadthDetector) -> list[dict[str, Any]]:

@@ -72,18 +72,36 @@ class BreadthDetector(BaseEstimator):
         y: None = None,
         *,
         breadth: np.ndarray,
+        metrics: Sequence[str] | None = None,
         entities: Sequence[str] | None = None,
         days: np.ndarray | None = None,
     ) -> BreadthDetector:
         """Fit the forest on (a seeded sample of at most ``max_rows`` of) ``X`` and calibrate
         both gates on all of it.
 
-        ``breadth`` is each row's breadth (``features.View.breadth``); ``entities`` and
-        ``days`` say whose read on which day each row is, for the alert budget (without
-        them every row is its own entity-day).
+        ``breadth`` is each row's breadth (``features.View.breadth``), or with ``metrics``
+        a column per named metric (``View.breadths``), each then calibrated on its own
+        (``gate``); ``entities`` and ``days`` say whose read on which day each row is, for
+        the alert budget (without them every row is its own entity-day).
         """
         X = np.asarray(X, dtype=np.float64)
         breadth = np.asarray(breadth, dtype=np.float64)
+        floor = math.log(self.min_breadth_ratio)
+        self.metric_gates_: dict[str, float] = {}
+        if metrics is not None:
+            # Each metric's gate: strictly above its own training quantile, never below the
+            # floor. One gate over the largest metric would let the noisiest signal (a
+            # heavy-tailed one, a 24 h count that stays high all day) set the bar for the
+            # quiet ones; per metric, each is "rarer than almost every training read" on
+            # its own scale. Breadth is then rescaled so that every gate is the floor.
+            columns = breadth.reshape(len(X), len(metrics))
+            for i, metric in enumerate(metrics):
+                self.metric_gates_[metric] = max(
+                    _strictly_above(columns[:, i], self.breadth_quantile), floor
+                )
+            breadth = np.max(
+                columns * np.asarray([floor / self.metric_gates_[m] for m in metrics]), axis=1
+            ) if len(metrics) else np.zeros(len(X))
         if days is None:
             days = np.zeros(len(X), dtype=np.int64)
         if entities is None:
@@ -106,10 +124,10 @@ class BreadthDetector(BaseEstimator):
         # Strictly above the quantile when training has anything above it: small-count
         # surprises are discrete, and the quantile of training breadth often *is* a common
         # value (two first-time readers), which a ">=" gate would pass each time it recurs.
-        breadth_q = float(np.quantile(breadth, self.breadth_quantile))
-        if len(breadth) and float(np.max(breadth)) > breadth_q:
-            breadth_q = float(np.nextafter(breadth_q, np.inf))
-        self.breadth_threshold_ = max(breadth_q, math.log(self.min_breadth_ratio))
+        breadth_q = _strictly_above(breadth, self.breadth_quantile)
+        # Per-metric gates are already each metric's quantile: the rescaled breadth's gate
+        # is the floor they were mapped onto.
+        self.breadth_threshold_ = floor if self.metric_gates_ else max(breadth_q, floor)
         self.score_threshold_, budget = calibrate_score(
             scores,
             breadth >= self.breadth_threshold_,
@@ -132,6 +150,7 @@ class BreadthDetector(BaseEstimator):
                 for q in (0.5, 0.9, 0.99, 0.999)
             },
             "breadth_quantile": breadth_q,
+            "metric_gates": dict(self.metric_gates_),
             "budget": budget,
             "training_alert_rate": float(
                 np.mean((scores >= self.score_threshold_) & (breadth >= self.breadth_threshold_))
@@ -151,6 +170,20 @@ class BreadthDetector(BaseEstimator):
         """The same score through sklearn itself (slow per call; used to verify)."""
         return -self.forest_.score_samples(np.asarray(X, dtype=np.float64))
 
+    def gate(self, breadths: dict[str, float]) -> tuple[float, str]:
+        """(breadth, metric) of a read's per-metric breadths against the per-metric gates:
+        each rescaled so its own gate falls on ``breadth_threshold_``; the largest wins.
+        A detector fitted without per-metric columns leaves them as they are."""
+        gates = self.__dict__.get("metric_gates_") or {}
+        threshold = self.breadth_threshold_
+        best, best_metric = -math.inf, ""
+        for metric, value in breadths.items():
+            gate = gates.get(metric)
+            scaled = value if gate is None else value * threshold / gate
+            if scaled > best:
+                best, best_metric = scaled, metric
+        return best, best_metric
+
     def alerts(self, score: float, breadth: float) -> bool:
         """Both gates: the read scores high *and* is unusually broad."""
         return score >= self.score_threshold_ and breadth >= self.breadth_threshold_
@@ -161,6 +194,16 @@ class BreadthDetector(BaseEstimator):
         state = super().__getstate__()
         state.pop("_flat", None)
         return state
+
+
+def _strictly_above(values: np.ndarray, q: float) -> float:
+    """The ``q`` quantile of ``values``, nudged just above it when anything is higher."""
+    if not len(values):
+        return -math.inf
+    value = float(np.quantile(values, q))
+    if float(np.max(values)) > value:
+        value = float(np.nextafter(value, np.inf))
+    return value
 
 
 def calibrate_score(

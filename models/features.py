@@ -39,6 +39,7 @@ from reachwatch.models.windows import (
     DAY,
     HOUR,
     DecayedHistogram,
+    DistinctWindow,
     EntityState,
     idle_horizon,
     is_idle,
@@ -264,6 +265,9 @@ class View:
     breadth: float  # max over breadth metrics of min(own excess, peer excess), log-ratio
     breadth_metric: str
     state: EntityState
+    # Every breadth and surprise metric's breadth (``side.gated_metrics`` order is the
+    # detector's): each has a gate of its own (``detector.BreadthDetector.gate``).
+    breadths: dict[str, float] = field(default_factory=dict)
 
     @property
     def kind(self) -> str:
@@ -314,6 +318,17 @@ def _outside_groups(categories: dict[str, int], own_group: str | None) -> int:
     return len(categories) - sum(1 for group in inside if group in categories)
 
 
+def _seen(state: EntityState, key: str, day: int, denied: bool) -> bool:
+    """Whether ``key`` is in the entity's novelty memory; an allowed read records it. A
+    refused read is not a read: the principal has still never seen the data, and its
+    first allowed read is still a first-time read."""
+    memory = state.memory
+    if not denied:
+        return memory.check_and_add(key, day)
+    last = memory.seen.get(key)
+    return last is not None and day - last <= memory.horizon_days
+
+
 def _note_hour(state: EntityState, ts: float) -> None:
     hours = state.hour_of_week
     if hours is None:
@@ -360,6 +375,7 @@ class FeatureBuilder:
         # derived from them per group is computed once.
         self._peer_rows: dict[tuple[str, str], dict[str, float]] = {}
         self._peer_peaks: dict[str, float] = {}
+        self._peer_records: dict[tuple[str, str], float] = {}
         # What differs per side in measuring a read: the attributes its windows keep per
         # key, its window metrics, its features (the rest of ``view`` is shared).
         self._measures = {
@@ -408,6 +424,7 @@ class FeatureBuilder:
 
     def _surprise(
         self,
+        side: Side,
         metric: str,
         count: float,
         state: EntityState,
@@ -431,11 +448,13 @@ class FeatureBuilder:
         own_value, own_weight = state.baseline(metric, 0.5)
         class_rate = self.profiles.baseline(group, fallback, f"rate:{metric}")
         floor = 1.0 / (1.0 + own_weight)
-        expected = max(own_value if own_weight >= self.config.min_own_hours else 0.0,
-                       class_rate, floor)
+        cfg = self.config
+        needed = cfg.min_own_days if metric.endswith("24h") else cfg.min_own_hours
+        expected = max(own_value if own_weight >= needed else 0.0, class_rate, floor)
         if count <= max(expected, 2.0):
             return expected, class_rate, 0.0
-        weight = self.weights.get(sensitivity, 1.0) / self._max_weight
+        weight = (self.weights.get(sensitivity, 1.0) / self._max_weight
+                  if side.surprise_by_sensitivity else 1.0)
         surprise = poisson_log_tail(2, expected) - poisson_log_tail(count, expected)
         return expected, class_rate, surprise * weight
 
@@ -483,7 +502,7 @@ class FeatureBuilder:
             state,
             group,
             fallback,
-            seen=state.memory.check_and_add(counterpart, int(ts // DAY)),
+            seen=_seen(state, counterpart, int(ts // DAY), event.outcome == "denied"),
             own_mature=state.finished_hours >= cfg.min_own_hours,
         )
         attrs = attrs_of(read)
@@ -515,7 +534,7 @@ class FeatureBuilder:
         )
         for metric in side.surprise_metrics:
             expected, peer_rate, breadth_of[metric] = self._surprise(
-                metric, metrics[metric], state, group, fallback, event.sensitivity
+                side, metric, metrics[metric], state, group, fallback, event.sensitivity
             )
             own[metric], peer[metric] = expected, peer_rate
         breadth_metric = max(breadth_of, key=breadth_of.__getitem__)
@@ -532,6 +551,7 @@ class FeatureBuilder:
             breadth_of[breadth_metric],
             breadth_metric,
             state,
+            breadth_of,
         )
 
     # -- what a principal's windows keep per resource ---------------------------------
@@ -547,6 +567,25 @@ class FeatureBuilder:
         sensitive = event.sensitivity in SENSITIVE
         out = outside(event)
         ts = event.ts
+        # A read bigger than the principal's usual whole hour: judged against its own
+        # hours once they count, its peers' typical member's until then (and never while
+        # neither is known: training's first pass has no peers yet).
+        if read.own_mature:
+            usual = state.baseline("records_1h", self._q)[0]
+        else:
+            usual = self._peer_records.get((group, read.fallback))
+            if usual is None:
+                usual = self._peer_records[(group, read.fallback)] = profiles.baseline(
+                    group, read.fallback, "records_1h"
+                )
+        heavy = (
+            1.0
+            if event.records is not None
+            and event.sensitivity != "public"
+            and usual > 0.0
+            and event.records > usual
+            else 0.0
+        )
         read.hour_rarity = _hour_rarity(
             state, profiles.hours.get(group), self._peer_peak(group), ts
         )
@@ -561,7 +600,10 @@ class FeatureBuilder:
             new_own=new_own,
             new_peer=new_peer,
             restricted=1.0 if event.sensitivity == "restricted" else 0.0,
-            outside_new_sensitive=out * new_own if sensitive else 0.0,
+            outside_new_sensitive=out * new_own * new_peer
+            if sensitive and event.outcome != "denied"
+            else 0.0,
+            heavy=heavy,
         )
 
     # -- what a resource's windows keep per reader ------------------------------------
@@ -571,7 +613,7 @@ class FeatureBuilder:
             outside=outside(event),
             first_time=0.0 if read.seen else 1.0,
             service=1.0 if event.principal_type == "service" else 0.0,
-            outside_first=0.0 if read.seen else outside(event),
+            outside_first=0.0 if read.seen or event.outcome == "denied" else outside(event),
         )
 
 
@@ -602,6 +644,7 @@ def _principal_metrics(read: Read) -> dict[str, float]:
         "new_own_1h": a1h.new_own,
         "new_peer_24h": a24.new_peer,
         "outside_new_sensitive_24h": a24.outside_new_sensitive,
+        "heavy_24h": a24.heavy,
     }
 
 
@@ -625,7 +668,27 @@ def _principal_features(
         "breadth_weighted_1h": breadth["weighted_1h"],
         "breadth_outside_1h": breadth["outside_weighted_1h"],
         "breadth_outside_24h": breadth["outside_weighted_24h"],
+        "surprise_heavy_24h": breadth["heavy_24h"],
     }
+
+
+_OUTSIDE_FIRST = ResourceAttrs._fields.index("outside_first")
+
+
+def _first_outside_teams(window: DistinctWindow, readers: float, read: Read) -> float:
+    """Distinct teams of the window's first-time outside readers.
+
+    Readers of one team arrive together (a kick-off meeting, a link in the team's
+    channel), so they are not independent arrivals; the team is. Counting teams keeps
+    the Poisson surprise honest: ten people of one partner team are one event, five
+    people of five teams are five. Up to one reader the count is the answer; beyond,
+    the window's keys are scanned, only for data that may raise an audience alert (a
+    company-wide public page can have thousands of readers an hour).
+    """
+    if readers <= 1.0 or not RESOURCE.may_alert(read.event):
+        return readers
+    index = _OUTSIDE_FIRST
+    return float(len({entry[1] for entry in window.keys.values() if entry[2][index]}))
 
 
 def _resource_metrics(read: Read) -> dict[str, float]:
@@ -640,6 +703,7 @@ def _resource_metrics(read: Read) -> dict[str, float]:
         "readers_15m": float(w15.distinct),
         "service_1h": a1h.service,
         "outside_first_1h": a1h.outside_first,
+        "outside_first_teams_1h": _first_outside_teams(w1h, a1h.outside_first, read),
     }
 
 
@@ -663,5 +727,5 @@ def _resource_features(
         "breadth_readers_1h": breadth["readers_1h"],
         "breadth_outside_1h": breadth["outside_readers_1h"],
         "breadth_groups_1h": breadth["reader_groups_1h"],
-        "surprise_outside_first_1h": breadth["outside_first_1h"],
+        "surprise_outside_teams_1h": breadth["outside_first_teams_1h"],
     }

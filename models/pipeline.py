@@ -124,6 +124,8 @@ class Pipeline:
                 result.late += 1
                 result.late_events.append(event)
                 continue
+            # Each breadth metric against its own calibrated gate (``BreadthDetector.gate``).
+            view.breadth, view.breadth_metric = detector.gate(view.breadths)
             views.append(view)
             # Reads that may alert keep a snapshot of the entity's recent reads now, so an
             # alert's sample does not depend on where the batch boundary fell.

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from operator import attrgetter
 from typing import Any, NamedTuple
 
-from reachwatch.models.records import AccessEvent
+from reachwatch.models.records import SENSITIVITIES, AccessEvent
 
 # Category of a window key whose group is unknown.
 UNKNOWN_GROUP = "?"
@@ -36,7 +36,13 @@ class PrincipalAttrs(NamedTuple):
     new_own: float  # 1 when new to the principal (its peers' novelty until it matures)
     new_peer: float  # 1 when none of its peers read it in training
     restricted: float  # 1 when restricted
-    outside_new_sensitive: float  # outside x new_own, for sensitive resources only
+    # outside x new_own x new_peer x allowed, for sensitive resources only: data of
+    # other teams that neither the principal nor its peers read (what the group does,
+    # an on-call night through the division's data, is excused)
+    outside_new_sensitive: float
+    # 1 when the read returned more records than the principal's usual *hour* (own p99 of
+    # records_1h, its peers' until its own history counts), of non-public data
+    heavy: float
 
 
 class ResourceAttrs(NamedTuple):
@@ -45,7 +51,9 @@ class ResourceAttrs(NamedTuple):
     outside: float  # 1 when the reader's team is not the owning team
     first_time: float  # 1 when the reader never read it before
     service: float  # 1 when the reader is a service account
-    outside_first: float  # outside x first_time: a first-time reader from another team
+    # outside x first_time x allowed: a first-time reader from another team who got the
+    # data (a denied read is the access control working, not the audience growing)
+    outside_first: float
 
 
 class Counts(NamedTuple):
@@ -109,12 +117,16 @@ class Side:
     surprise_metrics: tuple[str, ...]
     features: tuple[str, ...]  # the feature vector the detector scores, in this order
     sample_fields: tuple[str, ...]  # the event fields kept of each recent read
-    # Whether reads of public data are scored for alerts and fitted on (public data read
-    # by everyone is what public means).
-    alerts_on_public: bool
+    # The sensitivities whose reads may alert on this side (and are fitted on). A wide
+    # audience on public or internal data is what those labels mean: public is for
+    # anyone, internal for every employee; only need-to-know data can be exposed.
+    alerts_on: frozenset[str]
     # Every event is scored on both sides: this one books its per-event outcomes (late,
     # scored), so each event is counted once.
     books_events: bool
+    # Whether a small-count surprise is scaled by the data's sensitivity weight (readers
+    # of one dataset: yes; a principal's heavy reads count only non-public data already).
+    surprise_by_sensitivity: bool
     # Whether a breadth barely past the threshold lowers the severity (an exposure of
     # restricted data to everyone keeps its level).
     demotes_marginal: bool
@@ -135,12 +147,17 @@ class Side:
         return _side_named, (self.name,)
 
     @property
+    def gated_metrics(self) -> tuple[str, ...]:
+        """Every metric whose breadth can raise an alert, each with its own gate."""
+        return self.breadth_metrics + self.surprise_metrics
+
+    @property
     def n_attrs(self) -> int:
         return len(self.attrs._fields)  # type: ignore[attr-defined]
 
     def may_alert(self, event: AccessEvent) -> bool:
         """Whether a read of this event may alert (and is fitted on) on this side."""
-        return self.alerts_on_public or event.sensitivity != "public"
+        return event.sensitivity in self.alerts_on
 
 
 # Compact on purpose: an IsolationForest isolates along randomly chosen features, so
@@ -154,10 +171,10 @@ PRINCIPAL = Side(
     category=lambda event: event.resource_group or UNKNOWN_GROUP,
     peers=_principal_peers,
     attrs=PrincipalAttrs,
-    hourly_metrics=("weighted_1h", "outside_weighted_1h", "groups_1h"),
-    daily_metrics=("outside_weighted_24h",),
+    hourly_metrics=("weighted_1h", "outside_weighted_1h", "groups_1h", "records_1h"),
+    daily_metrics=("outside_weighted_24h", "heavy_24h"),
     breadth_metrics=("weighted_1h", "outside_weighted_1h", "outside_weighted_24h"),
-    surprise_metrics=(),
+    surprise_metrics=("heavy_24h",),
     features=(
         "distinct_1h",
         "groups_1h",
@@ -174,10 +191,12 @@ PRINCIPAL = Side(
         "breadth_weighted_1h",
         "breadth_outside_1h",
         "breadth_outside_24h",
+        "surprise_heavy_24h",
     ),
     sample_fields=("resource", "sensitivity", "resource_group"),
-    alerts_on_public=True,
+    alerts_on=frozenset(SENSITIVITIES),
     books_events=True,
+    surprise_by_sensitivity=False,
     demotes_marginal=True,
     sensitivity_involved=_datasets_read,
     headlines={
@@ -199,10 +218,12 @@ RESOURCE = Side(
     category=_reader_category,
     peers=_resource_peers,
     attrs=ResourceAttrs,
-    hourly_metrics=("readers_1h", "outside_readers_1h", "reader_groups_1h", "outside_first_1h"),
+    hourly_metrics=(
+        "readers_1h", "outside_readers_1h", "reader_groups_1h", "outside_first_teams_1h"
+    ),
     daily_metrics=("readers_24h",),
     breadth_metrics=("readers_1h", "outside_readers_1h", "reader_groups_1h"),
-    surprise_metrics=("outside_first_1h",),
+    surprise_metrics=("outside_first_teams_1h",),
     features=(
         "readers_15m",
         "readers_1h",
@@ -218,11 +239,12 @@ RESOURCE = Side(
         "breadth_readers_1h",
         "breadth_outside_1h",
         "breadth_groups_1h",
-        "surprise_outside_first_1h",
+        "surprise_outside_teams_1h",
     ),
     sample_fields=("principal", "principal_group", "principal_type"),
-    alerts_on_public=False,
+    alerts_on=frozenset({"confidential", "restricted"}),
     books_events=False,
+    surprise_by_sensitivity=True,
     demotes_marginal=False,
     sensitivity_involved=lambda event, metrics: event.sensitivity,
     headlines={

@@ -127,7 +127,7 @@ class TrainingRows:
     """One kind's training reads: feature vectors, breadth, and whose read on which day."""
 
     vectors: np.ndarray
-    breadth: np.ndarray
+    breadth: np.ndarray  # rows x ``side.gated_metrics``: each metric's breadth
     entities: list[str]
     days: np.ndarray
 
@@ -143,7 +143,7 @@ def build_vectors(
     builder = FeatureBuilder(config, profiles)
     states: dict[Side, dict[str, EntityState]] = {side: {} for side in sides}
     vectors: dict[Side, list[list[float]]] = {side: [] for side in sides}
-    breadths: dict[Side, list[float]] = {side: [] for side in sides}
+    breadths: dict[Side, list[list[float]]] = {side: [] for side in sides}
     entities: dict[Side, list[str]] = {side: [] for side in sides}
     days: dict[Side, list[int]] = {side: [] for side in sides}
     step = 10000 * len(sides) // len(SIDES)
@@ -153,7 +153,7 @@ def build_vectors(
             view = builder.view(event, _states_of(builder, side, states[side], event))
             if view is not None and side.may_alert(event):
                 vectors[side].append(view.vector)
-                breadths[side].append(view.breadth)
+                breadths[side].append([view.breadths[m] for m in side.gated_metrics])
                 entities[side].append(view.entity)
                 days[side].append(day)
         if progress is not None and i % 10000 == 9999:
@@ -161,7 +161,7 @@ def build_vectors(
     return {
         side.kind: TrainingRows(
             np.asarray(vectors[side], dtype=np.float64).reshape(-1, len(side.features)),
-            np.asarray(breadths[side], dtype=np.float64),
+            np.asarray(breadths[side], dtype=np.float64).reshape(-1, len(side.gated_metrics)),
             entities[side],
             np.asarray(days[side], dtype=np.int64),
         )
@@ -251,7 +251,11 @@ def fit_side(
             f"too few {side.kind} training rows ({len(rows.vectors)}) to fit a model"
         )
     detector = params.detector(side).fit(
-        rows.vectors, breadth=rows.breadth, entities=rows.entities, days=rows.days
+        rows.vectors,
+        breadth=rows.breadth,
+        metrics=side.gated_metrics,
+        entities=rows.entities,
+        days=rows.days,
     )
     return SideFit(profiles, detector)
 

@@ -161,6 +161,15 @@ class DistinctWindow:
         if entry is not None:
             if ts > entry[0]:
                 entry[0] = ts  # its log entry is moved when it reaches the window's end
+            old = entry[2]
+            if attrs != old and any(a > o for a, o in zip(attrs, old, strict=True)):
+                # A key's attributes are their maximum over its reads in the window (a
+                # dataset first read a little, then whole, counts as read whole).
+                grown = tuple(max(a, o) for a, o in zip(attrs, old, strict=True))
+                sums = self.sums
+                for i, (a, o) in enumerate(zip(grown, old, strict=True)):
+                    sums[i] += a - o
+                entry[2] = grown
             return False
         if len(self.keys) >= self.cap:
             if self.sketch is None:

@@ -86,14 +86,15 @@ def test_both_gates_must_pass(detector, score, breadth):
     assert AlertPolicy().decide(_reader_view(breadth=breadth), score, detector, "v1") is None
 
 
-def test_a_public_dataset_never_raises_broad_audience():
+def test_a_public_or_internal_dataset_never_raises_broad_audience():
     detector = BreadthDetector(kind="broad_audience")
     detector.score_threshold_, detector.breadth_threshold_ = SCORE_GATE, BREADTH_GATE
     detector.feature_median_ = np.zeros(len(RESOURCE.features))
     detector.feature_scale_ = np.ones(len(RESOURCE.features))
     policy = AlertPolicy()
     assert policy.decide(_audience_view("public", 5.0), 0.99, detector, "v1") is None
-    alert = policy.decide(_audience_view("internal", 5.0), 0.99, detector, "v1")
+    assert policy.decide(_audience_view("internal", 5.0), 0.99, detector, "v1") is None
+    alert = policy.decide(_audience_view("confidential", 5.0), 0.99, detector, "v1")
     assert alert is not None and alert.to_json()["entity_type"] == "resource"
 
 
@@ -173,3 +174,22 @@ def test_evidence_leads_with_breadth_then_the_most_deviant_features(detector):
     assert [e["feature"] for e in evidence[1:3]] == ["bytes_1h", "groups_1h"]
     assert evidence[1]["deviation"] == 9.0
     assert len(evidence) == 1 + 5
+
+
+@pytest.mark.parametrize(
+    "side,metric",
+    [(side, metric) for side in (PRINCIPAL, RESOURCE) for metric in side.surprise_metrics],
+    ids=lambda x: getattr(x, "name", x),
+)
+def test_every_surprise_metric_explains_itself(side, metric):
+    """Each small-count signal names its count, what was expected and the period."""
+    builder = FeatureBuilder(DetectionConfig())
+    event = AccessEvent(ts=START, principal="bo", resource="hr/salaries",
+                        principal_group="sales", resource_group="hr",
+                        sensitivity="restricted")
+    view = builder.view(event, builder.new_state(side))
+    assert view is not None
+    view.breadth, view.breadth_metric = 5.0, metric
+    text = summary_of(view)
+    period = "24 h" if metric.endswith("24h") else "hour"
+    assert f"in the last {period} vs" in text and "surprise 5" in text

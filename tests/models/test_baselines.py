@@ -3,7 +3,10 @@
 1. an own baseline that learns an ongoing exposure while it happens;
 2. one broad member (a backup job) that excuses its whole team;
 3. a handful of first-time outside readers, alarming on restricted data, ordinary on
-   internal data.
+   internal data; counted by team (a kick-off's partner team is one arrival), and only
+   those who got the data;
+4. a departing employee exporting their own team's data: reads each larger than their
+   usual whole hour, a Poisson surprise against their own history.
 """
 
 from __future__ import annotations
@@ -168,10 +171,13 @@ def test_a_group_that_all_reads_broadly_stays_quiet():
     assert newcomer.breadth < FLOOR
 
 
-def _first_time_outside_readers(sensitivity: str) -> float:
-    """Breadth after three first-time readers from other teams within 15 minutes, on a
-    dataset otherwise read only by its own team, in a company where internal datasets
-    get a new outside reader every few hours (as company-wide data does)."""
+def _first_time_outside_readers(
+    sensitivity: str, teams: tuple[str, ...] = ("sales", "legal", "it"), **fields
+) -> View:
+    """The view after one first-time reader from each of ``teams`` (in turn) within 15
+    minutes, on a dataset otherwise read only by its own team, in a company where
+    internal datasets get a new outside reader every few hours (as company-wide data
+    does)."""
     config = DetectionConfig()
     history = _own_team_hours("hr/subject", sensitivity, days=10)
     for d in range(10):
@@ -185,14 +191,117 @@ def _first_time_outside_readers(sensitivity: str) -> float:
     replay = Replay(FeatureBuilder(config, profiles))
     replay.feed(RESOURCE, history)
     return replay.feed(RESOURCE, [
-        _read(10 * DAY + 10 * HOUR + 300.0 * i, f"sales-{i}", "hr/subject",
-              principal_group="sales", resource_group="hr", sensitivity=sensitivity)
-        for i in range(3)
-    ]).breadth
+        _read(10 * DAY + 10 * HOUR + 300.0 * i / len(teams) * 3, f"{team}-{i}", "hr/subject",
+              principal_group=team, resource_group="hr", sensitivity=sensitivity, **fields)
+        for i, team in enumerate(teams)
+    ])
+
+
+def _surprise(view: View) -> float:
+    return view.vector[RESOURCE.features.index("surprise_outside_teams_1h")]
 
 
 def test_three_first_time_outside_readers_alarm_on_restricted_not_on_internal_data():
-    restricted = _first_time_outside_readers("restricted")
-    internal = _first_time_outside_readers("internal")
+    restricted = _first_time_outside_readers("restricted").breadth
+    internal = _first_time_outside_readers("internal").breadth
     assert restricted > 4 * FLOOR
     assert internal < FLOOR
+
+
+def test_first_time_readers_of_one_partner_team_are_one_arrival():
+    """A kick-off: ten people of one partner team open a restricted dataset for the first
+    time together. They are one event (one meeting), not ten independent arrivals: the
+    count surprise stays quiet (the reader ratios still see ten outside readers)."""
+    kickoff = _first_time_outside_readers("restricted", teams=("sales",) * 10)
+    assert kickoff.metrics["outside_first_1h"] == 10
+    assert kickoff.metrics["outside_first_teams_1h"] == 1
+    assert _surprise(kickoff) < FLOOR
+    assert _surprise(_first_time_outside_readers("restricted")) > 4 * FLOOR
+
+
+def test_denied_first_time_readers_do_not_widen_the_audience():
+    """Three people of other teams try a restricted dataset and are refused: the access
+    control worked; nobody new read it."""
+    denied = _first_time_outside_readers("restricted", outcome="denied")
+    assert denied.metrics["outside_first_teams_1h"] == 0
+    assert _surprise(denied) == 0.0
+
+
+def _working_hours(principal: str, team: str, days: int, records: int) -> list:
+    """``principal`` reads four of its team's datasets an hour, ``records`` rows each."""
+    return [
+        _read(d * DAY + h * HOUR + 600.0 * k, principal, f"{team}/ds{(h + k) % 12}",
+              principal_group=team, resource_group=team, sensitivity="confidential",
+              records=records + 7 * k)
+        for d in range(days)
+        for h in range(9, 17)
+        for k in range(4)
+    ]
+
+
+def _export(records: int) -> View:
+    """A finance employee with ten days of ordinary hours, then six of the team's own
+    datasets in one hour, ``records`` rows each."""
+    config = DetectionConfig()
+    history = sorted(
+        _working_hours("fin-1", "finance", 10, 200) + _working_hours("fin-2", "finance", 10, 150),
+        key=lambda e: e.ts,
+    )
+    profiles = build_profiles(history, config, sides=(PRINCIPAL,))
+    replay = Replay(FeatureBuilder(config, profiles))
+    replay.feed(PRINCIPAL, history)
+    return replay.feed(PRINCIPAL, [
+        _read(10 * DAY + 10 * HOUR + 300.0 * k, "fin-1", f"finance/ds{k}",
+              principal_group="finance", resource_group="finance", sensitivity="confidential",
+              records=records)
+        for k in range(6)
+    ])
+
+
+def test_whole_tables_of_the_own_team_alarm_ordinary_reads_do_not():
+    """A departing employee reads no *more* datasets than usual, and only their own
+    team's: what is unusual is that each read is larger than their usual whole hour."""
+    export = _export(records=500_000)
+    assert export.metrics["heavy_24h"] == 6
+    assert export.breadth > 4 * FLOOR and export.breadth_metric == "heavy_24h"
+    assert _export(records=200).breadth < FLOOR
+
+
+def _collector(outcome: str = "allowed") -> View:
+    """Ten ordinary days of own-team reads, then three confidential datasets of other
+    teams an hour, each new to the reader, for two hours (slow-and-low collection)."""
+    config = DetectionConfig()
+    history = sorted(
+        _working_hours("fin-1", "finance", 10, 200) + _working_hours("fin-2", "finance", 10, 150),
+        key=lambda e: e.ts,
+    )
+    profiles = build_profiles(history, config, sides=(PRINCIPAL,))
+    replay = Replay(FeatureBuilder(config, profiles))
+    replay.feed(PRINCIPAL, history)
+    return replay.feed(PRINCIPAL, [
+        _read(10 * DAY + (10 + k // 3) * HOUR + 1000.0 * (k % 3), "fin-1", f"{team}/ds{k}",
+              principal_group="finance", resource_group=team, sensitivity="confidential",
+              records=200, outcome=outcome)
+        for k in range(6)
+        for team in [("hr", "legal", "sales")[k % 3]]
+    ])
+
+
+def test_refused_attempts_are_not_collection():
+    """Six confidential datasets of other teams, new to the reader and its peers, count as
+    collected when read and not at all when refused (the forest sees the refusals)."""
+    assert _collector().metrics["outside_new_sensitive_24h"] == 6
+    assert _collector(outcome="denied").metrics["outside_new_sensitive_24h"] == 0
+
+
+def test_a_refused_read_does_not_make_the_next_allowed_read_familiar():
+    """Someone of another team was refused a restricted dataset last night; once it is
+    opened to all, their first allowed read is a first-time read."""
+    replay = Replay(FeatureBuilder(DetectionConfig()))
+    replay.feed(RESOURCE, _own_team_hours("hr/tracking", "restricted", days=10))
+    fields = dict(principal_group="sales", resource_group="hr", sensitivity="restricted")
+    replay.view(RESOURCE, _read(9 * DAY + 17.5 * HOUR, "sales-1", "hr/tracking",
+                                outcome="denied", **fields))
+    later = replay.view(RESOURCE, _read(10 * DAY + 10 * HOUR, "sales-1", "hr/tracking",
+                                        **fields))
+    assert later.metrics["outside_first_1h"] == 1

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -94,3 +96,22 @@ def test_a_pickled_detector_scores_the_same(fitted):
 def test_empty_batch_scores_nothing(fitted):
     detector, X = fitted
     assert detector.score(np.zeros((0, X.shape[1]))).shape == (0,)
+
+
+def test_a_noisy_metric_does_not_raise_the_gate_of_a_quiet_one():
+    """Training where one signal is often far above its floor (a heavy-tailed count) and
+    another never is: each metric gets its own gate, so the quiet one still alerts at
+    its own rare values and the noisy one needs more than its usual excess."""
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(2000, 3))
+    noisy = rng.exponential(3.0, size=2000)  # often far above log(2.5)
+    quiet = np.zeros(2000)
+    det = BreadthDetector(n_estimators=20).fit(
+        X, breadth=np.column_stack([quiet, noisy]), metrics=("quiet", "noisy"))
+    floor = math.log(2.5)
+    assert det.metric_gates_["quiet"] == pytest.approx(floor)
+    assert det.metric_gates_["noisy"] > 5 * floor
+    breadth, metric = det.gate({"quiet": 1.5 * floor, "noisy": 2.0 * floor})
+    assert metric == "quiet" and breadth >= det.breadth_threshold_
+    breadth, _ = det.gate({"quiet": 0.0, "noisy": 3.0 * floor})
+    assert breadth < det.breadth_threshold_

@@ -34,6 +34,13 @@ def test_only_the_principal_side_alerts_on_public_data():
     assert PRINCIPAL.may_alert(READ) and not RESOURCE.may_alert(READ)
 
 
+@pytest.mark.parametrize("sensitivity", ["public", "internal", "confidential", "restricted"])
+def test_only_need_to_know_data_raises_an_audience_alert(sensitivity):
+    read = AccessEvent(ts=0.0, principal="ana", resource="hr/x", sensitivity=sensitivity)
+    assert RESOURCE.may_alert(read) == (sensitivity in ("confidential", "restricted"))
+    assert PRINCIPAL.may_alert(read)
+
+
 def test_a_pickled_side_is_the_same_side():
     assert all(pickle.loads(pickle.dumps(side)) is side for side in SIDES)
 
