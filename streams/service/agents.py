@@ -20,7 +20,6 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -76,8 +75,6 @@ class Worker:
     # Lifecycle, exposure records, grants, alert log and pages (streams/service/followup.py).
     followup: FollowUpStage | None = None
     consumer: Any = None  # the app's consumer, for pausing partitions (None in unit tests)
-    # Whether Faust holds every partition (rebalancing, stopping): the app sets it.
-    held_by_faust: Callable[[], bool] = lambda: False
 
     def __post_init__(self) -> None:
         s = self.settings
@@ -132,9 +129,7 @@ class Worker:
     async def tick(self) -> None:
         """Between messages: idle partitions and backlogs move the frontier too."""
         stream = self._ingest_stream
-        if stream is None or self.held_by_faust():
-            # Faust pauses every partition while it rebalances or stops: silence then is
-            # not a quiet partition, and must not make one idle.
+        if stream is None:
             return
         async with self._ingest_lock:
             self.forwarder.sources.tick(self._paused)
@@ -361,7 +356,6 @@ def register_agents(app: faust.App, worker: Worker) -> None:
     """Attach the worker's loops to ``app``."""
     topics = worker.topics
     worker.consumer = None  # set once the app has one (below)
-    worker.held_by_faust = lambda: bool(app.should_stop or app.rebalancing)
     worker.forwarder.await_assignment = True
     app.agent(topics.inputs, name="reachwatch.ingest")(worker.ingest)
     app.agent(topics.by_principal, name="reachwatch.score_principals")(worker.score_principals)

@@ -153,29 +153,3 @@ def test_a_quiet_partition_is_not_idle_while_the_broker_holds_more_than_its_last
     worker.consumer.end = 10  # it really has nothing more
     asyncio.run(ticks())
     assert worker.forwarder.sources.idle("access-events:0")
-
-
-def test_silence_while_faust_holds_every_partition_does_not_make_one_idle(tiny_model) -> None:
-    config = Settings(partitions=1)
-    topics = ServiceTopics(*(SlowTopic() for _ in range(5)))
-    worker = Worker(settings=config, pipeline=Pipeline(tiny_model), watcher=None,  # type: ignore[arg-type]
-                    chain=Chain(get_adapter("native"), limits=config.limits), topics=topics,
-                    tables=ServiceTables({}, {}),  # type: ignore[arg-type]
-                    metrics=Metrics(topics=config.input_topics))
-    worker.forwarder.release = lambda: Outgoing()  # type: ignore[method-assign]  # no sends
-    worker._ingest_stream = FakeStream([])  # type: ignore[assignment]
-    worker.consumer = StaleConsumer(highwater=10, end=10)  # read to the end: may go idle
-    worker.on_assigned([SimpleNamespace(topic="access-events", partition=0)])
-    worker.forwarder.take(_holders(tiny_history_events()[:10], 0), lambda h: h.message)
-    stopping = True
-    worker.held_by_faust = lambda: stopping  # a rebalance or a stop under way
-
-    async def ticks() -> None:
-        for _ in range(10):
-            await worker.tick()
-
-    asyncio.run(ticks())
-    assert not worker.forwarder.sources.idle("access-events:0")
-    stopping = False
-    asyncio.run(ticks())
-    assert worker.forwarder.sources.idle("access-events:0")
