@@ -197,11 +197,36 @@ class Worker:
                 ends[source] = consumer.highwater(tp)
             except Exception:  # revoked meanwhile
                 ends[source] = None
-        unfetched = [self._tps[s] for s, end in ends.items() if end is None and s in self._tps]
-        if unfetched:  # not fetched from yet: ask the broker
-            asked = await self._ask("end offsets", consumer.end_offsets(unfetched))
-            if asked is not None:
-                ends.update((f"{tp.topic}:{tp.partition}", o) for tp, o in asked.items())
+        last = self.forwarder.last_offset
+        clocks = self.forwarder.sources.clocks
+
+        def upcoming(source: str) -> int | None:
+            seen = last.get(source)
+            return seen + 1 if seen is not None else self._starts.get(source)
+
+        def drained(source: str) -> bool:
+            end, next_offset = ends[source], upcoming(source)
+            return end is None or next_offset is None or next_offset >= end
+
+        # Not fetched from yet, or quiet and seemingly read to the end: ask the broker. A
+        # fetch's high watermark is only as recent as the partition's last fetch, and the
+        # embedded broker can starve a partition's fetches for seconds while the producer
+        # still appends to it: taken for idle on that stale end, the partition's next
+        # reads would come behind a frontier that ran past them.
+        ask = [
+            self._tps[s]
+            for s in ends
+            if s in self._tps and (
+                ends[s] is None
+                or (s in clocks and clocks[s].silent and s not in self._paused and drained(s))
+            )
+        ]
+        if ask:
+            asked = await self._ask("end offsets", consumer.end_offsets(ask))
+            for tp, offset in (asked or {}).items():
+                source = f"{tp.topic}:{tp.partition}"
+                known = ends.get(source)
+                ends[source] = offset if known is None else max(known, offset)
         if generation != self._generation:
             return {}
         return {s: (self._starts.get(s), end) for s, end in ends.items() if end is not None}

@@ -108,10 +108,17 @@ def test_stream_alerts_equal_the_replay_on_a_retained_topic(company, service, st
     assert got == expected, _report("at once", expected, got, replay_late, scored)
 
 
-# Passed in earlier runs of this branch; in the last one the restarted worker counted 111
-# reads per side late (the same number on both sides: input the first worker had already
-# forwarded, read again after the stop). Not yet explained: see the branch report.
-@pytest.mark.xfail(strict=False, reason="reads counted late after a stop and restart")
+# A stopping worker lets its steps under way finish and commits after them (agents.drain):
+# the restarted one forwards nothing the first had forwarded (its committed input offsets
+# are the first one's acknowledged ones + 1, in every run since). Repeats that still occur
+# (a crash, a rebalance) are recognised by their input position (forwarding.py).
+# Still flaky (failed 3 of 11 runs on this branch, the history variant 2 of 2): the
+# restarted worker judged 395-861 reads per side late, the same on both sides, against
+# the first worker's final frontier. They were forwarded and committed by the first
+# worker and read again by the second from the internal topics (unconsumed by the first
+# worker's scorers), after an envelope reporting that frontier. Not yet explained.
+@pytest.mark.xfail(strict=False, reason="reads of the first worker's last envelopes judged "
+                   "late after a restart (see the comment)")
 def test_stream_alerts_equal_the_replay_across_a_stop_and_restart(company, service, start_worker,
                                                                  clients, replayed):
     expected, replay_late, total, lines = replayed
@@ -132,6 +139,7 @@ def test_stream_alerts_equal_the_replay_across_a_stop_and_restart(company, servi
             break
     scored = _wait_scored(second, 0, timeout=10)
     print(_report("stop/restart", expected, got, replay_late, scored))
+    # Only the second worker's counters: the first one's are gone with it.
     assert scored["events_late:principal"] == scored["events_late:resource"] == 0, scored
     # Alerts published before the stop and replayed after it may repeat (same alert_id).
     assert set(got) == set(expected), _report("stop/restart", expected, got, replay_late, scored)

@@ -13,6 +13,7 @@ from reachwatch.models.pipeline import Pipeline
 from reachwatch.streams.formats.adapters import get_adapter
 from reachwatch.streams.ingest.chain import Chain
 from reachwatch.streams.service.agents import Worker
+from reachwatch.streams.service.forwarding import Outgoing
 from reachwatch.streams.service.metrics import Metrics
 from reachwatch.streams.service.settings import Settings
 from reachwatch.streams.service.topics import ServiceTables, ServiceTopics
@@ -101,3 +102,54 @@ def test_a_stopping_worker_acks_the_step_under_way_and_starts_no_other(tiny_mode
     # the next worker reads it again from the committed offsets.
     assert stream.taken == 2
     assert len(topics.by_principal.sent) == sends
+
+
+class StaleConsumer:
+    """A consumer whose fetch high watermark lags the broker's end offset."""
+
+    def __init__(self, highwater: int, end: int) -> None:
+        self.stale, self.end = highwater, end
+        self.asked: list[Any] = []
+
+    def highwater(self, tp: Any) -> int:
+        return self.stale
+
+    async def start_offsets(self, tps: Any) -> dict[Any, int]:
+        return {tp: 0 for tp in tps}
+
+    async def end_offsets(self, tps: Any) -> dict[Any, int]:
+        self.asked.extend(tps)
+        return {tp: self.end for tp in tps}
+
+    def hold(self, tps: Any) -> None: ...
+
+    def release(self, tps: Any) -> None: ...
+
+
+def test_a_quiet_partition_is_not_idle_while_the_broker_holds_more_than_its_last_fetch_said(
+        tiny_model) -> None:
+    config = Settings(partitions=1)
+    topics = ServiceTopics(*(SlowTopic() for _ in range(5)))
+    worker = Worker(settings=config, pipeline=Pipeline(tiny_model), watcher=None,  # type: ignore[arg-type]
+                    chain=Chain(get_adapter("native"), limits=config.limits), topics=topics,
+                    tables=ServiceTables({}, {}),  # type: ignore[arg-type]
+                    metrics=Metrics(topics=config.input_topics))
+    worker.forwarder.release = lambda: Outgoing()  # type: ignore[method-assign]  # no sends
+    stream = FakeStream([])
+    worker._ingest_stream = stream  # type: ignore[assignment]
+    # Read through offset 9; the last fetch said the partition ends there (10), the broker
+    # knows 50 records.
+    worker.consumer = StaleConsumer(highwater=10, end=50)
+    worker.on_assigned([SimpleNamespace(topic="access-events", partition=0)])
+    worker.forwarder.take(_holders(tiny_history_events()[:10], 0), lambda h: h.message)
+
+    async def ticks() -> None:
+        for _ in range(10):
+            await worker.tick()
+
+    asyncio.run(ticks())
+    assert worker.consumer.asked  # quiet and seemingly drained: the broker was asked
+    assert not worker.forwarder.sources.idle("access-events:0")
+    worker.consumer.end = 10  # it really has nothing more
+    asyncio.run(ticks())
+    assert worker.forwarder.sources.idle("access-events:0")
