@@ -7,7 +7,9 @@ import time
 
 import orjson
 import pytest
+from support.scoring import wait_scored
 
+from reachwatch.models.grants import is_grant
 from reachwatch.models.pipeline import Pipeline
 from reachwatch.models.records import parse_event, parse_timestamp
 from reachwatch.models.registry import Registry
@@ -41,6 +43,11 @@ def test_sigkill_restart_keeps_state_and_the_open_alert(company, service, start_
         service.alerts_topic, lambda r: any(a["entity"] == entity for a in r), timeout=90
     )
     first.wait_until(lambda s: s["messages_in"] >= len(before), 60, "all messages")
+    # Consumed is not yet done: a message is acknowledged once both sides scored its
+    # events, which waits for the aligned watermark (an empty partition turns idle first).
+    # The kill is to find the state of what was scored, so wait until all of it was.
+    reads = sum(not is_grant(parse_event(orjson.loads(line))) for line in before)
+    wait_scored(first, reads, 90)
     # Past a few commit intervals (1 s): changelog writes and offsets are committed.
     time.sleep(3)
     assert first.stop(signal.SIGKILL) == -signal.SIGKILL
