@@ -603,8 +603,13 @@ class EntityState:
 _COMPRESSOR = zstandard.ZstdCompressor(level=1)
 _DECOMPRESSOR = zstandard.ZstdDecompressor()
 # Encoded states start with this tag and the state's watermark (big-endian float64), so
-# the worker's idle sweep reads an entity's last event time without decompressing it.
-_HEADER = b"RW\x01"
+# the worker's idle sweep reads an entity's last event time without decompressing it. The
+# tag's last byte is the layout: bumped whenever what ``to_obj`` writes changes shape (2:
+# the principal side's heavy-read attribute and its hourly baseline), so a state written
+# by another version is refused as such instead of failing deep inside a batch.
+_TAG = b"RW"
+STATE_LAYOUT = 2
+_HEADER = _TAG + bytes([STATE_LAYOUT])
 _WATERMARK = struct.Struct(">d")
 _PAYLOAD_AT = len(_HEADER) + _WATERMARK.size
 
@@ -623,14 +628,23 @@ def encode_state(state: EntityState) -> bytes:
     return _HEADER + _WATERMARK.pack(state.watermark) + _COMPRESSOR.compress(raw)
 
 
-def _check_header(raw: bytes) -> None:
-    if raw[: len(_HEADER)] != _HEADER:
+class StateLayoutError(ValueError):
+    """An encoded state of another layout than this version reads."""
+
+
+def _check_header(raw: bytes, any_layout: bool = False) -> None:
+    if raw[: len(_TAG)] != _TAG or len(raw) < _PAYLOAD_AT:
         raise ValueError("not an encoded reachwatch state (unknown header)")
+    if not any_layout and raw[len(_TAG)] != STATE_LAYOUT:
+        raise StateLayoutError(
+            f"a state of layout {raw[len(_TAG)]}; this version reads layout {STATE_LAYOUT}"
+        )
 
 
 def state_watermark(raw: bytes) -> float:
-    """The event time of an encoded state's latest read, read without decoding it."""
-    _check_header(raw)
+    """The event time of an encoded state's latest read, read without decoding it (from
+    any layout: the idle sweep also expires states an older version wrote)."""
+    _check_header(raw, any_layout=True)
     return float(_WATERMARK.unpack_from(raw, len(_HEADER))[0])
 
 

@@ -8,11 +8,16 @@ changelog recovery or a rebalance that replaced them makes the copy stale.
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Iterable, MutableMapping
 from typing import Any
 
 from reachwatch.models.statecache import StateCache
-from reachwatch.models.windows import decode_state, encode_state
+from reachwatch.models.windows import StateLayoutError, decode_state, encode_state
+
+log = logging.getLogger(__name__)
+DISCARD_LOG_INTERVAL_S = 60.0
 
 
 class DecodedStates:
@@ -20,6 +25,8 @@ class DecodedStates:
 
     def __init__(self, capacity: int) -> None:
         self.cache = StateCache(capacity)
+        self.discarded = 0  # states of another layout, started afresh
+        self._discard_logged = -float("inf")
 
     def load(self, table: MutableMapping[bytes, bytes], keys: Iterable[str]) -> dict[str, Any]:
         """The states of ``keys`` that the table holds (absent keys are new entities)."""
@@ -31,8 +38,25 @@ class DecodedStates:
             # Taken, not read: scoring mutates states in place, so a batch that fails
             # half-way must not leave them behind; the next try decodes the table's bytes.
             cached = self.cache.take(key, raw)
-            states[key] = cached if cached is not None else decode_state(raw)
+            if cached is not None:
+                states[key] = cached
+                continue
+            try:
+                states[key] = decode_state(raw)
+            except StateLayoutError as exc:
+                # Written by a version with another state layout (an upgrade): the entity
+                # starts afresh, as a new one would, rather than every batch holding it
+                # failing. Its next write replaces the old bytes.
+                self._discard(exc)
         return states
+
+    def _discard(self, exc: StateLayoutError) -> None:
+        self.discarded += 1
+        now = time.monotonic()
+        if now - self._discard_logged >= DISCARD_LOG_INTERVAL_S:
+            self._discard_logged = now
+            log.warning("%d state(s) of another layout started afresh so far (%s)",
+                        self.discarded, exc)
 
     def store(
         self, table: MutableMapping[bytes, bytes], states: dict[str, Any], touched: Iterable[str]

@@ -254,3 +254,26 @@ def test_a_new_assignment_is_released_in_the_consumer_after_any_earlier_hold(tin
         ("access-events", p) for p in range(3)
     }
     assert worker._paused == {}
+
+
+def test_a_state_of_another_layout_starts_afresh_instead_of_failing_the_batch(tiny_model) -> None:
+    from reachwatch.models.windows import STATE_LAYOUT, StateLayoutError, state_watermark
+    from reachwatch.streams.service.statecache import DecodedStates
+
+    states: dict[str, Any] = {}
+    Pipeline(tiny_model).observe(PRINCIPAL, tiny_history_events()[:300], states, None)
+    key, state = next(iter(states.items()))
+    encoded = encode_state(state)
+    older = encoded[:2] + bytes([STATE_LAYOUT - 1]) + encoded[3:]  # as an older version wrote
+    try:
+        decode_state(older)
+    except StateLayoutError:
+        pass
+    else:
+        raise AssertionError("a state of another layout was decoded")
+    assert state_watermark(older) == state.watermark  # the idle sweep still reads it
+    cache = DecodedStates(8)
+    table = {key.encode(): older}
+    assert cache.load(table, [key]) == {}  # a new entity, not an error
+    assert cache.discarded == 1
+    assert set(cache.load({key.encode(): encoded}, [key])) == {key}
