@@ -117,6 +117,8 @@ def test_stream_alerts_equal_the_replay_on_a_retained_topic(company, service, st
 # the first worker's final frontier. They were forwarded and committed by the first
 # worker and read again by the second from the internal topics (unconsumed by the first
 # worker's scorers), after an envelope reporting that frontier. Not yet explained.
+# Slow as well: when it fails, it waits out its timeouts (7 min of one clean-clone run).
+@pytest.mark.slow
 @pytest.mark.xfail(strict=False, reason="reads of the first worker's last envelopes judged "
                    "late after a restart (see the comment)")
 def test_stream_alerts_equal_the_replay_across_a_stop_and_restart(company, service, start_worker,
