@@ -139,13 +139,9 @@ class Worker:
         backlogs = await self._probe_backlogs()
         async with self._ingest_lock:
             self.forwarder.sources.tick(self._paused)
-            last = self.forwarder.last_offset
-            for source, (upcoming, end) in backlogs.items():
-                if source not in self._tps:  # revoked while we asked
-                    continue
-                seen = last.get(source)
-                upcoming = seen + 1 if seen is not None else upcoming
-                if upcoming is not None:
+            for source, end in backlogs.items():
+                upcoming = self._next_offset(source)
+                if source in self._tps and upcoming is not None:  # not revoked while we asked
                     self.forwarder.sources.set_backlog(source, upcoming < end)
             await self._forward(stream, [])
             now = time.monotonic()
@@ -174,8 +170,8 @@ class Worker:
                 acked[source] = message.offset
         self._align_partitions()
 
-    async def _probe_backlogs(self) -> dict[str, tuple[int | None, int]]:
-        """Per source: (first offset to read if nothing was read yet, the end offset).
+    async def _probe_backlogs(self) -> dict[str, int]:
+        """Per source: its end offset (the start offsets are kept in ``_starts``).
 
         Each broker question is bounded by ``BROKER_PROBE_TIMEOUT_S`` and asked again on
         the next tick when it fails; answers from before a rebalance are dropped."""
@@ -197,15 +193,10 @@ class Worker:
                 ends[source] = consumer.highwater(tp)
             except Exception:  # revoked meanwhile
                 ends[source] = None
-        last = self.forwarder.last_offset
         clocks = self.forwarder.sources.clocks
 
-        def upcoming(source: str) -> int | None:
-            seen = last.get(source)
-            return seen + 1 if seen is not None else self._starts.get(source)
-
         def drained(source: str) -> bool:
-            end, next_offset = ends[source], upcoming(source)
+            end, next_offset = ends[source], self._next_offset(source)
             return end is None or next_offset is None or next_offset >= end
 
         # Not fetched from yet, or quiet and seemingly read to the end: ask the broker. A
@@ -229,7 +220,13 @@ class Worker:
                 ends[source] = offset if known is None else max(known, offset)
         if generation != self._generation:
             return {}
-        return {s: (self._starts.get(s), end) for s, end in ends.items() if end is not None}
+        return {s: end for s, end in ends.items() if end is not None}
+
+    def _next_offset(self, source: str) -> int | None:
+        """The input offset ``source`` is to deliver next: after the last one read, else
+        where reading started (None while neither is known)."""
+        seen = self.forwarder.last_offset.get(source)
+        return seen + 1 if seen is not None else self._starts.get(source)
 
     @staticmethod
     async def _ask(what: str, question: Any) -> Any:
