@@ -50,8 +50,8 @@ class BreadthDetector(BaseEstimator):
         n_estimators: int = 100,
         max_samples: int = 512,
         max_rows: int = 200_000,
-        score_quantiles: Sequence[float] = (0.95, 0.97, 0.98, 0.99, 0.995, 0.999),
-        alert_budget_per_day: float = 0.15,
+        score_quantiles: Sequence[float] = (0.0, 0.95, 0.97, 0.98, 0.99, 0.995, 0.999),
+        alert_budget_per_day: float = 0.5,
         breadth_quantile: float = 0.999,
         min_breadth_ratio: float = 2.5,
         random_state: int = 0,
@@ -217,15 +217,21 @@ def calibrate_score(
     """The lowest score quantile whose history alerts fit the alert budget.
 
     Alerts need both gates, so the breadth gate already removes nearly every training
-    read; the score threshold can then be as permissive as the budget allows. Returns
-    the threshold and, per candidate quantile, the alerting entity-days on history.
+    read; the score threshold can then be as permissive as the budget allows. A quantile
+    of 0 is no score gate at all (threshold 0): the budget is the only thing the score
+    threshold is calibrated against, so where the breadth gates alone keep the history
+    within it, a score gate buys nothing the budget asks for and costs recall (the forest
+    finds a departing employee's whole-table reads ordinary). The forest's score still
+    ranks every alert (its ``score``) and closes the gate wherever the budget needs it.
+    Returns the threshold and, per candidate quantile, the alerting entity-days on
+    history.
     """
     n_days = max(1, len(np.unique(days)))
     budget = budget_per_day * n_days
     table: list[dict[str, float]] = []
     chosen: float | None = None
     for q in quantiles:
-        threshold = float(np.quantile(scores, q))
+        threshold = float(np.quantile(scores, q)) if q > 0 else 0.0
         hit = (scores >= threshold) & broad
         entity_days = len(set(zip(entities[hit].tolist(), days[hit].tolist(), strict=True)))
         table.append({"quantile": q, "score": threshold, "entity_days": entity_days})

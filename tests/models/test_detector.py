@@ -13,8 +13,14 @@ def fitted() -> tuple[BreadthDetector, np.ndarray]:
     rng = np.random.default_rng(0)
     X = rng.normal(size=(4000, 8))
     X[:, 3] = np.round(X[:, 3])  # ties on thresholds, like counts
-    # No row is broad: every candidate score quantile stays within the alert budget.
-    return BreadthDetector(n_estimators=80, random_state=0).fit(X, breadth=np.zeros(len(X))), X
+    # Some rows broad, each its own entity-day, over a budget of 0.5 a day: the breadth
+    # gate alone would alert 40 entity-days, so the forest's gate is needed.
+    breadth = np.zeros(len(X))
+    breadth[:40] = 10.0
+    detector = BreadthDetector(n_estimators=80, random_state=0).fit(
+        X, breadth=breadth, days=np.arange(len(X)) % 2
+    )
+    return detector, X
 
 
 def test_fast_scorer_equals_sklearn_on_random_rows(fitted):
@@ -47,12 +53,26 @@ def test_higher_score_means_more_anomalous(fitted):
 
 
 def test_within_budget_the_score_threshold_is_the_lowest_candidate_quantile(fitted):
-    # No training row is broad (the breadth gate is at least log 2.5), so the lowest
-    # candidate quantile is within any budget.
+    # 40 broad rows over two days and a budget of one entity-day: the chosen quantile is
+    # the lowest that keeps at most one of them.
     detector, X = fitted
+    table = detector.calibration_["budget"]
+    fits = [row["quantile"] for row in table if row["entity_days"] <= 1.0]
+    assert fits and table[0]["entity_days"] == 40
     share_above = np.mean(detector.score(X) >= detector.score_threshold_)
-    assert share_above == pytest.approx(1 - detector.score_quantiles[0], abs=0.002)
+    assert share_above == pytest.approx(1 - fits[0], abs=0.002)
     assert detector.breadth_threshold_ >= np.log(detector.min_breadth_ratio)
+
+
+def test_no_score_gate_when_the_breadth_gates_alone_fit_the_budget():
+    # No training row is broad (the breadth gate is at least log 2.5): the breadth gates
+    # alone keep the history within any budget, so the forest gates nothing and a broad
+    # read the forest finds ordinary still alerts.
+    X = np.random.default_rng(5).normal(size=(3000, 4))
+    detector = BreadthDetector(n_estimators=30).fit(X, breadth=np.zeros(len(X)))
+    assert detector.score_threshold_ == 0.0
+    typical = detector.score(np.zeros((1, 4)))[0]
+    assert detector.alerts(typical, detector.breadth_threshold_)
 
 
 def test_over_budget_the_strictest_quantile_is_used():
