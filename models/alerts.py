@@ -154,6 +154,8 @@ def summary_of(view: View) -> str:
 
 _METRIC_WORDS = {
     "heavy_24h": "reads larger than its usual whole hour",
+    "outside_new_sensitive_teams_24h": "teams whose confidential/restricted data, new to it "
+    "and its peers, it read",
     "outside_first_teams_1h": "teams of first-time outside readers",
 }
 

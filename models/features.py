@@ -644,6 +644,7 @@ def _principal_metrics(read: Read) -> dict[str, float]:
         "new_own_1h": a1h.new_own,
         "new_peer_24h": a24.new_peer,
         "outside_new_sensitive_24h": a24.outside_new_sensitive,
+        "outside_new_sensitive_teams_24h": _new_sensitive_teams(w24, a24.outside_new_sensitive),
         "heavy_24h": a24.heavy,
     }
 
@@ -669,6 +670,7 @@ def _principal_features(
         "breadth_outside_1h": breadth["outside_weighted_1h"],
         "breadth_outside_24h": breadth["outside_weighted_24h"],
         "surprise_heavy_24h": breadth["heavy_24h"],
+        "surprise_outside_new_sensitive_teams_24h": breadth["outside_new_sensitive_teams_24h"],
     }
 
 
@@ -687,8 +689,29 @@ def _first_outside_teams(window: DistinctWindow, readers: float, read: Read) -> 
     """
     if readers <= 1.0 or not RESOURCE.may_alert(read.event):
         return readers
-    index = _OUTSIDE_FIRST
+    return _teams_with(window, _OUTSIDE_FIRST)
+
+
+def _teams_with(window: DistinctWindow, index: int) -> float:
+    """Distinct categories (teams) of the window's keys whose attribute ``index`` is set."""
     return float(len({entry[1] for entry in window.keys.values() if entry[2][index]}))
+
+
+_OUTSIDE_NEW_SENSITIVE = PrincipalAttrs._fields.index("outside_new_sensitive")
+
+
+def _new_sensitive_teams(window: DistinctWindow, datasets: float) -> float:
+    """Distinct owning teams of the window's sensitive outside datasets that neither the
+    principal nor its peers read before.
+
+    The same argument as for first-time readers, from the reader's side: datasets of one
+    team are opened together (a project kick-off's shared data, a team's pages linked
+    from one place), so they are one arrival; slow-and-low collection takes a few
+    datasets of one team after another. Counting datasets made every partner-team member
+    of a kick-off look like a collector."""
+    if datasets <= 1.0:
+        return datasets
+    return _teams_with(window, _OUTSIDE_NEW_SENSITIVE)
 
 
 def _resource_metrics(read: Read) -> dict[str, float]:

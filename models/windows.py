@@ -605,10 +605,11 @@ _DECOMPRESSOR = zstandard.ZstdDecompressor()
 # Encoded states start with this tag and the state's watermark (big-endian float64), so
 # the worker's idle sweep reads an entity's last event time without decompressing it. The
 # tag's last byte is the layout: bumped whenever what ``to_obj`` writes changes shape (2:
-# the principal side's heavy-read attribute and its hourly baseline), so a state written
-# by another version is refused as such instead of failing deep inside a batch.
+# the principal side's heavy-read attribute and its hourly baseline; 3: its daily baseline
+# of new sensitive outside datasets), so a state written by another version is refused as
+# such instead of failing deep inside a batch.
 _TAG = b"RW"
-STATE_LAYOUT = 2
+STATE_LAYOUT = 3
 _HEADER = _TAG + bytes([STATE_LAYOUT])
 _WATERMARK = struct.Struct(">d")
 _PAYLOAD_AT = len(_HEADER) + _WATERMARK.size

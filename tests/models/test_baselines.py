@@ -267,9 +267,11 @@ def test_whole_tables_of_the_own_team_alarm_ordinary_reads_do_not():
     assert _export(records=200).breadth < FLOOR
 
 
-def _collector(outcome: str = "allowed") -> View:
+def _collector(outcome: str = "allowed", teams: tuple[str, ...] = ("hr", "legal", "sales")
+               ) -> View:
     """Ten ordinary days of own-team reads, then three confidential datasets of other
-    teams an hour, each new to the reader, for two hours (slow-and-low collection)."""
+    teams (``teams`` in turn) an hour, each new to the reader, for two hours (slow-and-low
+    collection)."""
     config = DetectionConfig()
     history = sorted(
         _working_hours("fin-1", "finance", 10, 200) + _working_hours("fin-2", "finance", 10, 150),
@@ -283,7 +285,7 @@ def _collector(outcome: str = "allowed") -> View:
               principal_group="finance", resource_group=team, sensitivity="confidential",
               records=200, outcome=outcome)
         for k in range(6)
-        for team in [("hr", "legal", "sales")[k % 3]]
+        for team in [teams[k % len(teams)]]
     ])
 
 
@@ -305,3 +307,37 @@ def test_a_refused_read_does_not_make_the_next_allowed_read_familiar():
     later = replay.view(RESOURCE, _read(10 * DAY + 10 * HOUR, "sales-1", "hr/tracking",
                                         **fields))
     assert later.metrics["outside_first_1h"] == 1
+
+
+def test_slow_collection_is_judged_as_a_count_over_the_day():
+    """Sensitive data of other teams that neither the reader nor its peers ever read are
+    rare arrivals, one per owning team: a few datasets an hour of three teams add up over
+    the day to a Poisson surprise past any floor; six of one partner team (a kick-off) are
+    one arrival, refused ones do not count, and data the peers do read is no arrival."""
+    collected = _collector()
+    assert collected.metrics["outside_new_sensitive_teams_24h"] == 3
+    assert collected.breadths["outside_new_sensitive_teams_24h"] > 2 * FLOOR
+    assert _collector(outcome="denied").breadths["outside_new_sensitive_teams_24h"] == 0.0
+    # A kick-off: the same six datasets of one partner team are one arrival.
+    kickoff = _collector(teams=("hr",))
+    assert kickoff.metrics["outside_new_sensitive_24h"] == 6
+    assert kickoff.breadths["outside_new_sensitive_teams_24h"] == 0.0
+    # The reader's own team reading those datasets in training makes them familiar.
+    config = DetectionConfig()
+    history = sorted(
+        _working_hours("fin-1", "finance", 10, 200) + _working_hours("fin-2", "finance", 10, 150)
+        + [_read(2 * DAY + 11 * HOUR + 60.0 * k, "fin-2", f"{team}/ds{k}",
+                 principal_group="finance", resource_group=team, sensitivity="confidential")
+           for k in range(6) for team in [("hr", "legal", "sales")[k % 3]]],
+        key=lambda e: e.ts,
+    )
+    replay = Replay(FeatureBuilder(config, build_profiles(history, config, sides=(PRINCIPAL,))))
+    replay.feed(PRINCIPAL, history)
+    familiar = replay.feed(PRINCIPAL, [
+        _read(10 * DAY + (10 + k // 3) * HOUR + 1000.0 * (k % 3), "fin-1", f"{team}/ds{k}",
+              principal_group="finance", resource_group=team, sensitivity="confidential",
+              records=200)
+        for k in range(6)
+        for team in [("hr", "legal", "sales")[k % 3]]
+    ])
+    assert familiar.breadths["outside_new_sensitive_teams_24h"] == 0.0

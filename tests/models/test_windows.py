@@ -152,7 +152,8 @@ def test_state_roundtrips_through_bytes():
     state.memory.check_and_add("r1", 0)
     state.roll_time(10.0)
     state.track({"weighted_1h": 1.0, "outside_weighted_1h": 2.0, "groups_1h": 3.0,
-                 "records_1h": 2.0, "outside_weighted_24h": 4.0, "heavy_24h": 0.0})
+                 "records_1h": 2.0, "outside_weighted_24h": 4.0, "heavy_24h": 0.0,
+                 "outside_new_sensitive_teams_24h": 1.0})
     state.roll_time(10.0 + 3600.0)
     assert state.pending  # a finished hour waits one longest window before it counts
     state.roll_time(10.0 + 3600.0 + 86400.0)
