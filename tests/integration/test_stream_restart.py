@@ -70,12 +70,27 @@ def test_sigkill_restart_keeps_state_and_the_open_alert(company, service, start_
     escalations = [a for a in mine if a["revision"] >= 1]
     assert escalations, f"no escalation after the restart: {[a['revision'] for a in mine]}"
     # Same alert continued (not a fresh one from empty windows): same id, no second opening.
-    assert {a["alert_id"] for a in mine} == {opening[0]["alert_id"]}
-    assert sum(1 for a in mine if a["revision"] == 0) == 1
+    if {a["alert_id"] for a in mine} != {opening[0]["alert_id"]} or sum(
+        1 for a in mine if a["revision"] == 0
+    ) != 1:
+        pytest.fail(_story(mine, opening, first, second), pytrace=False)
     # ...and the committed offsets hold: the old messages were not simply replayed (a
     # replay from scratch would also reproduce the same alert ids).
     done = second.wait_until(lambda s: s["messages_in"] >= len(after), 60, "all messages")
     assert done["messages_in"] < len(after) + len(before) // 2
+
+
+def _story(mine, opening, *workers) -> str:
+    """The alerts and the workers' own words, in full: what a failure needs explained."""
+    rows = [
+        f"  {a['alert_id'][:12]} rev {a['revision']} {a['status']} at {a['ts']} "
+        f"(first {a.get('first_ts')})"
+        for a in mine
+    ]
+    logs = [f"--- {w.log_path.name}\n{w.log_tail(80)}" for w in workers]
+    return "\n".join(
+        [f"another alert than the opening {opening[0]['alert_id'][:12]}:", *rows, *logs]
+    )
 
 
 def _ts(line: bytes) -> float:
