@@ -87,7 +87,7 @@ def _story(mine, opening, *workers) -> str:
         f"(first {a.get('first_ts')})"
         for a in mine
     ]
-    logs = [f"--- {w.log_path.name}\n{w.log_tail(80)}" for w in workers]
+    logs = [f"--- {w.log_path.name}\n{w.log_digest()}" for w in workers]
     return "\n".join(
         [f"another alert than the opening {opening[0]['alert_id'][:12]}:", *rows, *logs]
     )

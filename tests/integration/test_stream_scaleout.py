@@ -61,5 +61,5 @@ def _story(what, worker) -> str:
     """In full (an assertion's repr is cut short): the survivor's /status with each input
     partition's fetch state, its log, and where its tasks wait."""
     status = orjson.dumps(worker.status(), option=orjson.OPT_INDENT_2).decode()
-    return "\n".join([what, "--- /status", status, "--- log", worker.log_tail(80),
+    return "\n".join([what, "--- /status", status, "--- log", worker.log_digest(),
                       "--- tasks", worker.tasks()])
