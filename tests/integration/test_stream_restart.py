@@ -76,7 +76,10 @@ def test_sigkill_restart_keeps_state_and_the_open_alert(company, service, start_
         pytest.fail(_story(mine, opening, first, second), pytrace=False)
     # ...and the committed offsets hold: the old messages were not simply replayed (a
     # replay from scratch would also reproduce the same alert ids).
-    done = second.wait_until(lambda s: s["messages_in"] >= len(after), 60, "all messages")
+    try:
+        done = second.wait_until(lambda s: s["messages_in"] >= len(after), 60, "all messages")
+    except AssertionError as exc:
+        pytest.fail(f"{str(exc)[:2000]}\n{_offsets_story(service, second)}", pytrace=False)
     assert done["messages_in"] < len(after) + len(before) // 2
 
 
@@ -91,6 +94,27 @@ def _story(mine, opening, *workers) -> str:
     return "\n".join(
         [f"another alert than the opening {opening[0]['alert_id'][:12]}:", *rows, *logs]
     )
+
+
+def _offsets_story(service, worker) -> str:
+    """Where each input partition's reading stands, three ways: the group's committed
+    offsets, the client's fetch positions (/status), Faust's own count of messages in."""
+    from kafka.admin import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=service.broker.bootstrap)
+    try:
+        committed = {
+            f"{tp.topic}:{tp.partition}": meta.offset
+            for tp, meta in admin.list_consumer_group_offsets(service.app_id).items()
+            if tp.topic == service.input_topic
+        }
+    finally:
+        admin.close()
+    faust = [line for line in worker.metrics().splitlines()
+             if "faust" in line and service.input_topic in line and not line.startswith("#")]
+    return "\n".join([f"committed {dict(sorted(committed.items()))}",
+                      f"inputs {worker.status().get('inputs')}", *faust[:20],
+                      worker.log_digest()])
 
 
 def _ts(line: bytes) -> float:
