@@ -105,7 +105,7 @@ def _offsets_story(service, worker) -> str:
     try:
         committed = {
             f"{tp.topic}:{tp.partition}": meta.offset
-            for tp, meta in admin.list_consumer_group_offsets(service.app_id).items()
+            for tp, meta in admin.list_group_offsets(service.app_id)[service.app_id].items()
             if tp.topic == service.input_topic
         }
     finally:
