@@ -158,6 +158,7 @@ async def read_topic(
     from aiokafka.errors import KafkaError
 
     from reachwatch.models.errors import ReachwatchError
+    from reachwatch.streams.service.logend import log_ends
 
     # aiokafka logs every failed connection attempt; the command reports one line itself.
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
@@ -181,7 +182,8 @@ async def read_topic(
         assigned = [TopicPartition(topic, p) for p in sorted(partitions)]
         consumer.assign(assigned)
         await consumer.seek_to_beginning()
-        ends = await consumer.end_offsets(assigned)
+        # Checked: the embedded broker lists less than the log holds (streams/service/logend.py).
+        ends = await log_ends(consumer._client, await consumer.end_offsets(assigned))
         deadline = time.monotonic() + timeout
         quiet_since: float | None = None
         while time.monotonic() < deadline:

@@ -27,6 +27,8 @@ import faust
 from aiokafka import TopicPartition
 from faust.transport.drivers import aiokafka as driver
 
+from reachwatch.streams.service.logend import log_ends
+
 FETCH_MAX_WAIT_MS = 100
 
 
@@ -36,6 +38,13 @@ class _ConsumerThread(driver.AIOKafkaConsumerThread):
         # aiokafka keeps the constructor argument here until start() builds its fetcher.
         consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS
         return consumer
+
+    async def _highwaters(self, partitions: list[Any]) -> Any:
+        # Faust's changelog recovery reads up to these: checked (streams/service/logend.py).
+        ends = await super()._highwaters(partitions)
+        if self.consumer.in_transaction:
+            return ends
+        return await log_ends(self._ensure_consumer()._client, ends)
 
 
 class _Consumer(driver.Consumer):
@@ -79,7 +88,7 @@ class _Consumer(driver.Consumer):
             consumer = thread._consumer
             if consumer is None:
                 return {}
-            ends = await consumer.end_offsets(list(partitions))
+            ends = await log_ends(consumer._client, await consumer.end_offsets(list(partitions)))
             return {partitions[tp]: offset for tp, offset in ends.items()}
 
         future = asyncio.run_coroutine_threadsafe(read(), thread.thread_loop)

@@ -10,6 +10,7 @@ tansu, whereas a group pays tansu's JoinGroup hold of half the session timeout.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -151,6 +152,17 @@ class WorkerProcess:
         with self.log_path.open("rb") as log:
             log.seek(start)
             return log.read().decode(errors="replace")
+
+    def log_digest(self, lines: int = 60) -> str:
+        """The log's story without the noise: rebalances, recoveries, warnings, errors and
+        reachwatch's own notes (late reads, repeats, offsets), for a failure message."""
+        keep = re.compile(r"WARN|ERROR|generation|Revoking|Recovery complete|Worker ready|"
+                          r"late read|recognised|committed input|steps finished|forgot|afresh")
+        try:
+            text = self.log_path.read_text(errors="replace").splitlines()
+        except OSError:
+            return "(no log)"
+        return "\n".join([line[:300] for line in text if keep.search(line)][-lines:])
 
     def log_tail(self, lines: int = 40) -> str:
         try:

@@ -70,12 +70,51 @@ def test_sigkill_restart_keeps_state_and_the_open_alert(company, service, start_
     escalations = [a for a in mine if a["revision"] >= 1]
     assert escalations, f"no escalation after the restart: {[a['revision'] for a in mine]}"
     # Same alert continued (not a fresh one from empty windows): same id, no second opening.
-    assert {a["alert_id"] for a in mine} == {opening[0]["alert_id"]}
-    assert sum(1 for a in mine if a["revision"] == 0) == 1
+    if {a["alert_id"] for a in mine} != {opening[0]["alert_id"]} or sum(
+        1 for a in mine if a["revision"] == 0
+    ) != 1:
+        pytest.fail(_story(mine, opening, first, second), pytrace=False)
     # ...and the committed offsets hold: the old messages were not simply replayed (a
     # replay from scratch would also reproduce the same alert ids).
-    done = second.wait_until(lambda s: s["messages_in"] >= len(after), 60, "all messages")
+    try:
+        done = second.wait_until(lambda s: s["messages_in"] >= len(after), 60, "all messages")
+    except AssertionError as exc:
+        pytest.fail(f"{str(exc)[:2000]}\n{_offsets_story(service, second)}", pytrace=False)
     assert done["messages_in"] < len(after) + len(before) // 2
+
+
+def _story(mine, opening, *workers) -> str:
+    """The alerts and the workers' own words, in full: what a failure needs explained."""
+    rows = [
+        f"  {a['alert_id'][:12]} rev {a['revision']} {a['status']} at {a['ts']} "
+        f"(first {a.get('first_ts')})"
+        for a in mine
+    ]
+    logs = [f"--- {w.log_path.name}\n{w.log_digest()}" for w in workers]
+    return "\n".join(
+        [f"another alert than the opening {opening[0]['alert_id'][:12]}:", *rows, *logs]
+    )
+
+
+def _offsets_story(service, worker) -> str:
+    """Where each input partition's reading stands, three ways: the group's committed
+    offsets, the client's fetch positions (/status), Faust's own count of messages in."""
+    from kafka.admin import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=service.broker.bootstrap)
+    try:
+        committed = {
+            f"{tp.topic}:{tp.partition}": meta.offset
+            for tp, meta in admin.list_group_offsets(service.app_id)[service.app_id].items()
+            if tp.topic == service.input_topic
+        }
+    finally:
+        admin.close()
+    faust = [line for line in worker.metrics().splitlines()
+             if "faust" in line and service.input_topic in line and not line.startswith("#")]
+    return "\n".join([f"committed {dict(sorted(committed.items()))}",
+                      f"inputs {worker.status().get('inputs')}", *faust[:20],
+                      worker.log_digest()])
 
 
 def _ts(line: bytes) -> float:

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import signal
 
+import orjson
 import pytest
 
 # Slow (not in make test) while an open bug stands: now and then (1 of the 4 clean-clone runs
-# of 2026-12-01, about 1 in 6 loaded runs) the survivor of a graceful rebalance reads no
-# input at all. Its task stacks and /status (see the assertion messages) are the leads.
+# of 2026-12-01, about 1 in 6 loaded runs) the survivor of a graceful rebalance read no
+# input at all. After the end-offset check (streams/service/logend.py) it passed 11 of 11
+# loaded runs, but no mechanism links that fix to this stall, so it stays slow until one
+# is shown. Its failure message carries the survivor's /status, log digest and task stacks.
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
@@ -37,12 +40,13 @@ def test_two_workers_split_partitions_and_survivor_takes_over(
     assert len(mine | theirs) == 4
 
     assert second.stop(signal.SIGTERM) == 0  # graceful: exits 0 within the timeout
-    taken = first.wait_until(
+    first.wait_until(
         lambda s: len(_scoring_partitions(s, service)) == 4, 60, "all partitions"
     )
     # /status says how each input partition is fetched: all four, none held back.
     inputs = first.wait_until(lambda s: len(s["inputs"]) == 4, 30, "four input partitions")
-    assert not any(state["held"] for state in inputs["inputs"].values()), (taken, inputs)
+    if any(state["held"] for state in inputs["inputs"].values()):
+        pytest.fail(_story("an input partition is held after the takeover", first), pytrace=False)
     clients.produce_confluent(
         service.input_topic,
         company.lines_between(company.incident_start - 1800, company.incident_end),
@@ -51,6 +55,13 @@ def test_two_workers_split_partitions_and_survivor_takes_over(
     alerts = clients.read_topic(
         service.alerts_topic, lambda r: any(a["entity"] == entity for a in r), timeout=90
     )
-    assert any(a["entity"] == entity for a in alerts), (
-        first.status(), first.log_tail(60), first.tasks()
-    )
+    if not any(a["entity"] == entity for a in alerts):
+        pytest.fail(_story("no alert from the survivor", first), pytrace=False)
+
+
+def _story(what, worker) -> str:
+    """In full (an assertion's repr is cut short): the survivor's /status with each input
+    partition's fetch state, its log, and where its tasks wait."""
+    status = orjson.dumps(worker.status(), option=orjson.OPT_INDENT_2).decode()
+    return "\n".join([what, "--- /status", status, "--- log", worker.log_digest(),
+                      "--- tasks", worker.tasks()])
