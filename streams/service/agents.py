@@ -29,6 +29,7 @@ from faust.types import TP, StreamT
 from reachwatch.models.pipeline import Pipeline
 from reachwatch.models.sides import PRINCIPAL, RESOURCE
 from reachwatch.streams.ingest.chain import Chain
+from reachwatch.streams.service.ackorder import AckOrder
 from reachwatch.streams.service.alertlog import AlertLog
 from reachwatch.streams.service.delivery import deliver_all
 from reachwatch.streams.service.followup import FollowUpStage
@@ -54,6 +55,11 @@ BROKER_PROBE_TIMEOUT_S = 5.0
 # How long a stopping worker waits for the steps under way (a send retrying against an
 # unreachable broker must not hold the stop forever).
 DRAIN_TIMEOUT_S = 10.0
+
+
+def _position(event: Any) -> tuple[str, int, int]:
+    message = event.message
+    return message.topic, message.partition, message.offset
 
 
 def _message(event: Any) -> Any:
@@ -91,6 +97,9 @@ class Worker:
         self._ingest_lock = asyncio.Lock()
         # One step at a time per loop; ``drain`` takes them all as the worker stops.
         self._score_locks = {side.name: asyncio.Lock() for side in (PRINCIPAL, RESOURCE)}
+        # Acknowledgements in offset order per partition (streams/service/ackorder.py).
+        self.ack_order = AckOrder()
+        self._score_orders = {side.name: AckOrder() for side in (PRINCIPAL, RESOURCE)}
         self._paused: dict[str, Any] = {}  # source -> TP
         self._tps: dict[str, Any] = {}
         self._described = -math.inf
@@ -126,6 +135,7 @@ class Worker:
                 for event in events:
                     message = event.message
                     self._tps[source_of(message)] = TP(message.topic, message.partition)
+                self.ack_order.taken(events, _position)
                 dead_letters = self.forwarder.take(events, _message)
                 await self._forward(stream, dead_letters)
 
@@ -162,7 +172,7 @@ class Worker:
         await deliver_all(dead_letters, self.metrics, "dead_letter")
         await deliver_all(out.envelopes, self.metrics, "envelope")
         acked = self._acked
-        for holder in out.done:
+        for holder in self.ack_order.finished(out.done, _position):
             await stream.ack(holder)
             message = holder.message
             source = source_of(message)
@@ -264,10 +274,12 @@ class Worker:
         lock = self._score_locks[scorer.name]
         async for events in stream.noack_take(self.scoring_take, self.stage_wait):
             async with lock:
+                order = self._score_orders[scorer.name]
+                order.taken(events, _position)
                 scorer.take(events, _message)
                 released, watermark, done = scorer.release()
                 await scorer.score(released, watermark)
-                for holder in done:
+                for holder in order.finished(done, _position):
                     await stream.ack(holder)
             self.sweeper.maybe_soon(len(scorer.table), self.ttl)
 
@@ -326,6 +338,7 @@ class Worker:
         gone = {f"{tp.topic}:{tp.partition}" for tp in revoked if tp.topic in input_topics}
         if gone:
             self.forwarder.forget(lambda event: source_of(event.message) not in gone)
+            self.ack_order.forget(lambda key: f"{key[0]}:{key[1]}" not in gone)
             self.forwarder.leave(gone)  # read again later: a new epoch
             self.forwarder.sources.assign(set(self.forwarder.sources.clocks) - gone)
             for source in gone:
@@ -336,6 +349,8 @@ class Worker:
             (self.resources, self.settings.resource_topic),
         ):
             scorer.forget({tp.partition for tp in revoked if tp.topic == topic})
+            lost = {(tp.topic, tp.partition) for tp in revoked if tp.topic == topic}
+            self._score_orders[scorer.name].forget(lambda key, lost=lost: key not in lost)
 
     def on_assigned(self, assigned: Any) -> None:
         input_topics = set(self.settings.input_topics)
