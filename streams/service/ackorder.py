@@ -12,10 +12,10 @@ committed every input offset). So a finished message is acknowledged only once e
 earlier message of its partition taken since the assignment is acknowledged too.
 
 >>> order = AckOrder()
->>> order.taken(["m0", "m1", "m2"], lambda h: ("in", 0, int(h[1])))
->>> order.finished(["m1"], lambda h: ("in", 0, int(h[1])))
+>>> order.taken(["m0", "m1", "m2"], lambda h: ("in", 0))
+>>> order.finished(["m1"], lambda h: ("in", 0))
 []
->>> order.finished(["m0"], lambda h: ("in", 0, int(h[1])))
+>>> order.finished(["m0"], lambda h: ("in", 0))
 ['m0', 'm1']
 """
 
@@ -25,8 +25,8 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
-# (topic, partition, offset) of a holder's message.
-Position = Callable[[Any], tuple[str, int, int]]
+# (topic, partition) of a holder's message: holders are taken in offset order.
+Partition = Callable[[Any], tuple[str, int]]
 
 
 class AckOrder:
@@ -36,19 +36,17 @@ class AckOrder:
         self._queues: dict[tuple[str, int], deque[Any]] = {}
         self._finished: set[int] = set()  # ids of finished holders still queued
 
-    def taken(self, holders: Iterable[Any], position: Position) -> None:
+    def taken(self, holders: Iterable[Any], partition_of: Partition) -> None:
         """``holders`` were handed to the agent (each partition's in offset order)."""
         for holder in holders:
-            topic, partition, _ = position(holder)
-            self._queues.setdefault((topic, partition), deque()).append(holder)
+            self._queues.setdefault(partition_of(holder), deque()).append(holder)
 
-    def finished(self, holders: Iterable[Any], position: Position) -> list[Any]:
+    def finished(self, holders: Iterable[Any], partition_of: Partition) -> list[Any]:
         """Mark ``holders`` finished; return those now to be acknowledged, in order."""
         touched: set[tuple[str, int]] = set()
         for holder in holders:
-            topic, partition, _ = position(holder)
             self._finished.add(id(holder))
-            touched.add((topic, partition))
+            touched.add(partition_of(holder))
         out: list[Any] = []
         for key in touched:
             queue = self._queues.get(key)
@@ -58,9 +56,9 @@ class AckOrder:
                 out.append(head)
         return out
 
-    def forget(self, keep: Callable[[tuple[str, int]], bool]) -> None:
-        """Drop the partitions ``keep`` rejects (revoked: read again from the commit)."""
-        for key in [k for k in self._queues if not keep(k)]:
+    def forget(self, partitions: set[tuple[str, int]]) -> None:
+        """Drop revoked ``partitions`` (read again from the commit)."""
+        for key in partitions & self._queues.keys():
             for holder in self._queues.pop(key):
                 self._finished.discard(id(holder))
 

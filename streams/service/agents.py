@@ -57,9 +57,9 @@ BROKER_PROBE_TIMEOUT_S = 5.0
 DRAIN_TIMEOUT_S = 10.0
 
 
-def _position(event: Any) -> tuple[str, int, int]:
+def _partition(event: Any) -> tuple[str, int]:
     message = event.message
-    return message.topic, message.partition, message.offset
+    return message.topic, message.partition
 
 
 def _message(event: Any) -> Any:
@@ -135,7 +135,7 @@ class Worker:
                 for event in events:
                     message = event.message
                     self._tps[source_of(message)] = TP(message.topic, message.partition)
-                self.ack_order.taken(events, _position)
+                self.ack_order.taken(events, _partition)
                 dead_letters = self.forwarder.take(events, _message)
                 await self._forward(stream, dead_letters)
 
@@ -172,7 +172,7 @@ class Worker:
         await deliver_all(dead_letters, self.metrics, "dead_letter")
         await deliver_all(out.envelopes, self.metrics, "envelope")
         acked = self._acked
-        for holder in self.ack_order.finished(out.done, _position):
+        for holder in self.ack_order.finished(out.done, _partition):
             await stream.ack(holder)
             message = holder.message
             source = source_of(message)
@@ -275,11 +275,11 @@ class Worker:
         async for events in stream.noack_take(self.scoring_take, self.stage_wait):
             async with lock:
                 order = self._score_orders[scorer.name]
-                order.taken(events, _position)
+                order.taken(events, _partition)
                 scorer.take(events, _message)
                 released, watermark, done = scorer.release()
                 await scorer.score(released, watermark)
-                for holder in order.finished(done, _position):
+                for holder in order.finished(done, _partition):
                     await stream.ack(holder)
             self.sweeper.maybe_soon(len(scorer.table), self.ttl)
 
@@ -336,9 +336,10 @@ class Worker:
         self._generation += 1
         input_topics = set(self.settings.input_topics)
         gone = {f"{tp.topic}:{tp.partition}" for tp in revoked if tp.topic in input_topics}
+        revoked_keys = {(tp.topic, tp.partition) for tp in revoked}
+        self.ack_order.forget(revoked_keys)
         if gone:
             self.forwarder.forget(lambda event: source_of(event.message) not in gone)
-            self.ack_order.forget(lambda key: f"{key[0]}:{key[1]}" not in gone)
             self.forwarder.leave(gone)  # read again later: a new epoch
             self.forwarder.sources.assign(set(self.forwarder.sources.clocks) - gone)
             for source in gone:
@@ -349,8 +350,7 @@ class Worker:
             (self.resources, self.settings.resource_topic),
         ):
             scorer.forget({tp.partition for tp in revoked if tp.topic == topic})
-            lost = {(tp.topic, tp.partition) for tp in revoked if tp.topic == topic}
-            self._score_orders[scorer.name].forget(lambda key, lost=lost: key not in lost)
+            self._score_orders[scorer.name].forget(revoked_keys)
 
     def on_assigned(self, assigned: Any) -> None:
         input_topics = set(self.settings.input_topics)
