@@ -23,6 +23,7 @@ from typing import Any
 import orjson
 import zstandard
 
+from reachwatch.models.progress import AppliedInput
 from reachwatch.models.sides import BY_NAME, Counts, Side
 from reachwatch.models.sketch import OverflowSketch
 
@@ -447,6 +448,8 @@ class EntityState:
         self.last_group: str | None = None
         self.open_alert: OpenAlert | None = None
         self.sample: list[list[Any]] = []  # the last SAMPLE_SIZE reads, oldest first
+        # The input positions applied (``models.progress``); None where input has none.
+        self.applied: AppliedInput | None = None
         # Baselines change only when an hour or day finishes: cache their quantiles.
         self._baselines: dict[tuple[str, float], tuple[float, float]] = {}
 
@@ -469,6 +472,7 @@ class EntityState:
             self.sample,
             [t.alerted_hour, t.alerted_day],
             self.pending,
+            self.applied.to_obj() if self.applied else None,
         ]
 
     def load_obj(self, obj: list[Any]) -> None:
@@ -486,9 +490,9 @@ class EntityState:
         self.watermark, self.events, self.last_group = obj[8], obj[9], obj[10]
         self.open_alert = OpenAlert.from_obj(obj[11]) if obj[11] else None
         self.sample = list(obj[12])
-        if len(obj) > 13:
-            self.tracker.alerted_hour, self.tracker.alerted_day = obj[13]
-            self.pending = [list(p) for p in obj[14]]
+        self.tracker.alerted_hour, self.tracker.alerted_day = obj[13]
+        self.pending = [list(p) for p in obj[14]]
+        self.applied = AppliedInput.from_obj(obj[15]) if obj[15] is not None else None
 
     # -- baselines -------------------------------------------------------------------
     def _alerted(self, since: float) -> bool:
@@ -606,10 +610,10 @@ _DECOMPRESSOR = zstandard.ZstdDecompressor()
 # the worker's idle sweep reads an entity's last event time without decompressing it. The
 # tag's last byte is the layout: bumped whenever what ``to_obj`` writes changes shape (2:
 # the principal side's heavy-read attribute and its hourly baseline; 3: its daily baseline
-# of new sensitive outside datasets), so a state written by another version is refused as
-# such instead of failing deep inside a batch.
+# of new sensitive outside datasets; 4: the input positions applied), so a state written by
+# another version is refused as such instead of failing deep inside a batch.
 _TAG = b"RW"
-STATE_LAYOUT = 3
+STATE_LAYOUT = 4
 _HEADER = _TAG + bytes([STATE_LAYOUT])
 _WATERMARK = struct.Struct(">d")
 _PAYLOAD_AT = len(_HEADER) + _WATERMARK.size

@@ -22,10 +22,14 @@ of that source, named by ``epoch``) has sent every event of the source at or bef
 from its committed offset (after a crash, or a rebalance) forwards such events a second
 time under a new epoch; a scorer that saw the earlier epoch's claim knows them for repeats
 (``streams.service.alignment.UpstreamFrontiers.repeated``). Offset -1: nothing claimed yet.
+An event read back also carries the frontier ``w`` reported for its own source: its sender
+had sent every event of that source it had read before it, up to that frontier (what the
+entity states record as applied builds on it: ``models.progress``).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -50,6 +54,10 @@ class Forwarded:
     received: float
     partition: int = -1  # input position (-1: unknown)
     offset: int = -1
+    # The frontier its envelope's sender reported for its source (-inf: unknown): the
+    # sender had sent every event of the source it read before this one and no later
+    # than that (``models.progress``).
+    frontier: float = -math.inf
 
     @property
     def source(self) -> str:
@@ -128,13 +136,17 @@ def read_envelope(raw: bytes | None) -> Envelope:
         count = len(obj["e"])
         partitions = obj.get("p") or [-1] * count
         offsets = obj.get("o") or [-1] * count
-        items = [
-            Forwarded(AccessEvent(*fields), topics[index], received, int(p), int(o))
-            for fields, index, received, p, o in zip(
-                obj["e"], obj["t"], obj["r"], partitions, offsets, strict=True
-            )
-        ]
         frontiers = {str(k): float(v) for k, v in (obj.get("w") or {}).items()}
+        unknown = -math.inf
+        items = []
+        for fields, index, received, p, o in zip(
+            obj["e"], obj["t"], obj["r"], partitions, offsets, strict=True
+        ):
+            topic, partition = topics[index], int(p)
+            reported = frontiers.get(f"{topic}:{partition}", unknown) if partition >= 0 else unknown
+            items.append(
+                Forwarded(AccessEvent(*fields), topic, received, partition, int(o), reported)
+            )
         claims = {
             str(k): Claim(str(epoch), int(offset), float(frontier))
             for k, (epoch, offset, frontier) in (obj.get("c") or {}).items()

@@ -11,6 +11,12 @@ Order within a step keeps at-least-once delivery: alerts are published and await
 the window states are written and their changelog writes awaited, and only then are the
 envelopes whose events all went through handed back for acknowledgement. A crash in between
 replays them; the replay recomputes the same alerts with the same ``alert_id``.
+
+A crash while a batch's states settle leaves some of them durable and others not. So each
+state records which input it has applied (``models.progress``): per input source, the
+highest offset applied and the frontier its lane had released when the state was written.
+Replayed events a state already holds are skipped as repeats; the others are applied as the
+first time, so the entity ends as if there had been no crash.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from typing import IO, Any
 from reachwatch.models.errors import SchemaError
 from reachwatch.models.grants import split_grants
 from reachwatch.models.pipeline import BatchResult, Pipeline
+from reachwatch.models.progress import AppliedInput
 from reachwatch.models.sides import PRINCIPAL, Side
 from reachwatch.streams.service.alignment import IDLE, UNKNOWN, UpstreamFrontiers
 from reachwatch.streams.service.envelopes import Forwarded, read_envelope
@@ -62,11 +69,17 @@ def count_outcomes(metrics: Metrics, forwarded: Sequence[Forwarded], result: Bat
 
 @dataclass
 class Lane:
-    """One internal partition: its upstream frontiers, held events, frontier released."""
+    """One internal partition: its upstream frontiers, held events, frontier released.
+
+    ``passed``: the frontier of the latest release; every event that had arrived at or
+    before it has been released (``released`` is the highest such frontier so far, a
+    frontier can step back).
+    """
 
     upstream: UpstreamFrontiers = field(default_factory=UpstreamFrontiers.empty)
     held: ReleaseBuffer[Forwarded] = field(default_factory=ReleaseBuffer)
     released: float = UNKNOWN
+    passed: float = UNKNOWN
 
 
 class SideScorer:
@@ -98,6 +111,8 @@ class SideScorer:
         self._scored_log: IO[str] | None = scored_log.open("a") if scored_log else None
         self._late_logged = -math.inf
         self._repeats_logged = -math.inf
+        # The lane of each event of the last release, by identity (for ``score``).
+        self._lane_of: dict[int, Lane] = {}
 
     @property
     def name(self) -> str:
@@ -142,12 +157,16 @@ class SideScorer:
         out: list[Forwarded] = []
         done: list[Any] = []
         marks: list[float] = []
+        lane_of = self._lane_of = {}
         for lane in self.lanes.values():
             frontier = lane.upstream.frontier()
             items = lane.held.release(frontier)
+            lane.passed = frontier
             if items:
                 out.extend(items)
                 marks.append(lane.released)
+                for item in items:
+                    lane_of[id(item)] = lane
             # An all-idle upstream releases everything; what was released is then the
             # latest event time, not IDLE (or every later read would be late).
             reached = (
@@ -172,10 +191,13 @@ class SideScorer:
         if not forwarded:
             return BatchResult()
         side, pipeline = self.side, self.pipeline()
+        states = self.cache.load(self.table, {side.entity(f.event) for f in forwarded})
+        forwarded = self._unapplied(forwarded, states)
+        if not forwarded:
+            return BatchResult()
         events = [f.event for f in forwarded]
         latest = max(e.ts for e in events)
         self.clock = latest if self.clock is None else max(self.clock, latest)
-        states = self.cache.load(self.table, {side.entity(e) for e in events})
         reads, grants = split_grants(events)
         followup = self.followup()
         new = followup.before(side.name, reads, states) if followup is not None else set()
@@ -207,9 +229,59 @@ class SideScorer:
                 )
             )
             self._scored_log.flush()
+        self._record_positions(forwarded, states, result.touched)
         self.cache.store(self.table, states, result.touched)
         await settle(self.table)
         return result
+
+    def _unapplied(
+        self, forwarded: Sequence[Forwarded], states: dict[str, Any]
+    ) -> Sequence[Forwarded]:
+        """``forwarded`` less the events their entity's stored state has applied already
+        (replayed after a crash that left that state durable): repeats, counted as such."""
+        entity = self.side.entity
+        kept: list[Forwarded] = []
+        for item in forwarded:
+            state = states.get(entity(item.event))
+            applied = state.applied if state is not None else None
+            if applied and applied.covers(item.source, item.offset, item.event.ts):
+                continue
+            kept.append(item)
+        if len(kept) < len(forwarded):
+            self._report_repeats(len(forwarded) - len(kept))
+            return kept
+        return forwarded
+
+    def _record_positions(
+        self, forwarded: Sequence[Forwarded], states: dict[str, Any], touched: set[str]
+    ) -> None:
+        """Record in each state about to be written which input it has applied
+        (``models.progress``).
+
+        For an event ``e`` of source ``S`` applied now: its sender had sent every event of
+        ``S`` it read before ``e`` (at a lower offset) up to the frontier it reported with
+        ``e``, so they reached this lane before ``e`` (one partition, in order; an earlier
+        reading of ``S`` sent what it read before this one started); the lane has
+        released every event that reached it up to the frontier it passed; an event
+        released is applied to its entity in that batch. So every event of ``S`` up to
+        ``e``'s offset and the lower of the two frontiers is in the state written now (or
+        in one written before: acknowledged envelopes are not read again).
+        """
+        entity, lane_of = self.side.entity, self._lane_of
+        for item in forwarded:
+            lane = lane_of.get(id(item))
+            if lane is None or item.offset < 0:
+                continue  # not from this scorer's lanes, or no input position
+            frontier = min(item.frontier, lane.passed)
+            if frontier < item.event.ts:
+                continue  # a frontier unknown: no claim (not even for the event itself)
+            key = entity(item.event)
+            if key not in touched:
+                continue
+            state = states[key]
+            if state.applied is None:
+                state.applied = AppliedInput()
+            state.applied.advance(item.source, item.offset, frontier)
 
     def _report_repeats(self, count: int) -> None:
         self.metrics.events_repeated.labels(side=self.side.name).inc(count)

@@ -66,3 +66,12 @@ def test_envelope_keeps_input_positions_and_reads_one_written_without_them() -> 
         del older[name]
     envelope = read_envelope(orjson.dumps(older))
     assert [f.offset for f in envelope.items] == [-1, -1, -1] and envelope.claims == {}
+
+
+def test_events_read_back_carry_the_frontier_their_sender_reported_for_their_source() -> None:
+    placed = [dataclasses.replace(item, partition=3, offset=100 + i)
+              for i, item in enumerate(_events())]
+    raw = encode_envelope(placed, {"cloudtrail-in:3": 1767600002.0, "native-in:0": 5.0})
+    # native-in:3 was not reported on: no frontier known for its event.
+    assert [f.frontier for f in decode_envelope(raw)] == [1767600002.0, float("-inf"),
+                                                          1767600002.0]

@@ -1,0 +1,238 @@
+"""Scoring without Kafka: a crash that leaves part of a batch's states durable.
+
+The stream acknowledges an envelope only once its events' states are written, but a batch's
+states are written one by one: a SIGKILL while they settle leaves some of them durable. A
+fresh scorer over that table then reads the unacknowledged envelopes again. It must end as
+the scorer that never crashed: the same feature vectors and scores for every read, the same
+alerts, the same states, and the reads a durable state already holds counted as repeats.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Iterator, MutableMapping
+from types import SimpleNamespace
+from typing import Any
+
+import orjson
+import pytest
+from support.tinyorg import START, TEAMS, datasets, office_day, people
+
+from reachwatch.models.pipeline import Pipeline
+from reachwatch.models.records import AccessEvent
+from reachwatch.models.sides import PRINCIPAL, RESOURCE, SIDES, Side
+from reachwatch.models.windows import decode_state, encode_state
+from reachwatch.streams.formats.adapters import get_adapter
+from reachwatch.streams.ingest.chain import Chain
+from reachwatch.streams.service.delivery import deliver_all
+from reachwatch.streams.service.forwarding import Forwarder
+from reachwatch.streams.service.metrics import Metrics
+from reachwatch.streams.service.publisher import AlertPublisher
+from reachwatch.streams.service.recent import RecentAlerts
+from reachwatch.streams.service.scoring import SideScorer
+from reachwatch.streams.service.settings import Settings
+from reachwatch.streams.service.topics import ServiceTopics, partition_of
+
+TEST_DAY = 14
+INPUT_PARTITIONS = 2
+INTERNAL_PARTITIONS = 2
+ENVELOPES_PER_BATCH = 3
+
+
+class RecordingTopic:
+    def __init__(self) -> None:
+        self.sent: list[dict[str, Any]] = []
+
+    async def send(self, **kwargs: Any) -> asyncio.Future[None]:
+        self.sent.append(kwargs)
+        done = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
+
+
+class WriteLog(MutableMapping[bytes, bytes]):
+    """A table that remembers the keys written since ``mark``."""
+
+    def __init__(self, start: dict[bytes, bytes]) -> None:
+        self.data = dict(start)
+        self.written: list[bytes] = []
+
+    def mark(self) -> None:
+        self.written = []
+
+    def __getitem__(self, key: bytes) -> bytes:
+        return self.data[key]
+
+    def __setitem__(self, key: bytes, value: bytes) -> None:
+        self.data[key] = value
+        self.written.append(key)
+
+    def __delitem__(self, key: bytes) -> None:
+        del self.data[key]
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self.data)
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+
+def _test_day() -> list[AccessEvent]:
+    """An office day, with an engineer reading every sensitive hr and finance dataset and
+    most of the company reading one restricted hr dataset (both alert)."""
+    t0 = START + TEST_DAY * 86400
+    targets = [d for team in ("hr", "finance") for d in datasets(team) if d[1] != "internal"]
+    insider = [
+        AccessEvent(ts=t0 + 10.5 * 3600 + i * 40, principal="eng-3", resource=r,
+                    principal_group="eng", resource_group=r.split("/")[0], sensitivity=s)
+        for i, (r, s) in enumerate(targets)
+    ]
+    readers = [p for team in TEAMS if team != "hr" for p in people(team)]
+    exposure = [
+        AccessEvent(ts=t0 + 13 * 3600 + i * 50, principal=p, resource="hr/ds3",
+                    principal_group=p.split("-")[0], resource_group="hr",
+                    sensitivity="restricted")
+        for i, p in enumerate(readers)
+    ]
+    day = office_day(random.Random(99), TEST_DAY) + insider + exposure
+    return sorted(day, key=lambda e: e.ts)
+
+
+def _envelopes(events: list[AccessEvent]) -> ServiceTopics:
+    """The envelopes an ingest sends for ``events``, read from two input partitions."""
+    topics = ServiceTopics(*(RecordingTopic() for _ in range(5)))
+    settings = Settings(partitions=INTERNAL_PARTITIONS)
+    forwarder = Forwarder(settings, Chain(get_adapter("native"), limits=settings.limits),
+                          topics, Metrics())
+    sources = [f"in:{p}" for p in range(INPUT_PARTITIONS)]
+    forwarder.sources.assign(sources)
+    for source in sources:
+        forwarder.sources.set_backlog(source, False)
+    offsets = [0] * INPUT_PARTITIONS
+    messages = []
+    for event in events:
+        partition = partition_of(event.principal.encode(), INPUT_PARTITIONS)
+        messages.append(SimpleNamespace(value=orjson.dumps(event.to_json()), topic="in",
+                                        partition=partition, offset=offsets[partition],
+                                        key=None, timestamp=0.0))
+        offsets[partition] += 1
+
+    async def forward() -> None:
+        for start in range(0, len(messages), 25):
+            forwarder.take(messages[start : start + 25])
+            await deliver_all(forwarder.release().envelopes, forwarder.metrics, "envelope")
+        for _ in range(8):  # the input goes quiet: everything leaves
+            forwarder.sources.tick()
+        forwarder.take([])
+        await deliver_all(forwarder.release().envelopes, forwarder.metrics, "envelope")
+
+    asyncio.run(forward())
+    return topics
+
+
+class Run:
+    """One side's scorer over a table, recording every alert."""
+
+    def __init__(self, side: Side, pipeline: Pipeline, table: WriteLog) -> None:
+        self.alerts = RecordingTopic()
+        metrics = Metrics()
+        publisher = AlertPublisher(self.alerts, metrics, RecentAlerts())
+        self.scorer = SideScorer(side, lambda: pipeline, table, publisher, metrics, 10_000, "in")
+        self.table = table
+
+    def step(self, envelopes: list[Any]) -> list[Any]:
+        """Take, release and score ``envelopes``; the holders now done (to acknowledge)."""
+        self.scorer.take(envelopes)
+        released, watermark, done = self.scorer.release()
+        asyncio.run(self.scorer.score(released, watermark))
+        return done
+
+    def alert_ids(self) -> set[tuple[str, str, str]]:
+        alerts = [orjson.loads(s["value"]) for s in self.alerts.sent]
+        return {(a["kind"], a["entity"], a["alert_id"]) for a in alerts if "alert_id" in a}
+
+    def repeats(self) -> float:
+        counter = self.scorer.metrics.events_repeated.labels(side=self.scorer.side.name)
+        return counter._value.get()
+
+
+def _recording(
+    pipeline: Pipeline, seen: dict[tuple[Any, ...], list[tuple[float, ...]]]
+) -> Pipeline:
+    """``pipeline``, recording in ``seen`` every feature vector it builds, by read."""
+    view = pipeline.features.view
+
+    def recorded(event: AccessEvent, state: Any) -> Any:
+        built = view(event, state)
+        if built is not None:
+            seen.setdefault((event.ts, event.principal, event.resource), []).append(
+                tuple(built.vector))
+        return built
+
+    pipeline.features.view = recorded  # type: ignore[method-assign]
+    return pipeline
+
+
+@pytest.fixture(scope="module")
+def warm(tiny_model: Any, tiny_history: list[AccessEvent]) -> dict[str, dict[bytes, bytes]]:
+    """Each side's table after the history (replayed offline), as the stream keeps it."""
+    pipeline = Pipeline(tiny_model)
+    tables: dict[str, dict[bytes, bytes]] = {}
+    for side in SIDES:
+        states: dict[str, Any] = {}
+        for start in range(0, len(tiny_history), 2000):
+            pipeline.observe(side, tiny_history[start : start + 2000], states)
+        tables[side.name] = {k.encode(): encode_state(s) for k, s in states.items()}
+    return tables
+
+
+@pytest.mark.parametrize("side", [PRINCIPAL, RESOURCE], ids=lambda s: s.name)
+def test_a_batch_replayed_after_part_of_its_states_were_written_counts_nothing_twice(
+        tiny_model, warm, side):
+    topics = _envelopes(_test_day())
+    topic = topics.by_principal if side is PRINCIPAL else topics.by_resource
+    envelopes = [SimpleNamespace(value=s["value"], partition=s["partition"], offset=i)
+                 for i, s in enumerate(topic.sent)]
+    batches = [envelopes[i : i + ENVELOPES_PER_BATCH]
+               for i in range(0, len(envelopes), ENVELOPES_PER_BATCH)]
+
+    # Without a crash; the crash will come in the batch that writes the most states.
+    expected: dict[tuple[Any, ...], list[tuple[float, ...]]] = {}
+    reference = Run(side, _recording(Pipeline(tiny_model), expected), WriteLog(warm[side.name]))
+    writes = []
+    for batch in batches:
+        reference.table.mark()
+        reference.step(batch)
+        writes.append(len(reference.table.written))
+    crash_at = max(range(len(batches) - 1), key=writes.__getitem__)
+    assert writes[crash_at] >= 4
+
+    # The same envelopes, up to that batch: its alerts are published, then its states
+    # settle, and a SIGKILL comes after every other one of them is durable.
+    got: dict[tuple[Any, ...], list[tuple[float, ...]]] = {}
+    table = WriteLog(warm[side.name])
+    first = Run(side, _recording(Pipeline(tiny_model), got), table)
+    acked: set[int] = set()
+    for batch in batches[:crash_at]:
+        acked |= {m.offset for m in first.step(batch)}
+    durable = dict(table.data)
+    table.mark()
+    first.step(batches[crash_at])
+    durable.update({key: table[key] for key in table.written[::2]})
+    # A fresh scorer over what is durable reads every unacknowledged envelope again.
+    survived = WriteLog(durable)
+    restarted = Run(side, _recording(Pipeline(tiny_model), got), survived)
+    unacked = [m for m in envelopes if m.offset >= min(set(range(len(envelopes))) - acked)]
+    for start in range(0, len(unacked), ENVELOPES_PER_BATCH):
+        restarted.step(unacked[start : start + ENVELOPES_PER_BATCH])
+
+    assert restarted.repeats() > 0
+    # Every read built the vector it builds without the crash (once, or twice the same).
+    assert {k: set(v) for k, v in got.items()} == {k: set(v) for k, v in expected.items()}
+    assert reference.alert_ids()
+    assert first.alert_ids() | restarted.alert_ids() == reference.alert_ids()
+    assert survived.data.keys() == reference.table.data.keys()
+    for key, raw in reference.table.items():
+        ours, theirs = decode_state(survived[key]), decode_state(raw)
+        assert ours.to_obj()[:-1] == theirs.to_obj()[:-1], key  # all but the positions
