@@ -122,7 +122,9 @@ class OverflowSketch:
         return bool(self.slices)
 
     def to_obj(self) -> list[Any]:
-        return [
+        # With the estimate and the reads since it: they decide when the next refresh is
+        # due, and so the window's sums from then on.
+        slices = [
             [
                 s.index,
                 base64.b64encode(s.hll.reg.tobytes()).decode("ascii"),
@@ -132,12 +134,14 @@ class OverflowSketch:
             ]
             for s in self.slices
         ]
+        return [slices, self.estimate, self.pending]
 
     @classmethod
     def from_obj(cls, obj: list[Any], span: float, n_attrs: int) -> OverflowSketch:
         sketch = cls(span, n_attrs)
         size = 1 << PRECISION
-        for index, registers, reads, sums, categories in obj:
+        slices, sketch.estimate, sketch.pending = obj
+        for index, registers, reads, sums, categories in slices:
             raw = base64.b64decode(registers, validate=True)
             if len(raw) != size or len(sums) != n_attrs:
                 raise ValueError("sketch slice does not match this precision or attributes")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import struct
 from array import array
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -100,7 +101,7 @@ class DecayedHistogram:
         return bucket_value(max(self.weights))
 
     def to_obj(self) -> list[Any]:
-        return [self.day, self.total, [[k, round(w, 6)] for k, w in self.weights.items()]]
+        return [self.day, self.total, [[k, w] for k, w in self.weights.items()]]
 
     @classmethod
     def from_obj(cls, obj: list[Any], half_life_days: float = 10.0) -> DecayedHistogram:
@@ -251,25 +252,32 @@ class DistinctWindow:
         return len(self.categories.keys() | self.sketch.categories())
 
     def to_obj(self) -> list[Any]:
+        # The sums as they are: summed again in another order they could differ in their
+        # last bits, and so would every later feature built on them.
+        # (The live lists go as they are: the result is serialised at once.)
         return [
             [[k, e[0], e[1], list(e[2])] for k, e in self.keys.items()],
-            [list(x) for x in self.log[self.head :]],
+            self.log[self.head :],
             self.sketch.to_obj() if self.sketch is not None else None,
+            self.sums,
+            self.overflow,
+            self.sketch_sums,
         ]
 
     @classmethod
     def from_obj(cls, obj: list[Any], span: float, n_attrs: int, cap: int) -> DistinctWindow:
         w = cls(span, n_attrs, cap)
-        for key, ts, category, attrs in obj[0]:
-            attrs_t = tuple(attrs)
-            w.keys[key] = [ts, category, attrs_t]
-            for i, value in enumerate(attrs_t):
-                w.sums[i] += value
-            w.categories[category] = w.categories.get(category, 0) + 1
+        entries = obj[0]
+        w.keys = {key: [ts, category, tuple(attrs)] for key, ts, category, attrs in entries}
+        w.categories = dict(Counter([entry[2] for entry in entries]))  # counts: exact anyway
         w.log = [(ts, key) for ts, key in obj[1]]
+        w.sums = [float(v) for v in obj[3]]
+        if len(w.sums) != n_attrs:
+            raise ValueError("window sums do not match the side's attributes")
         if obj[2] is not None:
             w.sketch = OverflowSketch.from_obj(obj[2], span, n_attrs)
-            w._refresh_sketch(w.sketch)
+            w.overflow = int(obj[4])
+            w.sketch_sums = [float(v) for v in obj[5]] if obj[5] is not None else None
         return w
 
 
@@ -310,17 +318,18 @@ class CountWindow:
             self.sums = [0.0] * len(self.sums)
 
     def to_obj(self) -> list[Any]:
-        return [list(b) for b in self.buckets]
+        return [self.buckets, self.sums]
 
     @classmethod
     def from_obj(
         cls, obj: list[Any], span: float, n: int = len(Counts._fields)
     ) -> CountWindow:
         w = cls(span, n)
-        for bucket in obj:
-            w.buckets.append(list(bucket))
-            for i in range(n):
-                w.sums[i] += bucket[i + 1]
+        buckets, sums = obj
+        w.buckets = [list(b) for b in buckets]
+        w.sums = [float(v) for v in sums]
+        if len(w.sums) != n:
+            raise ValueError("count sums do not match the side's counts")
         return w
 
 
@@ -610,10 +619,12 @@ _DECOMPRESSOR = zstandard.ZstdDecompressor()
 # the worker's idle sweep reads an entity's last event time without decompressing it. The
 # tag's last byte is the layout: bumped whenever what ``to_obj`` writes changes shape (2:
 # the principal side's heavy-read attribute and its hourly baseline; 3: its daily baseline
-# of new sensitive outside datasets; 4: the input positions applied), so a state written by
-# another version is refused as such instead of failing deep inside a batch.
+# of new sensitive outside datasets; 4: the input positions applied; 5: every part stored
+# verbatim, window sums included, so that a decoded state behaves exactly as the one
+# encoded), so a state written by another version is refused as such instead of failing
+# deep inside a batch.
 _TAG = b"RW"
-STATE_LAYOUT = 4
+STATE_LAYOUT = 5
 _HEADER = _TAG + bytes([STATE_LAYOUT])
 _WATERMARK = struct.Struct(">d")
 _PAYLOAD_AT = len(_HEADER) + _WATERMARK.size

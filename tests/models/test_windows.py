@@ -1,9 +1,17 @@
 from __future__ import annotations
 
+import random
+from dataclasses import replace
+
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from support.tinyorg import START, datasets, office_day
 
-from reachwatch.models.sides import PRINCIPAL, RESOURCE, Counts, PrincipalAttrs
+from reachwatch.models.pipeline import Pipeline
+from reachwatch.models.records import AccessEvent
+from reachwatch.models.sides import PRINCIPAL, RESOURCE, SIDES, Counts, PrincipalAttrs
 from reachwatch.models.sketch import SLICES
 from reachwatch.models.windows import (
     CountWindow,
@@ -201,3 +209,92 @@ def test_idle_rule_is_strictly_older_than_the_ttl():
     now = 100 * 86400.0
     assert is_idle(now - 35 * 86400.0 - 1, now, ttl_days=35)
     assert not is_idle(now - 35 * 86400.0, now, ttl_days=35)
+
+
+def test_a_window_read_back_holds_its_sums_as_they_were_not_summed_again():
+    w = DistinctWindow(span=60.0, n_attrs=1)
+    for i, value in enumerate((0.1, 0.2, 0.3)):
+        w.add(float(i), f"k{i}", "g", (value,))
+    w.expire(61.0)  # k0 leaves: 0.1 + 0.2 + 0.3 - 0.1 is not 0.2 + 0.3 in floats
+    assert w.sums[0] != 0.2 + 0.3
+    back = DistinctWindow.from_obj(orjson.loads(orjson.dumps(w.to_obj())), 60.0, 1, 5000)
+    assert back.sums == w.sums
+
+
+def test_an_overflowing_window_read_back_refreshes_its_sketch_when_the_original_would():
+    w = DistinctWindow(span=3600.0, n_attrs=1, cap=50)
+    for i in range(3000):
+        w.add(float(i % 3600), f"k{i}", "g", (0.5 + (i % 7) / 10,))
+    back = DistinctWindow.from_obj(orjson.loads(orjson.dumps(w.to_obj())), 3600.0, 1, 50)
+    for i in range(3000, 3400):
+        for window in (w, back):
+            window.add(float(i % 3600), f"k{i}", "g", (0.3,))
+        assert (back.distinct, back.sums) == (w.distinct, w.sums)
+
+
+def _roundtrip_all(states: dict) -> None:
+    for key, state in states.items():
+        states[key] = decode_state(encode_state(state))
+
+
+@pytest.fixture(scope="module")
+def small_caps(tiny_model):
+    """The tiny model with caps small enough for the sketch and the novelty memory's cap."""
+    config = replace(tiny_model.config, window_cap=12, memory_cap=16)
+    return replace(tiny_model, config=config)
+
+
+def _replay(model, events, roundtrip: bool) -> tuple[list, list, list]:
+    """(vectors, scores, alerts) of both sides, batch by batch; with ``roundtrip`` every
+    state goes through ``encode_state``/``decode_state`` after every batch."""
+    pipeline = Pipeline(model)
+    vectors: list = []
+    view = pipeline.features.view
+
+    def recorded(event, state):
+        built = view(event, state)
+        if built is not None:
+            vectors.append(tuple(built.vector))
+        return built
+
+    pipeline.features.view = recorded
+    states: dict = {side.name: {} for side in SIDES}
+    scores: list = []
+    alerts: list = []
+    for start in range(0, len(events), 300):
+        for side in SIDES:
+            result = pipeline.observe(side, events[start : start + 300], states[side.name])
+            scores += result.scores
+            alerts += [a.to_json() for a in result.alerts]
+            if roundtrip:
+                _roundtrip_all(states[side.name])
+    assert any(w.sketch is not None for s in states["principal"].values() for w in s.windows)
+    assert any(len(s.memory) == 16 for s in states["principal"].values())
+    return vectors, scores, alerts
+
+
+def test_a_round_trip_after_every_batch_changes_no_vector_score_or_alert(small_caps,
+                                                                          tiny_history):
+    day = START + 14 * 86400
+    targets = [d for team in ("hr", "finance") for d in datasets(team) if d[1] != "internal"]
+    insider = [AccessEvent(ts=day + 10.5 * 3600 + i * 40, principal="eng-3", resource=r,
+                           principal_group="eng", resource_group=r.split("/")[0],
+                           sensitivity=s) for i, (r, s) in enumerate(targets)]
+    events = tiny_history + sorted(office_day(random.Random(99), 14) + insider,
+                                   key=lambda e: e.ts)
+    plain = _replay(small_caps, events, roundtrip=False)
+    tripped = _replay(small_caps, events, roundtrip=True)
+    assert plain[2]  # something alerts
+    assert tripped[0] == plain[0]
+    assert tripped[1] == plain[1]
+    assert tripped[2] == plain[2]
+
+
+@given(st.lists(st.floats(allow_nan=False, allow_infinity=False), min_size=1, max_size=8))
+def test_any_finite_window_sum_reads_back_bit_for_bit(values):
+    state = EntityState(RESOURCE, SPANS, cap=100, memory_cap=100)
+    state.windows[0].sums[:] = (values * 4)[:4]
+    state.counts.sums[:] = (values * 4)[:4]
+    back = decode_state(encode_state(state))
+    assert back.windows[0].sums == state.windows[0].sums
+    assert back.counts.sums == state.counts.sums
