@@ -2,9 +2,11 @@
 
 The stream acknowledges an envelope only once its events' states are written, but a batch's
 states are written one by one: a SIGKILL while they settle leaves some of them durable. A
-fresh scorer over that table then reads the unacknowledged envelopes again. It must end as
-the scorer that never crashed: the same feature vectors and scores for every read, the same
-alerts, the same states, and the reads a durable state already holds counted as repeats.
+fresh scorer over that table then reads the unacknowledged envelopes again (and, when the
+ingest died with it, the envelopes of a new reading of the input from its committed
+offsets). It must end as the scorer that never crashed: the same feature vectors for every
+read, the same alerts, the same states, and the reads a durable state already holds counted
+as repeats.
 """
 
 from __future__ import annotations
@@ -99,16 +101,8 @@ def _test_day() -> list[AccessEvent]:
     return sorted(day, key=lambda e: e.ts)
 
 
-def _envelopes(events: list[AccessEvent]) -> ServiceTopics:
-    """The envelopes an ingest sends for ``events``, read from two input partitions."""
-    topics = ServiceTopics(*(RecordingTopic() for _ in range(5)))
-    settings = Settings(partitions=INTERNAL_PARTITIONS)
-    forwarder = Forwarder(settings, Chain(get_adapter("native"), limits=settings.limits),
-                          topics, Metrics())
-    sources = [f"in:{p}" for p in range(INPUT_PARTITIONS)]
-    forwarder.sources.assign(sources)
-    for source in sources:
-        forwarder.sources.set_backlog(source, False)
+def _messages(events: list[AccessEvent]) -> list[Any]:
+    """``events`` as input messages of two partitions (keyed by principal), in time order."""
     offsets = [0] * INPUT_PARTITIONS
     messages = []
     for event in events:
@@ -117,18 +111,55 @@ def _envelopes(events: list[AccessEvent]) -> ServiceTopics:
                                         partition=partition, offset=offsets[partition],
                                         key=None, timestamp=0.0))
         offsets[partition] += 1
+    return messages
+
+
+def _forward(messages: list[Any], topics: ServiceTopics, steps: int | None = None) -> list[Any]:
+    """One reading of the input (an epoch): ``messages`` forwarded 25 per step, the first
+    ``steps`` of them only if given (then it stops, as if killed), else all and then the
+    input goes quiet. Returns the messages acknowledged."""
+    settings = Settings(partitions=INTERNAL_PARTITIONS)
+    forwarder = Forwarder(settings, Chain(get_adapter("native"), limits=settings.limits),
+                          topics, Metrics())
+    sources = [f"in:{p}" for p in range(INPUT_PARTITIONS)]
+    forwarder.sources.assign(sources)
+    for source in sources:
+        forwarder.sources.set_backlog(source, False)
+    acked: list[Any] = []
 
     async def forward() -> None:
-        for start in range(0, len(messages), 25):
+        for step, start in enumerate(range(0, len(messages), 25)):
+            if steps is not None and step == steps:
+                return
             forwarder.take(messages[start : start + 25])
-            await deliver_all(forwarder.release().envelopes, forwarder.metrics, "envelope")
+            out = forwarder.release()
+            await deliver_all(out.envelopes, forwarder.metrics, "envelope")
+            acked.extend(out.done)
         for _ in range(8):  # the input goes quiet: everything leaves
             forwarder.sources.tick()
         forwarder.take([])
-        await deliver_all(forwarder.release().envelopes, forwarder.metrics, "envelope")
+        out = forwarder.release()
+        await deliver_all(out.envelopes, forwarder.metrics, "envelope")
+        acked.extend(out.done)
 
     asyncio.run(forward())
-    return topics
+    return acked
+
+
+def _committed(messages: list[Any], acked: list[Any]) -> list[Any]:
+    """The messages a reader reads again: per partition, from the first not acknowledged."""
+    done = {(m.partition, m.offset) for m in acked}
+    first: dict[int, int] = {}
+    for m in messages:
+        if (m.partition, m.offset) not in done:
+            first.setdefault(m.partition, m.offset)
+    return [m for m in messages if m.partition in first and m.offset >= first[m.partition]]
+
+
+def _envelopes(topics: ServiceTopics, side: Side) -> list[Any]:
+    topic = topics.by_principal if side is PRINCIPAL else topics.by_resource
+    return [SimpleNamespace(value=s["value"], partition=s["partition"], offset=i)
+            for i, s in enumerate(topic.sent)]
 
 
 class Run:
@@ -187,43 +218,63 @@ def warm(tiny_model: Any, tiny_history: list[AccessEvent]) -> dict[str, dict[byt
     return tables
 
 
+@pytest.mark.parametrize("ingest", ["kept", "killed too"])
 @pytest.mark.parametrize("side", [PRINCIPAL, RESOURCE], ids=lambda s: s.name)
 def test_a_batch_replayed_after_part_of_its_states_were_written_counts_nothing_twice(
-        tiny_model, warm, side):
-    topics = _envelopes(_test_day())
-    topic = topics.by_principal if side is PRINCIPAL else topics.by_resource
-    envelopes = [SimpleNamespace(value=s["value"], partition=s["partition"], offset=i)
-                 for i, s in enumerate(topic.sent)]
+        tiny_model, warm, side, ingest):
+    messages = _messages(_test_day())
+    steps = len(messages) // 25 * 3 // 5  # where the ingest is killed (if it is)
+    # Without a crash.
+    topics = ServiceTopics(*(RecordingTopic() for _ in range(5)))
+    _forward(messages, topics)
+    envelopes = _envelopes(topics, side)
     batches = [envelopes[i : i + ENVELOPES_PER_BATCH]
                for i in range(0, len(envelopes), ENVELOPES_PER_BATCH)]
-
-    # Without a crash; the crash will come in the batch that writes the most states.
     expected: dict[tuple[Any, ...], list[tuple[float, ...]]] = {}
     reference = Run(side, _recording(Pipeline(tiny_model), expected), WriteLog(warm[side.name]))
-    writes = []
     for batch in batches:
-        reference.table.mark()
         reference.step(batch)
-        writes.append(len(reference.table.written))
-    crash_at = max(range(len(batches) - 1), key=writes.__getitem__)
-    assert writes[crash_at] >= 4
 
-    # The same envelopes, up to that batch: its alerts are published, then its states
-    # settle, and a SIGKILL comes after every other one of them is durable.
+    topics = ServiceTopics(*(RecordingTopic() for _ in range(5)))
+    if ingest == "kept":
+        _forward(messages, topics)
+    else:  # killed after ``steps``; the next reading starts from its committed offsets
+        again = _committed(messages, _forward(messages, topics, steps))
+        sent_before = len(_envelopes(topics, side))
+        _forward(again, topics)
+    envelopes = _envelopes(topics, side)
+    batches = [envelopes[i : i + ENVELOPES_PER_BATCH]
+               for i in range(0, len(envelopes), ENVELOPES_PER_BATCH)]
+    if ingest == "kept":
+        sent_before = len(envelopes)
+    candidates = [i for i, b in enumerate(batches[:-1]) if b[-1].offset < sent_before]
+    # The crash comes in the batch that writes the most states: its alerts are published,
+    # then its states settle, and a SIGKILL comes after every other one of them is durable.
     got: dict[tuple[Any, ...], list[tuple[float, ...]]] = {}
     table = WriteLog(warm[side.name])
     first = Run(side, _recording(Pipeline(tiny_model), got), table)
     acked: set[int] = set()
-    for batch in batches[:crash_at]:
-        acked |= {m.offset for m in first.step(batch)}
-    durable = dict(table.data)
-    table.mark()
-    first.step(batches[crash_at])
-    durable.update({key: table[key] for key in table.written[::2]})
+    writes, durable_at = 0, {}
+    for index in candidates:
+        durable = dict(table.data)
+        table.mark()
+        acked_now = {m.offset for m in first.step(batches[index])}
+        if len(table.written) > writes:
+            writes = len(table.written)
+            crash_at = index
+            durable_at = {**durable, **{key: table[key] for key in table.written[::2]}}
+            acked_before = set(acked)
+        acked |= acked_now
+    assert writes >= 4
+    # Run again to the crash only, recording what the first worker scored before it died.
+    got.clear()
+    first = Run(side, _recording(Pipeline(tiny_model), got), WriteLog(warm[side.name]))
+    for batch in batches[: crash_at + 1]:
+        first.step(batch)
     # A fresh scorer over what is durable reads every unacknowledged envelope again.
-    survived = WriteLog(durable)
+    survived = WriteLog(durable_at)
     restarted = Run(side, _recording(Pipeline(tiny_model), got), survived)
-    unacked = [m for m in envelopes if m.offset >= min(set(range(len(envelopes))) - acked)]
+    unacked = [m for m in envelopes if m.offset >= min(set(range(len(envelopes))) - acked_before)]
     for start in range(0, len(unacked), ENVELOPES_PER_BATCH):
         restarted.step(unacked[start : start + ENVELOPES_PER_BATCH])
 
