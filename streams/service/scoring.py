@@ -13,10 +13,11 @@ envelopes whose events all went through handed back for acknowledgement. A crash
 replays them; the replay recomputes the same alerts with the same ``alert_id``.
 
 A crash while a batch's states settle leaves some of them durable and others not. So each
-state records which input it has applied (``models.progress``): per input source, the
-highest offset applied and the frontier its lane had released when the state was written.
-Replayed events a state already holds are skipped as repeats; the others are applied as the
-first time, so the entity ends as if there had been no crash.
+state records which input it has applied (``models.progress``): per input source, claims
+"every event up to this offset and this event time is in this state", made when the state
+is written (``SideScorer._record_positions`` says why they hold). Replayed events a state
+already holds are skipped as repeats; the others are applied as the first time, so the
+entity ends as if there had been no crash.
 """
 
 from __future__ import annotations
@@ -194,6 +195,7 @@ class SideScorer:
         states = self.cache.load(self.table, {side.entity(f.event) for f in forwarded})
         forwarded = self._unapplied(forwarded, states)
         if not forwarded:
+            self.cache.put_back(self.table, states, ())
             return BatchResult()
         events = [f.event for f in forwarded]
         latest = max(e.ts for e in events)
@@ -231,6 +233,7 @@ class SideScorer:
             self._scored_log.flush()
         self._record_positions(forwarded, states, result.touched)
         self.cache.store(self.table, states, result.touched)
+        self.cache.put_back(self.table, states, result.touched)
         await settle(self.table)
         return result
 

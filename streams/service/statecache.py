@@ -70,6 +70,20 @@ class DecodedStates:
         for _ in self.cache.overflow():  # bounded: the least recently used go
             pass
 
+    def put_back(
+        self, table: MutableMapping[bytes, bytes], states: dict[str, Any], touched: Iterable[str]
+    ) -> None:
+        """Keep decoded the states ``load`` took that the batch left as they were (their
+        reads were all late, or repeats): the table still holds the bytes they match."""
+        changed = set(touched)
+        for key, state in states.items():
+            if key not in changed:
+                raw = table.get(key.encode())
+                if raw is not None:
+                    self.cache.put(key, state, raw)
+        for _ in self.cache.overflow():
+            pass
+
     def forget(self, key: str) -> None:
         self.cache.discard(key)
 
