@@ -326,7 +326,7 @@ class CountWindow:
     ) -> CountWindow:
         w = cls(span, n)
         buckets, sums = obj
-        w.buckets = [list(b) for b in buckets]
+        w.buckets = buckets
         w.sums = [float(v) for v in sums]
         if len(w.sums) != n:
             raise ValueError("count sums do not match the side's counts")
@@ -463,6 +463,10 @@ class EntityState:
         self._baselines: dict[tuple[str, float], tuple[float, float]] = {}
 
     # -- serialisation ---------------------------------------------------------------
+    # Every part is stored as it is, never as something to recompute on decode (sums summed
+    # again in another order differ in their last bits): a decoded state must behave
+    # exactly as the one encoded. A new part goes at the end, is read back in ``load_obj``,
+    # and ``STATE_LAYOUT`` goes up by one.
     def to_obj(self) -> list[Any]:
         t = self.tracker
         return [
