@@ -157,9 +157,17 @@ def _committed(messages: list[Any], acked: list[Any]) -> list[Any]:
 
 
 def _envelopes(topics: ServiceTopics, side: Side) -> list[Any]:
+    """What the side's scorer reads: each envelope with its partition's offset, and its
+    ``index`` among all of them (the order they were sent in)."""
     topic = topics.by_principal if side is PRINCIPAL else topics.by_resource
-    return [SimpleNamespace(value=s["value"], partition=s["partition"], offset=i)
-            for i, s in enumerate(topic.sent)]
+    offsets: dict[int, int] = {}
+    envelopes = []
+    for index, sent in enumerate(topic.sent):
+        partition = sent["partition"]
+        offsets[partition] = offsets.get(partition, -1) + 1
+        envelopes.append(SimpleNamespace(value=sent["value"], partition=partition,
+                                         offset=offsets[partition], index=index))
+    return envelopes
 
 
 class Run:
@@ -255,7 +263,7 @@ def _crash_and_replay(model: Any, warm: dict[str, dict[bytes, bytes]], side: Sid
         sent_before = len(envelopes)
     # The crash: a batch's alerts are published, then its states settle, and a SIGKILL
     # comes when some of them are durable. Before it, only what the killed ingest sent.
-    candidates = [i for i, b in enumerate(batches[:-1]) if b[-1].offset < sent_before]
+    candidates = [i for i, b in enumerate(batches[:-1]) if b[-1].index < sent_before]
     if rng:
         crash_at = rng.choice(candidates)
     else:
@@ -272,7 +280,7 @@ def _crash_and_replay(model: Any, warm: dict[str, dict[bytes, bytes]], side: Sid
     first = Run(side, _recording(Pipeline(model), got), table)
     acked: set[int] = set()
     for batch in batches[:crash_at]:
-        acked |= {m.offset for m in first.step(batch)}
+        acked |= {m.index for m in first.step(batch)}
     durable = dict(table.data)
     table.mark()
     first.step(batches[crash_at])
@@ -283,7 +291,7 @@ def _crash_and_replay(model: Any, warm: dict[str, dict[bytes, bytes]], side: Sid
     # A fresh scorer over what is durable reads every unacknowledged envelope again.
     survived = WriteLog(durable)
     restarted = Run(side, _recording(Pipeline(model), got), survived)
-    unacked = [m for m in envelopes if m.offset >= min(set(range(len(envelopes))) - acked)]
+    unacked = [m for m in envelopes if m.index >= min(set(range(len(envelopes))) - acked)]
     for batch in _batches(unacked, rng.choice([1, 2, 3, 5]) if rng else size):
         restarted.step(batch)
 
@@ -317,3 +325,16 @@ def test_a_crash_anywhere_with_any_states_durable_counts_nothing_twice(
         tiny_model, warm, side, seed):
     rng = random.Random(seed)
     _crash_and_replay(tiny_model, warm, side, rng, ingest_killed=rng.random() < 0.6)
+
+
+def test_an_internal_message_never_handed_over_is_logged(tiny_model, caplog):
+    messages = _messages(_test_day()[:60])
+    topics = ServiceTopics(*(RecordingTopic() for _ in range(5)))
+    _forward(messages, topics)
+    envelopes = [e for e in _envelopes(topics, RESOURCE) if e.partition == 0]
+    assert len(envelopes) >= 3
+    run = Run(RESOURCE, Pipeline(tiny_model), WriteLog({}))
+    run.scorer.take(envelopes[:1])
+    run.scorer.take(envelopes[2:])  # Faust skipped the second
+    assert run.scorer.skipped_messages == 1
+    assert "never handed to the scorer" in caplog.text
