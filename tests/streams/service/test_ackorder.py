@@ -70,3 +70,42 @@ def test_a_revoked_partition_is_forgotten_with_what_waited_in_it():
     again = Msg(topic="in", partition=0, offset=0)
     order.taken([again], _position)
     assert order.finished([again], _position) == [again]
+
+
+def _guarded_commit(acked: list[int], committed: int | None, gaps=()) -> tuple[int | None, list]:
+    """What the worker's consumer (streams/service/transport.py) commits, and what it logs."""
+    from reachwatch.streams.service.transport import _Consumer
+
+    held: list[int] = []
+    tree = IntervalTree()
+    for start, end in gaps:
+        tree[start:end] = True
+    fake = SimpleNamespace(
+        _acked=defaultdict(list, {IN0: sorted(acked)}),
+        _acked_index=defaultdict(set, {IN0: set(acked)}),
+        _gap=defaultdict(IntervalTree, {IN0: tree}),
+        _committed_offset=defaultdict(lambda: None, {IN0: committed}),
+        _report_held=lambda tp, head: held.append(head),
+    )
+    return _Consumer._new_offset(fake, IN0), held
+
+
+def test_a_message_faust_never_handed_on_holds_the_commit():
+    # Offset 26 was fetched but skipped by Faust (a rebalance); 27-29 went through the agent.
+    assert _faust_commit([27, 28, 29], committed=26) == 30  # Faust alone: 26 is lost
+    assert _guarded_commit([27, 28, 29], committed=26) == (None, [26])
+    # Read again after the seek to the commit, 26 goes through: all of it is committed.
+    assert _guarded_commit([26, 27, 28, 29], committed=26) == (30, [])
+
+
+def test_offsets_missing_from_the_log_do_not_hold_the_commit():
+    # Faust records offsets the client saw missing (compaction, transaction markers) as gaps.
+    assert _guarded_commit([28, 29], committed=26, gaps=[(26, 28)]) == (30, [])
+    assert _guarded_commit([29], committed=26, gaps=[(26, 27), (27, 28)]) == (None, [28])
+    # Nothing committed yet: Faust's own rule (AckOrder keeps the taken ones in order).
+    assert _guarded_commit([5, 6], committed=None) == (7, [])
+
+
+def test_a_log_that_starts_after_the_commit_does_not_hold_it():
+    # Retention deleted 26-39: after the seek to 26 Faust reads 40 and records 27-39 missing.
+    assert _guarded_commit([40, 41], committed=26, gaps=[(27, 40)]) == (42, [])
