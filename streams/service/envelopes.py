@@ -22,9 +22,10 @@ of that source, named by ``epoch``) has sent every event of the source at or bef
 from its committed offset (after a crash, or a rebalance) forwards such events a second
 time under a new epoch; a scorer that saw the earlier epoch's claim knows them for repeats
 (``streams.service.alignment.UpstreamFrontiers.repeated``). Offset -1: nothing claimed yet.
-An event read back also carries the frontier ``w`` reported for its own source: its sender
-had sent every event of that source it had read before it, up to that frontier (what the
-entity states record as applied builds on it: ``models.progress``).
+An event read back also carries the frontier ``w`` reported for its own source (its sender
+had sent every event of that source it had read before it, up to that frontier: what the
+entity states record as applied builds on it, ``models.progress``) and the epoch that sent
+it.
 """
 
 from __future__ import annotations
@@ -58,6 +59,8 @@ class Forwarded:
     # sender had sent every event of the source it read before this one and no later
     # than that (``models.progress``).
     frontier: float = -math.inf
+    # The reading (epoch) of its source that sent it ("": unknown).
+    epoch: str = ""
 
     @property
     def source(self) -> str:
@@ -137,20 +140,25 @@ def read_envelope(raw: bytes | None) -> Envelope:
         partitions = obj.get("p") or [-1] * count
         offsets = obj.get("o") or [-1] * count
         frontiers = {str(k): float(v) for k, v in (obj.get("w") or {}).items()}
+        claims = {
+            str(k): Claim(str(epoch), int(offset), float(frontier))
+            for k, (epoch, offset, frontier) in (obj.get("c") or {}).items()
+        }
         unknown = -math.inf
         items = []
         for fields, index, received, p, o in zip(
             obj["e"], obj["t"], obj["r"], partitions, offsets, strict=True
         ):
             topic, partition = topics[index], int(p)
-            reported = frontiers.get(f"{topic}:{partition}", unknown) if partition >= 0 else unknown
-            items.append(
-                Forwarded(AccessEvent(*fields), topic, received, partition, int(o), reported)
-            )
-        claims = {
-            str(k): Claim(str(epoch), int(offset), float(frontier))
-            for k, (epoch, offset, frontier) in (obj.get("c") or {}).items()
-        }
+            reported, epoch = unknown, ""
+            if partition >= 0:
+                source = f"{topic}:{partition}"
+                reported = frontiers.get(source, unknown)
+                claim = claims.get(source)
+                epoch = claim.epoch if claim is not None else ""
+            items.append(Forwarded(
+                AccessEvent(*fields), topic, received, partition, int(o), reported, epoch
+            ))
         return Envelope(items, frontiers, int(obj.get("n") or 0), claims)
     except SchemaError:
         raise

@@ -267,7 +267,16 @@ class SideScorer:
         (replayed after a crash that left that state durable): repeats, counted as such."""
         entity = self.side.entity
         kept: list[Forwarded] = []
+        # The same read sent by two readings of its source, both in this batch: the later
+        # reading started from an input commit that lagged what the earlier one had sent,
+        # whose claim of its last step never went out (``forwarding``). Two equal reads of
+        # one message come from one reading, and both count.
+        sent_by: dict[tuple[str, int, Any], str] = {}
         for item in forwarded:
+            if item.epoch and item.offset >= 0:
+                first = sent_by.setdefault((item.source, item.offset, item.event), item.epoch)
+                if first != item.epoch:
+                    continue
             state = states.get(entity(item.event))
             applied = state.applied if state is not None else None
             if applied and applied.covers(item.source, item.offset, item.event.ts):
