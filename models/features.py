@@ -148,12 +148,21 @@ class PeerProfiles:
     baselines: dict[str, dict[str, float]] = field(default_factory=dict)
     resources: dict[str, frozenset[int]] = field(default_factory=dict)
     hours: dict[str, list[float]] = field(default_factory=dict)
+    # Training only, never stored: when each group first read each resource, and when
+    # the group's first read was (``GroupNovelty``). With it, training replays "new to
+    # the peers" as it was at each read's time instead of against the whole history.
+    first_reads: dict[str, GroupNovelty] = field(default_factory=dict)
 
     def baseline(self, group: str, fallback: str, metric: str) -> float:
         row = self.baselines.get(group) or self.baselines.get(fallback) or {}
         return row.get(metric, 0.0)
 
-    def knows(self, group: str, key: int) -> bool:
+    def knows(self, group: str, key: int, ts: float | None = None) -> bool:
+        """Whether the group read ``key`` before ``ts`` (training, with ``first_reads``),
+        or at all in training (serving: every serving read is later than training)."""
+        novelty = self.first_reads.get(group)
+        if novelty is not None and ts is not None:
+            return novelty.known(key, ts)
         keys = self.resources.get(group)
         return keys is not None and key in keys
 
@@ -165,7 +174,38 @@ class PeerProfiles:
             merged.baselines.update(part.baselines)
             merged.resources.update(part.resources)
             merged.hours.update(part.hours)
+            merged.first_reads.update(part.first_reads)
         return merged
+
+
+@dataclass
+class GroupNovelty:
+    """When a peer group first read each resource, in event time.
+
+    "New to its peers" is what the slow-collection surprise counts. Judged against the
+    keys of the *whole* training history, no training read is ever new to its peers (the
+    history defines the keys), so the class rate of such reads and the gate on them were
+    both calibrated on zeros, and any on-call night through the division's data looked
+    infinitely rare. Judged in time order, a read is new to the peers when no member read
+    the resource before it, exactly what serving sees; until the group has ``warmup``
+    seconds of history everything is new to it, so nothing counts as new (as without
+    profiles).
+    """
+
+    warmup: float
+    start: float | None = None
+    first: dict[int, float] = field(default_factory=dict)
+
+    def add(self, key: int, ts: float) -> None:
+        if self.start is None:
+            self.start = ts
+        self.first.setdefault(key, ts)
+
+    def known(self, key: int, ts: float) -> bool:
+        if self.start is None or ts - self.start < self.warmup:
+            return True
+        first = self.first.get(key)
+        return first is not None and first < ts
 
 
 class ProfileBuilder:
@@ -176,12 +216,18 @@ class ProfileBuilder:
     what a *typical* member's usual high is. Pooling member-hours instead would let one
     nightly backup job that reads everything set the whole team's "usual". A group's
     ``rate:<metric>`` is the mean per member-hour of a small-count metric, leaving out
-    each member's first day (when every reader is a first-time reader).
+    each member's first day (when every reader is a first-time reader). Novelty to the
+    group is judged in time order (``GroupNovelty``), so the rates of "new to the peers"
+    metrics are measured, not zero by construction.
     """
 
-    def __init__(self, quantile: float, member_quantile: float = 0.75) -> None:
+    def __init__(
+        self, quantile: float, member_quantile: float = 0.75, warmup: float = 4 * DAY
+    ) -> None:
         self.quantile = quantile
         self.member_quantile = member_quantile
+        self.warmup = warmup
+        self.novelty: dict[str, GroupNovelty] = {}
         # group -> metric -> member -> histogram of that member's maxima
         self.samples: dict[str, dict[str, dict[int, DecayedHistogram]]] = {}
         # group -> metric -> [sum, member-hours] (after each member's first day)
@@ -207,8 +253,18 @@ class ProfileBuilder:
                 acc[0] += value
                 acc[1] += 1.0
 
+    def knows(self, group: str, key: int, ts: float, unseen: bool = True) -> bool:
+        """Whether a member of ``group`` read ``key`` before ``ts`` (so far in the pass);
+        ``unseen`` answers for a group with no read yet (still in its warm-up)."""
+        novelty = self.novelty.get(group)
+        return unseen if novelty is None else novelty.known(key, ts)
+
     def add_read(self, group: str, key: int, ts: float) -> None:
         self.resources.setdefault(group, set()).add(key)
+        novelty = self.novelty.get(group)
+        if novelty is None:
+            novelty = self.novelty[group] = GroupNovelty(self.warmup)
+        novelty.add(key, ts)
         hours = self.hours.get(group)
         if hours is None:
             hours = self.hours[group] = [0.0] * 168
@@ -228,6 +284,7 @@ class ProfileBuilder:
             baselines=baselines,
             resources={g: frozenset(keys) for g, keys in self.resources.items()},
             hours={g: list(h) for g, h in self.hours.items()},
+            first_reads=dict(self.novelty),
         )
 
 
@@ -558,8 +615,17 @@ class FeatureBuilder:
     def _principal_attrs(self, read: Read) -> PrincipalAttrs:
         event, state, group, profiles = read.event, read.state, read.group, self.profiles
         key = resource_key(event.resource)
-        peer_known = profiles.knows(group, key) or profiles.knows(read.fallback, key)
-        new_peer = 0.0 if peer_known or not profiles.resources else 1.0
+        ts = event.ts
+        collector = self.collector
+        if collector is not None:  # training's first pass: peers so far, in time order
+            peer_known = collector.knows(group, key, ts) or collector.knows(
+                read.fallback, key, ts, unseen=False
+            )
+        else:
+            peer_known = not profiles.resources or profiles.knows(
+                group, key, ts
+            ) or profiles.knows(read.fallback, key, ts)
+        new_peer = 0.0 if peer_known else 1.0
         # Cold start: a newcomer has seen nothing, so "new to me" would flag every read;
         # until its own history matures it inherits its peers' novelty instead.
         new_own = (0.0 if read.seen else 1.0) if read.own_mature else new_peer

@@ -341,3 +341,46 @@ def test_slow_collection_is_judged_as_a_count_over_the_day():
         for team in [("hr", "legal", "sales")[k % 3]]
     ])
     assert familiar.breadths["outside_new_sensitive_teams_24h"] == 0.0
+
+
+def _night_digging(principal: str, team: str, night: int, tag: str) -> list:
+    """A page at night: ``principal`` opens one confidential dataset each of three other
+    teams of the division, datasets nobody of ``team`` read before."""
+    return [
+        _read(night * DAY + 23 * HOUR + 300.0 * k, principal, f"{other}/{tag}-n{night}",
+              principal_group=team, resource_group=other, sensitivity="confidential",
+              records=200)
+        for k, other in enumerate(("ops", "infra", "data"))
+    ]
+
+
+def _paged_at_night(history_nights: tuple[int, ...]) -> View:
+    """Two engineers of a team with fourteen ordinary days, one of them paged on
+    ``history_nights``; then the other is paged on night 14."""
+    config = DetectionConfig()
+    history = _working_hours("sre-1", "sre", 14, 200) + _working_hours("sre-2", "sre", 14, 150)
+    for night in history_nights:
+        history += _night_digging("sre-2", "sre", night, "history")
+    history.sort(key=lambda e: e.ts)
+    replay = Replay(FeatureBuilder(config, build_profiles(history, config, sides=(PRINCIPAL,))))
+    replay.feed(PRINCIPAL, history)
+    return replay.feed(PRINCIPAL, _night_digging("sre-1", "sre", 14, "test"))
+
+
+def test_data_new_to_the_peers_is_judged_in_time_order():
+    """Training must see "new to its peers" as serving does. Judged against the keys of
+    the whole history, no training read was ever new to its peers, so the class rate of
+    such reads was zero by construction and a team whose on-call engineers regularly open
+    the division's data for the first time looked as quiet as any other: three teams'
+    new data in a night was an alarm for both. Judged in time order, the class rate of the
+    team that does this every other night is measured, and the same night is a far
+    smaller surprise for it than for a team that never does."""
+    paged = _paged_at_night((5, 7, 9, 11, 13))
+    quiet = _paged_at_night(())
+    assert paged.metrics["outside_new_sensitive_teams_24h"] == 3
+    assert quiet.metrics["outside_new_sensitive_teams_24h"] == 3
+    assert paged.peer["outside_new_sensitive_teams_24h"] > 0.1  # the measured class rate
+    assert quiet.peer["outside_new_sensitive_teams_24h"] == 0.0
+    surprise = "outside_new_sensitive_teams_24h"
+    assert quiet.breadths[surprise] > 2 * FLOOR
+    assert paged.breadths[surprise] < quiet.breadths[surprise] - 2 * FLOOR
