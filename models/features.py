@@ -491,10 +491,13 @@ class FeatureBuilder:
     ) -> tuple[float, float, float]:
         """(expected count, class rate, breadth) of a small-count metric.
 
-        The expected count per hour is the larger of the entity's own median hour and its
-        class's rate (``rate:<metric>``), and never below one such event in the entity's
-        history (``1 / (1 + finished hours)``: what has never happened is rare, not
-        impossible). Breadth is the Poisson surprise of the burst beyond a pair,
+        The expected count per hour is the larger of the entity's own mean hour (the
+        Poisson rate's estimate: the median of counts that are mostly zero is zero, and
+        called a dataset that draws a few new outside teams every week as quiet as one
+        that never does) and its class's rate (``rate:<metric>``), and never below one
+        such event in the entity's history (``1 / (1 + finished hours)``: what has never
+        happened is rare, not impossible). Breadth is the Poisson surprise of the burst
+        beyond a pair,
         ``-ln P(X >= count | X >= 2)``: across many datasets and hours a first outside
         reader, even a pair of them in one hour, is no rarity (measured on the tuning
         companies and the tiny organisation), so a pair is not evidence, the rest of the
@@ -502,7 +505,7 @@ class FeatureBuilder:
         sensitivity weight relative to the most sensitive: three first-time outside
         readers are alarming on restricted data and ordinary on internal data.
         """
-        own_value, own_weight = state.baseline(metric, 0.5)
+        own_value, own_weight = state.baseline(metric, None)  # the own mean
         class_rate = self.profiles.baseline(group, fallback, f"rate:{metric}")
         floor = 1.0 / (1.0 + own_weight)
         cfg = self.config
@@ -616,23 +619,13 @@ class FeatureBuilder:
         event, state, group, profiles = read.event, read.state, read.group, self.profiles
         key = resource_key(event.resource)
         ts = event.ts
-        collector = self.collector
-        if collector is not None:  # training's first pass: peers so far, in time order
-            peer_known = collector.knows(group, key, ts) or collector.knows(
-                read.fallback, key, ts, unseen=False
-            )
-        else:
-            peer_known = not profiles.resources or profiles.knows(
-                group, key, ts
-            ) or profiles.knows(read.fallback, key, ts)
-        new_peer = 0.0 if peer_known else 1.0
+        new_peer = 0.0 if self._peer_knows(read, key) else 1.0
         # Cold start: a newcomer has seen nothing, so "new to me" would flag every read;
         # until its own history matures it inherits its peers' novelty instead.
         new_own = (0.0 if read.seen else 1.0) if read.own_mature else new_peer
         weight = self.weights.get(event.sensitivity, 1.0)
         sensitive = event.sensitivity in SENSITIVE
         out = outside(event)
-        ts = event.ts
         # A read bigger than the principal's usual whole hour: judged against its own
         # hours once they count, its peers' typical member's until then (and never while
         # neither is known: training's first pass has no peers yet).
@@ -670,6 +663,20 @@ class FeatureBuilder:
             if sensitive and event.outcome != "denied"
             else 0.0,
             heavy=heavy,
+        )
+
+    def _peer_knows(self, read: Read, key: int) -> bool:
+        """Whether the reader's peers (its group, or the fallback group) read ``key``
+        before this read: in training's first pass as far as the pass has come."""
+        ts, collector, profiles = read.event.ts, self.collector, self.profiles
+        if collector is not None:
+            return collector.knows(read.group, key, ts) or collector.knows(
+                read.fallback, key, ts, unseen=False
+            )
+        return (
+            not profiles.resources
+            or profiles.knows(read.group, key, ts)
+            or profiles.knows(read.fallback, key, ts)
         )
 
     # -- what a resource's windows keep per reader ------------------------------------
