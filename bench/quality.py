@@ -84,18 +84,19 @@ def previous_cli(ref: str) -> Path:
 
 # --- one company ------------------------------------------------------------------------
 
-def _run(command: list[str], log: Path) -> float:
+def _run(command: list[str], log: Path, env: dict[str, str] | None = None) -> float:
     started = time.perf_counter()
     with log.open("ab") as sink:
         sink.write(("$ " + " ".join(command) + "\n").encode())
         sink.flush()
-        result = subprocess.run(command, stdout=sink, stderr=subprocess.STDOUT)
+        result = subprocess.run(command, stdout=sink, stderr=subprocess.STDOUT, env=env)
     if result.returncode != 0:
         raise RuntimeError(f"{command[0]} {command[1]} failed; see {log}")
     return time.perf_counter() - started
 
 
-def _train_and_replay(cli: list[str], folder: Path, name: str, jobs: int) -> tuple[Path, dict]:
+def _train_and_replay(cli: list[str], folder: Path, name: str, jobs: int,
+                      env: dict[str, str] | None = None) -> tuple[Path, dict]:
     work = folder / name
     work.mkdir(exist_ok=True)
     log = work / "commands.log"
@@ -103,9 +104,9 @@ def _train_and_replay(cli: list[str], folder: Path, name: str, jobs: int) -> tup
     history, test = str(folder / "history.jsonl"), str(folder / "test.jsonl")
     alerts = work / "alerts.jsonl"
     train_s = _run([*cli, "train", history, "--out", str(work / "models"), "--promote",
-                    "--quiet", "--jobs", str(jobs)], log)
+                    "--quiet", "--jobs", str(jobs)], log, env)
     replay_s = _run([*cli, "replay", history, test, "--model", str(work / "models"),
-                     "--alerts-out", str(alerts), "--jobs", str(jobs)], log)
+                     "--alerts-out", str(alerts), "--jobs", str(jobs)], log, env)
     return alerts, {"train_s": round(train_s, 1), "replay_s": round(replay_s, 1)}
 
 
@@ -165,7 +166,10 @@ def one_company(seed: int, scale: float, out: Path, jobs: int, previous: str | N
     if ablate:
         runs["no_forest_gate"] = _without_forest_gate(folder)
     if previous:
-        runs["previous"] = _train_and_replay([previous], folder, "previous", jobs)
+        # The previous release runs its own installed code: a PYTHONPATH pointing at this
+        # checkout's package would make it import this version instead.
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        runs["previous"] = _train_and_replay([previous], folder, "previous", jobs, env)
     result: dict[str, Any] = {"seed": seed, "company": summary.to_json(), "timings": timings,
                               "detectors": {}}
     for name, (alerts_path, timing) in runs.items():

@@ -141,7 +141,7 @@ def summary_of(view: View) -> str:
         period, unit_of_time = ("24 h", "day") if horizon == "24h" else ("hour", "hour")
         return (
             f"{head}; {_metric_words(metric)} {_fmt(m[metric])} in the last {period} vs "
-            f"{_fmt(own[metric])} expected (own median {unit_of_time}, {peers} rate "
+            f"{_fmt(own[metric])} expected (own mean {unit_of_time}, {peers} rate "
             f"{_fmt(peer[metric])}), surprise {_fmt(view.breadth)}"
         )
     own_text = (

@@ -148,12 +148,21 @@ class PeerProfiles:
     baselines: dict[str, dict[str, float]] = field(default_factory=dict)
     resources: dict[str, frozenset[int]] = field(default_factory=dict)
     hours: dict[str, list[float]] = field(default_factory=dict)
+    # Training only, never stored: when each group first read each resource, and when
+    # the group's first read was (``GroupNovelty``). With it, training replays "new to
+    # the peers" as it was at each read's time instead of against the whole history.
+    first_reads: dict[str, GroupNovelty] = field(default_factory=dict)
 
     def baseline(self, group: str, fallback: str, metric: str) -> float:
         row = self.baselines.get(group) or self.baselines.get(fallback) or {}
         return row.get(metric, 0.0)
 
-    def knows(self, group: str, key: int) -> bool:
+    def knows(self, group: str, key: int, ts: float | None = None) -> bool:
+        """Whether the group read ``key`` before ``ts`` (training, with ``first_reads``),
+        or at all in training (serving: every serving read is later than training)."""
+        novelty = self.first_reads.get(group)
+        if novelty is not None and ts is not None:
+            return novelty.known(key, ts)
         keys = self.resources.get(group)
         return keys is not None and key in keys
 
@@ -165,7 +174,38 @@ class PeerProfiles:
             merged.baselines.update(part.baselines)
             merged.resources.update(part.resources)
             merged.hours.update(part.hours)
+            merged.first_reads.update(part.first_reads)
         return merged
+
+
+@dataclass
+class GroupNovelty:
+    """When a peer group first read each resource, in event time.
+
+    "New to its peers" is what the slow-collection surprise counts. Judged against the
+    keys of the *whole* training history, no training read is ever new to its peers (the
+    history defines the keys), so the class rate of such reads and the gate on them were
+    both calibrated on zeros, and any on-call night through the division's data looked
+    infinitely rare. Judged in time order, a read is new to the peers when no member read
+    the resource before it, exactly what serving sees; until the group has ``warmup``
+    seconds of history everything is new to it, so nothing counts as new (as without
+    profiles).
+    """
+
+    warmup: float
+    start: float | None = None
+    first: dict[int, float] = field(default_factory=dict)
+
+    def add(self, key: int, ts: float) -> None:
+        if self.start is None:
+            self.start = ts
+        self.first.setdefault(key, ts)
+
+    def known(self, key: int, ts: float) -> bool:
+        if self.start is None or ts - self.start < self.warmup:
+            return True
+        first = self.first.get(key)
+        return first is not None and first < ts
 
 
 class ProfileBuilder:
@@ -176,12 +216,18 @@ class ProfileBuilder:
     what a *typical* member's usual high is. Pooling member-hours instead would let one
     nightly backup job that reads everything set the whole team's "usual". A group's
     ``rate:<metric>`` is the mean per member-hour of a small-count metric, leaving out
-    each member's first day (when every reader is a first-time reader).
+    each member's first day (when every reader is a first-time reader). Novelty to the
+    group is judged in time order (``GroupNovelty``), so the rates of "new to the peers"
+    metrics are measured, not zero by construction.
     """
 
-    def __init__(self, quantile: float, member_quantile: float = 0.75) -> None:
+    def __init__(
+        self, quantile: float, member_quantile: float = 0.75, warmup: float = 4 * DAY
+    ) -> None:
         self.quantile = quantile
         self.member_quantile = member_quantile
+        self.warmup = warmup
+        self.novelty: dict[str, GroupNovelty] = {}
         # group -> metric -> member -> histogram of that member's maxima
         self.samples: dict[str, dict[str, dict[int, DecayedHistogram]]] = {}
         # group -> metric -> [sum, member-hours] (after each member's first day)
@@ -207,8 +253,18 @@ class ProfileBuilder:
                 acc[0] += value
                 acc[1] += 1.0
 
+    def knows(self, group: str, key: int, ts: float, unseen: bool = True) -> bool:
+        """Whether a member of ``group`` read ``key`` before ``ts`` (so far in the pass);
+        ``unseen`` answers for a group with no read yet (still in its warm-up)."""
+        novelty = self.novelty.get(group)
+        return unseen if novelty is None else novelty.known(key, ts)
+
     def add_read(self, group: str, key: int, ts: float) -> None:
         self.resources.setdefault(group, set()).add(key)
+        novelty = self.novelty.get(group)
+        if novelty is None:
+            novelty = self.novelty[group] = GroupNovelty(self.warmup)
+        novelty.add(key, ts)
         hours = self.hours.get(group)
         if hours is None:
             hours = self.hours[group] = [0.0] * 168
@@ -228,6 +284,7 @@ class ProfileBuilder:
             baselines=baselines,
             resources={g: frozenset(keys) for g, keys in self.resources.items()},
             hours={g: list(h) for g, h in self.hours.items()},
+            first_reads=dict(self.novelty),
         )
 
 
@@ -434,10 +491,13 @@ class FeatureBuilder:
     ) -> tuple[float, float, float]:
         """(expected count, class rate, breadth) of a small-count metric.
 
-        The expected count per hour is the larger of the entity's own median hour and its
-        class's rate (``rate:<metric>``), and never below one such event in the entity's
-        history (``1 / (1 + finished hours)``: what has never happened is rare, not
-        impossible). Breadth is the Poisson surprise of the burst beyond a pair,
+        The expected count per hour is the larger of the entity's own mean hour (the
+        Poisson rate's estimate: the median of counts that are mostly zero is zero, and
+        called a dataset that draws a few new outside teams every week as quiet as one
+        that never does) and its class's rate (``rate:<metric>``), and never below one
+        such event in the entity's history (``1 / (1 + finished hours)``: what has never
+        happened is rare, not impossible). Breadth is the Poisson surprise of the burst
+        beyond a pair,
         ``-ln P(X >= count | X >= 2)``: across many datasets and hours a first outside
         reader, even a pair of them in one hour, is no rarity (measured on the tuning
         companies and the tiny organisation), so a pair is not evidence, the rest of the
@@ -445,7 +505,7 @@ class FeatureBuilder:
         sensitivity weight relative to the most sensitive: three first-time outside
         readers are alarming on restricted data and ordinary on internal data.
         """
-        own_value, own_weight = state.baseline(metric, 0.5)
+        own_value, own_weight = state.baseline(metric, None)  # the own mean
         class_rate = self.profiles.baseline(group, fallback, f"rate:{metric}")
         floor = 1.0 / (1.0 + own_weight)
         cfg = self.config
@@ -558,15 +618,14 @@ class FeatureBuilder:
     def _principal_attrs(self, read: Read) -> PrincipalAttrs:
         event, state, group, profiles = read.event, read.state, read.group, self.profiles
         key = resource_key(event.resource)
-        peer_known = profiles.knows(group, key) or profiles.knows(read.fallback, key)
-        new_peer = 0.0 if peer_known or not profiles.resources else 1.0
+        ts = event.ts
+        new_peer = 0.0 if self._peer_knows(read, key) else 1.0
         # Cold start: a newcomer has seen nothing, so "new to me" would flag every read;
         # until its own history matures it inherits its peers' novelty instead.
         new_own = (0.0 if read.seen else 1.0) if read.own_mature else new_peer
         weight = self.weights.get(event.sensitivity, 1.0)
         sensitive = event.sensitivity in SENSITIVE
         out = outside(event)
-        ts = event.ts
         # A read bigger than the principal's usual whole hour: judged against its own
         # hours once they count, its peers' typical member's until then (and never while
         # neither is known: training's first pass has no peers yet).
@@ -604,6 +663,20 @@ class FeatureBuilder:
             if sensitive and event.outcome != "denied"
             else 0.0,
             heavy=heavy,
+        )
+
+    def _peer_knows(self, read: Read, key: int) -> bool:
+        """Whether the reader's peers (its group, or the fallback group) read ``key``
+        before this read: in training's first pass as far as the pass has come."""
+        ts, collector, profiles = read.event.ts, self.collector, self.profiles
+        if collector is not None:
+            return collector.knows(read.group, key, ts) or collector.knows(
+                read.fallback, key, ts, unseen=False
+            )
+        return (
+            not profiles.resources
+            or profiles.knows(read.group, key, ts)
+            or profiles.knows(read.fallback, key, ts)
         )
 
     # -- what a resource's windows keep per reader ------------------------------------

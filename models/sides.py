@@ -34,7 +34,7 @@ class PrincipalAttrs(NamedTuple):
     outside: float  # 1 when owned by a team other than the reader's
     outside_weight: float  # outside x weight
     new_own: float  # 1 when new to the principal (its peers' novelty until it matures)
-    new_peer: float  # 1 when none of its peers read it in training
+    new_peer: float  # 1 when none of its peers read it before (in training: so far)
     restricted: float  # 1 when restricted
     # outside x new_own x new_peer x allowed, for sensitive resources only: data of
     # other teams that neither the principal nor its peers read (what the group does,

@@ -106,7 +106,11 @@ def build_profiles(
 ) -> PeerProfiles:
     """Peer profiles of ``sides`` (their groups never overlap: principal peer groups are
     teams, resource ones sensitivities, so sides can be built apart)."""
-    collector = ProfileBuilder(config.baseline_quantile, config.peer_member_quantile)
+    # A group's novelty counts once it has as many days of history as an entity's own
+    # daily baselines need (``GroupNovelty``).
+    collector = ProfileBuilder(
+        config.baseline_quantile, config.peer_member_quantile, config.min_own_days * DAY
+    )
     builder = FeatureBuilder(config, None, collector)
     states: dict[Side, dict[str, EntityState]] = {side: {} for side in sides}
     step = 10000 * len(sides) // len(SIDES)  # progress: one unit per event, side and pass
@@ -249,6 +253,8 @@ def fit_side(
     """Both passes and the fitted, calibrated detector of one side."""
     profiles = build_profiles(events, config, progress, sides=(side,))
     rows = build_vectors(events, config, profiles, progress, sides=(side,))[side.kind]
+    # The first-read times serve training only: the served model knows the groups' keys.
+    profiles.first_reads.clear()
     if len(rows.vectors) < 50:
         raise ReachwatchError(
             f"too few {side.kind} training rows ({len(rows.vectors)}) to fit a model"

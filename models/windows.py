@@ -100,6 +100,12 @@ class DecayedHistogram:
                 return bucket_value(key)
         return bucket_value(max(self.weights))
 
+    def mean(self) -> float:
+        """The (decayed) mean, each value taken at its bucket's upper edge; 0 when empty."""
+        if self.total <= 0:
+            return 0.0
+        return sum(bucket_value(k) * w for k, w in self.weights.items()) / self.total
+
     def to_obj(self) -> list[Any]:
         return [self.day, self.total, [[k, w] for k, w in self.weights.items()]]
 
@@ -460,7 +466,7 @@ class EntityState:
         # The input positions applied (``models.progress``); None where input has none.
         self.applied: AppliedInput | None = None
         # Baselines change only when an hour or day finishes: cache their quantiles.
-        self._baselines: dict[tuple[str, float], tuple[float, float]] = {}
+        self._baselines: dict[tuple[str, float | None], tuple[float, float]] = {}
 
     # -- serialisation ---------------------------------------------------------------
     # Every part is stored as it is, never as something to recompute on decode (sums summed
@@ -591,8 +597,9 @@ class EntityState:
         """The (decayed) number of finished hours in the own baselines."""
         return self.hourly[0].total
 
-    def baseline(self, metric: str, q: float) -> tuple[float, float]:
-        """(quantile, weight) of an hourly or daily metric's own finished hours/days."""
+    def baseline(self, metric: str, q: float | None) -> tuple[float, float]:
+        """(quantile, weight) of an hourly or daily metric's own finished hours/days; with
+        ``q`` None, (mean, weight)."""
         cached = self._baselines.get((metric, q))
         if cached is not None:
             return cached
@@ -601,7 +608,8 @@ class EntityState:
             hist = self.hourly[side.hourly_metrics.index(metric)]
         else:
             hist = self.daily[side.daily_metrics.index(metric)]
-        result = self._baselines[(metric, q)] = (hist.quantile(q), hist.total)
+        value = hist.mean() if q is None else hist.quantile(q)
+        result = self._baselines[(metric, q)] = (value, hist.total)
         return result
 
     def remember(self, read: list[Any]) -> None:

@@ -341,3 +341,82 @@ def test_slow_collection_is_judged_as_a_count_over_the_day():
         for team in [("hr", "legal", "sales")[k % 3]]
     ])
     assert familiar.breadths["outside_new_sensitive_teams_24h"] == 0.0
+
+
+def _night_digging(principal: str, team: str, night: int, tag: str,
+                   others: tuple[str, ...] | None = None) -> list:
+    """A page at night: ``principal`` opens one confidential dataset each of three other
+    teams, datasets nobody of ``team`` read before (by default of teams new that night)."""
+    others = others or tuple(f"{name}-{tag}-{night}" for name in ("ops", "infra", "data"))
+    return [
+        _read(night * DAY + 23 * HOUR + 300.0 * k, principal, f"{other}/{tag}-n{night}",
+              principal_group=team, resource_group=other, sensitivity="confidential",
+              records=200)
+        for k, other in enumerate(others)
+    ]
+
+
+def _paged_at_night(history_nights: tuple[int, ...]) -> View:
+    """Two engineers of a team with fourteen ordinary days, one of them paged on
+    ``history_nights``; then the other is paged on night 14."""
+    config = DetectionConfig()
+    history = _working_hours("sre-1", "sre", 14, 200) + _working_hours("sre-2", "sre", 14, 150)
+    for night in history_nights:
+        history += _night_digging("sre-2", "sre", night, "history")
+    history.sort(key=lambda e: e.ts)
+    replay = Replay(FeatureBuilder(config, build_profiles(history, config, sides=(PRINCIPAL,))))
+    replay.feed(PRINCIPAL, history)
+    return replay.feed(PRINCIPAL, _night_digging("sre-1", "sre", 14, "test"))
+
+
+def test_data_new_to_the_peers_is_judged_in_time_order():
+    """Training must see "new to its peers" as serving does. Judged against the keys of
+    the whole history, no training read was ever new to its peers, so the class rate of
+    such reads was zero by construction and a team whose on-call engineers regularly open
+    the division's data for the first time looked as quiet as any other: three teams'
+    new data in a night was an alarm for both. Judged in time order, the class rate of the
+    team that does this every other night is measured, and the same night is a far
+    smaller surprise for it than for a team that never does."""
+    paged = _paged_at_night((5, 7, 9, 11, 13))
+    quiet = _paged_at_night(())
+    assert paged.metrics["outside_new_sensitive_teams_24h"] == 3
+    assert quiet.metrics["outside_new_sensitive_teams_24h"] == 3
+    assert paged.peer["outside_new_sensitive_teams_24h"] > 0.1  # the measured class rate
+    assert quiet.peer["outside_new_sensitive_teams_24h"] == 0.0
+    surprise = "outside_new_sensitive_teams_24h"
+    assert quiet.breadths[surprise] > 2 * FLOOR
+    assert paged.breadths[surprise] < quiet.breadths[surprise] - 2 * FLOOR
+
+
+def _trio_of_new_teams(history_trios: tuple[int, ...]) -> View:
+    """A restricted dataset read by its own team every working hour for fourteen days,
+    with first-time readers of three other teams within an hour on ``history_trios``
+    days; then three more first-time outside teams within an hour on day 14."""
+    replay = Replay(FeatureBuilder(DetectionConfig()))
+    history = _own_team_hours("hr/tracking", "restricted", days=14)
+    fields = dict(resource_group="hr", sensitivity="restricted")
+    for day in history_trios:
+        history += [_read(day * DAY + 11 * HOUR + 600.0 * k, f"{team}-{day}", "hr/tracking",
+                          principal_group=team, **fields)
+                    for k, team in enumerate(("sales", "legal", "it"))]
+    history.sort(key=lambda e: e.ts)
+    replay.feed(RESOURCE, history)
+    return replay.feed(RESOURCE, [
+        _read(14 * DAY + 11 * HOUR + 600.0 * k, f"{team}-new", "hr/tracking",
+              principal_group=team, **fields)
+        for k, team in enumerate(("ops", "finance", "data"))
+    ])
+
+
+def test_the_expected_count_is_the_own_mean_not_the_median():
+    """A dataset that draws three new outside teams within an hour every few days expects
+    such an hour; one that never did does not. The median hour of both is zero (counts of
+    rare arrivals are mostly zero), so the median called them equally quiet; the mean is
+    the Poisson rate's estimate."""
+    metric = "outside_first_teams_1h"
+    regular = _trio_of_new_teams((2, 5, 8, 11))
+    quiet = _trio_of_new_teams(())
+    assert regular.metrics[metric] == quiet.metrics[metric] == 3
+    assert regular.own[metric] > 5 * quiet.own[metric]
+    assert regular.breadths[metric] < quiet.breadths[metric] - FLOOR
+
