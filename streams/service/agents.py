@@ -41,7 +41,7 @@ from reachwatch.streams.service.reload import ModelWatcher
 from reachwatch.streams.service.scoring import SideScorer
 from reachwatch.streams.service.settings import Settings
 from reachwatch.streams.service.sweep import Sweeper
-from reachwatch.streams.service.topics import ServiceTables, ServiceTopics
+from reachwatch.streams.service.topics import ServiceTables, ServiceTopics, changelogs_known
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,11 @@ BROKER_PROBE_TIMEOUT_S = 5.0
 # How long a stopping worker waits for the steps under way (a send retrying against an
 # unreachable broker must not hold the stop forever).
 DRAIN_TIMEOUT_S = 10.0
+CHANGELOG_RETRY_S = 0.5  # between two asks whether the producer knows the changelogs
+
+
+async def _always_known() -> bool:
+    return True
 
 
 def _partition(event: Any) -> tuple[str, int]:
@@ -108,6 +113,10 @@ class Worker:
         self._starts: dict[str, int | None] = {}
         self._acked: dict[str, int] = {}  # highest input offset acknowledged, per source
         self._generation = 0  # assignments seen: broker answers from an older one are stale
+        # Whether the producer knows every changelog's partitions (``topics.changelogs_known``:
+        # a table write before it does raises); the app sets the question.
+        self.changelogs_ready = False
+        self.changelogs_known: Any = _always_known
 
     def _scorer(self, side: Any, table: Any) -> SideScorer:
         return SideScorer(
@@ -274,6 +283,11 @@ class Worker:
         lock = self._score_locks[scorer.name]
         async for events in stream.noack_take(self.scoring_take, self.stage_wait):
             async with lock:
+                while not self.changelogs_ready:
+                    self.changelogs_ready = await self.changelogs_known()
+                    if not self.changelogs_ready:
+                        log.info("table changelog partitions not known to the producer yet")
+                        await asyncio.sleep(CHANGELOG_RETRY_S)
                 order = self._score_orders[scorer.name]
                 order.taken(events, _partition)
                 scorer.take(events, _message)
@@ -394,6 +408,7 @@ def register_agents(app: faust.App, worker: Worker) -> None:
     """Attach the worker's loops to ``app``."""
     topics = worker.topics
     worker.consumer = None  # set once the app has one (below)
+    worker.changelogs_known = lambda: changelogs_known(app, BROKER_PROBE_TIMEOUT_S)
     worker.forwarder.await_assignment = True
     app.agent(topics.inputs, name="reachwatch.ingest")(worker.ingest)
     app.agent(topics.by_principal, name="reachwatch.score_principals")(worker.score_principals)

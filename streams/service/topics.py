@@ -104,6 +104,26 @@ class DurableTable(faust.Table):
         return fut
 
 
+async def changelogs_known(app: faust.App, timeout: float) -> bool:
+    """Wait until the producer knows the partitions of every table's changelog topic.
+
+    A table write picks its changelog partition at once, from the producer's metadata as it
+    is: the first write to a changelog topic created moments ago raised ``TypeError`` inside
+    aiokafka (no partition list yet), which crashed both scoring agents in a loaded run of
+    ``test_faults_hostile.py`` (Faust restarts a crashed agent; that batch was never scored).
+    False if some topic was still unknown after ``timeout`` seconds (asked again later).
+    """
+    producer = app.producer._ensure_producer()
+    names = [table.changelog_topic.get_topic_name() for table in app.tables.values()]
+    try:
+        await asyncio.wait_for(
+            asyncio.gather(*(producer.partitions_for(name) for name in names)), timeout
+        )
+    except Exception:
+        return False
+    return True
+
+
 async def settle(table: Any) -> None:
     """Wait until every change written to ``table`` so far is acknowledged by the broker.
 

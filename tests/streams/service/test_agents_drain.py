@@ -153,3 +153,66 @@ def test_a_quiet_partition_is_not_idle_while_the_broker_holds_more_than_its_last
     worker.consumer.end = 10  # it really has nothing more
     asyncio.run(ticks())
     assert worker.forwarder.sources.idle("access-events:0")
+
+
+class Producer:
+    """An aiokafka producer whose metadata knows some topics; the rest never arrive."""
+
+    def __init__(self, known: set[str], fail: bool = False) -> None:
+        self.known, self.fail = known, fail
+
+    async def partitions_for(self, topic: str) -> set[int]:
+        if self.fail:
+            raise ConnectionError("broker away")
+        if topic not in self.known:
+            await asyncio.Event().wait()
+        return {0, 1}
+
+
+def _app(producer: Producer, names: list[str]) -> Any:
+    tables = {n: SimpleNamespace(changelog_topic=SimpleNamespace(get_topic_name=lambda n=n: n))
+              for n in names}
+    return SimpleNamespace(producer=SimpleNamespace(_ensure_producer=lambda: producer),
+                           tables=tables)
+
+
+def test_changelogs_are_known_only_when_every_table_s_topic_is() -> None:
+    from reachwatch.streams.service.topics import changelogs_known
+
+    names = ["p-state-changelog", "r-state-changelog"]
+    assert asyncio.run(changelogs_known(_app(Producer(set(names)), names), 1.0))
+    assert not asyncio.run(changelogs_known(_app(Producer({names[0]}), names), 0.05))
+    assert not asyncio.run(changelogs_known(_app(Producer(set(), fail=True), names), 1.0))
+
+
+def test_scoring_writes_no_state_before_the_producer_knows_the_changelogs(
+        tiny_model, monkeypatch) -> None:
+    from reachwatch.streams.service import agents
+
+    monkeypatch.setattr(agents, "CHANGELOG_RETRY_S", 0.0)
+    config = Settings(partitions=2)
+    topics = ServiceTopics(*(SlowTopic() for _ in range(5)))
+    worker = Worker(settings=config, pipeline=Pipeline(tiny_model), watcher=None,  # type: ignore[arg-type]
+                    chain=Chain(get_adapter("native"), limits=config.limits), topics=topics,
+                    tables=ServiceTables({}, {}),  # type: ignore[arg-type]
+                    metrics=Metrics(topics=config.input_topics))
+    answers = [False, False, True]
+    asked: list[int] = []
+    stream = FakeStream([[]])
+
+    async def known() -> bool:
+        asked.append(len(answers))
+        return answers.pop(0)
+
+    worker.changelogs_known = known
+
+    async def scenario() -> None:
+        agent = asyncio.create_task(worker._score(stream, worker.principals))  # type: ignore[arg-type]
+        while answers:
+            await asyncio.sleep(0)
+        await asyncio.sleep(0.01)
+        agent.cancel()
+
+    asyncio.run(scenario())
+    assert asked == [3, 2, 1]  # asked until the answer was yes, then not again
+    assert worker.changelogs_ready
