@@ -15,28 +15,11 @@ partition paused meanwhile is skipped after aiokafka already moved past it (mess
 this worker, and the partition stalls). ``hold``/``release`` pause in aiokafka itself, on the
 consumer's own thread: a paused partition's fetched records are discarded unconsumed and
 fetched again after the resume, and records Faust already took are still delivered.
-
-Committing: Faust (faust-streaming 0.15.3, ``Consumer._new_offset``) commits the first run
-of consecutive acknowledged offsets, and its check that the run starts at the committed
-offset lets one missing offset pass (``min(acked) - committed > 1``). Faust also drops
-fetched messages without handing them to an agent, by design, around a rebalance: the
-stream skips a message of an older consumer generation or one that arrives while flow
-control is suspended, and ``getmany`` skips the rest of a batch of a partition paused
-meanwhile. The recovery that ends every rebalance seeks back to the committed offsets, so
-such a message is read again, unless a commit passed it first: seen in loaded SIGKILL
-runs (one internal message of 85, one input message of 577, never scored). The worker
-acknowledges each partition's messages in offset order (``ackorder``), so an offset
-acknowledged after the committed one while the committed one is not means Faust never
-handed that message on: ``_new_offset`` here commits nothing then, and the next seek to
-the commit reads it again. Offsets the client saw missing from the log (compaction,
-transaction markers: Faust's "gaps") count as acknowledged, as in Faust.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
-import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -46,10 +29,7 @@ from faust.transport.drivers import aiokafka as driver
 
 from reachwatch.streams.service.logend import log_ends
 
-log = logging.getLogger(__name__)
-
 FETCH_MAX_WAIT_MS = 100
-HELD_LOG_INTERVAL_S = 10.0  # at most one log line per partition whose commit waits
 
 
 class _ConsumerThread(driver.AIOKafkaConsumerThread):
@@ -67,60 +47,9 @@ class _ConsumerThread(driver.AIOKafkaConsumerThread):
         return await log_ends(self._ensure_consumer()._client, ends)
 
 
-def unacknowledged_head(committed: int | None, acked: list[int], gaps: Any) -> int | None:
-    """The first offset from ``committed`` on that is neither acknowledged nor a known gap,
-    when a later one is acknowledged (None: the acknowledged offsets start at the commit,
-    or nothing is committed yet, or nothing is acknowledged).
-
-    >>> unacknowledged_head(26, [27, 28], None)
-    26
-    >>> unacknowledged_head(26, [26, 27, 28], None) is None
-    True
-    """
-    if committed is None or not acked:
-        return None
-    covered = committed
-    while gaps:
-        # Faust records a gap from the offset after the last one read, and after a seek it
-        # takes the committed offset for the last one read: a gap from ``committed + 1``
-        # (the log starts later than the commit) covers the committed offset too.
-        spans = gaps.at(covered) or (gaps.at(covered + 1) if covered == committed else ())
-        if not spans:
-            break
-        covered = max(span.end for span in spans)
-    return covered if min(acked) > covered else None
-
-
 class _Consumer(driver.Consumer):
-    # When each partition's waiting commit was last logged.
-    _held_logged: dict[Any, float]
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self._held_logged = {}
-        super().__init__(*args, **kwargs)
-
     def _new_consumer_thread(self) -> driver.AIOKafkaConsumerThread:
         return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
-
-    def _new_offset(self, tp: Any) -> int | None:
-        # Faust's own rule, less the one offset it lets pass (the module docstring).
-        head = unacknowledged_head(self._committed_offset[tp], self._acked[tp], self._gap[tp])
-        if head is not None:
-            self._report_held(tp, head)
-            return None
-        return driver.Consumer._new_offset(self, tp)
-
-    def _report_held(self, tp: Any, head: int) -> None:
-        held = self._held_logged
-        now = time.monotonic()
-        if now - held.get(tp, -HELD_LOG_INTERVAL_S) >= HELD_LOG_INTERVAL_S:
-            held[tp] = now
-            log.warning(
-                "commit of %s:%s waits at offset %d: a later offset is acknowledged but this "
-                "one was never handed to an agent (Faust skips messages fetched around a "
-                "rebalance); it is read again from the commit after the next seek",
-                tp.topic, tp.partition, head,
-            )
 
     def hold(self, tps: Iterable[Any]) -> None:
         """Stop fetching ``tps`` until ``release`` (see the module docstring)."""
