@@ -9,6 +9,7 @@ from typing import Any
 
 import orjson
 from support.tinyorg import history as tiny_history_events
+from support.topics import RecordingTopic
 
 from reachwatch.models.pipeline import Pipeline
 from reachwatch.models.sides import PRINCIPAL
@@ -21,19 +22,6 @@ from reachwatch.streams.service.envelopes import decode_envelope, read_envelope
 from reachwatch.streams.service.metrics import Metrics
 from reachwatch.streams.service.settings import Settings
 from reachwatch.streams.service.topics import ServiceTables, ServiceTopics, partition_of
-
-
-class RecordingTopic:
-    """Records sends; each delivery is acknowledged at once."""
-
-    def __init__(self) -> None:
-        self.sent: list[dict[str, Any]] = []
-
-    async def send(self, **kwargs: Any) -> asyncio.Future[None]:
-        self.sent.append(kwargs)
-        done = asyncio.get_running_loop().create_future()
-        done.set_result(None)
-        return done
 
 
 def _worker(model: Any, partitions: int = 3, **settings: Any) -> Worker:

@@ -65,13 +65,18 @@ def _holders(events: list[Any], first_offset: int) -> list[Any]:
     ]
 
 
-def test_a_stopping_worker_acks_the_step_under_way_and_starts_no_other(tiny_model) -> None:
+def _worker(model: Any) -> tuple[Worker, ServiceTopics]:
     config = Settings(partitions=2)
     topics = ServiceTopics(*(SlowTopic() for _ in range(5)))
-    worker = Worker(settings=config, pipeline=Pipeline(tiny_model), watcher=None,  # type: ignore[arg-type]
+    worker = Worker(settings=config, pipeline=Pipeline(model), watcher=None,  # type: ignore[arg-type]
                     chain=Chain(get_adapter("native"), limits=config.limits), topics=topics,
                     tables=ServiceTables({}, {}),  # type: ignore[arg-type]
                     metrics=Metrics(topics=config.input_topics))
+    return worker, topics
+
+
+def test_a_stopping_worker_acks_the_step_under_way_and_starts_no_other(tiny_model) -> None:
+    worker, topics = _worker(tiny_model)
     events = tiny_history_events()[:40]
     first, second = _holders(events[:20], 0), _holders(events[20:], 20)
     stream = FakeStream([first, second])
@@ -190,12 +195,7 @@ def test_scoring_writes_no_state_before_the_producer_knows_the_changelogs(
     from reachwatch.streams.service import agents
 
     monkeypatch.setattr(agents, "CHANGELOG_RETRY_S", 0.0)
-    config = Settings(partitions=2)
-    topics = ServiceTopics(*(SlowTopic() for _ in range(5)))
-    worker = Worker(settings=config, pipeline=Pipeline(tiny_model), watcher=None,  # type: ignore[arg-type]
-                    chain=Chain(get_adapter("native"), limits=config.limits), topics=topics,
-                    tables=ServiceTables({}, {}),  # type: ignore[arg-type]
-                    metrics=Metrics(topics=config.input_topics))
+    worker, _ = _worker(tiny_model)
     answers = [False, False, True]
     asked: list[int] = []
     stream = FakeStream([[]])

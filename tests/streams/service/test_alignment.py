@@ -9,6 +9,7 @@ from typing import Any
 
 import orjson
 from support.tinyorg import history as tiny_history_events
+from support.topics import RecordingTopic
 
 from reachwatch.models.pipeline import Pipeline
 from reachwatch.models.sides import RESOURCE
@@ -96,15 +97,6 @@ def test_release_buffer_keeps_arrival_order_for_equal_times_and_drops_revoked_ho
     assert len(buffer) == 0
 
 
-class RecordingTopic:
-    def __init__(self) -> None:
-        self.sent: list[dict[str, Any]] = []
-
-    async def send(self, **kwargs: Any) -> asyncio.Future[None]:
-        self.sent.append(kwargs)
-        done = asyncio.get_running_loop().create_future()
-        done.set_result(None)
-        return done
 
 
 def _message(event: Any, partition: int, offset: int) -> SimpleNamespace:

@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 import pytest
 from support.tinyorg import START, TEAMS, datasets, office_day, people
+from support.topics import RecordingTopic
 
 from reachwatch.models.pipeline import Pipeline
 from reachwatch.models.records import AccessEvent
@@ -42,15 +43,6 @@ INTERNAL_PARTITIONS = 2
 ENVELOPES_PER_BATCH = 3
 
 
-class RecordingTopic:
-    def __init__(self) -> None:
-        self.sent: list[dict[str, Any]] = []
-
-    async def send(self, **kwargs: Any) -> asyncio.Future[None]:
-        self.sent.append(kwargs)
-        done = asyncio.get_running_loop().create_future()
-        done.set_result(None)
-        return done
 
 
 class WriteLog(MutableMapping[bytes, bytes]):
