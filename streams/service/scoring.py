@@ -269,12 +269,13 @@ class SideScorer:
         kept: list[Forwarded] = []
         # The same read sent by two readings of its source, both in this batch: the later
         # reading started from an input commit that lagged what the earlier one had sent,
-        # whose claim of its last step never went out (``forwarding``). Two equal reads of
-        # one message come from one reading, and both count.
-        sent_by: dict[tuple[str, int, Any], str] = {}
+        # whose claim of its last step never went out (``forwarding``). All reads of one
+        # message come from one reading, so the message's position and the reading that
+        # sent it first tell them apart (two equal reads of one message both count).
+        sent_by: dict[tuple[str, int], str] = {}
         for item in forwarded:
             if item.epoch and item.offset >= 0:
-                first = sent_by.setdefault((item.source, item.offset, item.event), item.epoch)
+                first = sent_by.setdefault((item.source, item.offset), item.epoch)
                 if first != item.epoch:
                     continue
             state = states.get(entity(item.event))
