@@ -147,9 +147,14 @@ class Worker:
             starts_at = getattr(self.consumer, "starts_at", None)
             return starts_at(key) if starts_at is not None else None
 
+        def generation() -> int | None:
+            app = getattr(self.consumer, "app", None)
+            return getattr(app, "consumer_generation_id", None)
+
         return Rewinds(
             no_records,
             start,
+            generation,
             on_rewind=lambda topic: metrics.partitions_read_again.labels(stage=stage).inc(),
             on_lost=lambda topic, count: metrics.messages_never_handed.labels(
                 stage=stage).inc(count),

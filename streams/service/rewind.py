@@ -54,10 +54,12 @@ Key = tuple[str, int]  # (topic, partition)
 NoRecords = Callable[[Key, int, int], bool]
 
 
-def _fields(message: Any) -> tuple[str, int, int]:
+def _fields(message: Any) -> tuple[str, int, int, int | None]:
+    """(topic, partition, offset, consumer generation it was fetched in)."""
     if isinstance(message, tuple):
-        return message
-    return message.topic, message.partition, message.offset
+        return (*message, None) if len(message) == 3 else message
+    return (message.topic, message.partition, message.offset,
+            getattr(message, "generation_id", None))
 
 
 @dataclass
@@ -83,12 +85,14 @@ class Rewinds:
         self,
         no_records: NoRecords = lambda key, start, end: False,
         start: Callable[[Key], int | None] = lambda key: None,
+        generation: Callable[[], int | None] = lambda: None,
         clock: Callable[[], float] = time.monotonic,
         on_rewind: Callable[[str], None] = lambda topic: None,
         on_lost: Callable[[str, int], None] = lambda topic, count: None,
     ) -> None:
         self.no_records = no_records
         self.start = start  # where a partition's reading starts after an assignment, if known
+        self.generation = generation  # the consumer's current generation, if known
         self.clock = clock
         self.on_rewind = on_rewind  # counters (metrics); topic names only
         self.on_lost = on_lost
@@ -105,8 +109,15 @@ class Rewinds:
         taken: list[Any] = []
         seeks: dict[Key, int] = {}
         now = self.clock()
+        current = self.generation()
         for holder in holders:
-            topic, partition, offset = _fields(message_of(holder))
+            topic, partition, offset, generation = _fields(message_of(holder))
+            if current is not None and generation is not None and generation != current:
+                # Fetched before a rebalance and handed out after it (a batch gathered
+                # across it): the new generation reads it again from the commit, and taken
+                # now it would make that reading look like a second one.
+                self.stale += 1
+                continue
             if not isinstance(offset, int):
                 taken.append(holder)
                 continue

@@ -88,6 +88,19 @@ def test_the_first_message_after_an_assignment_starts_the_sequence() -> None:
     assert (taken, seeks) == (_m(40, 41), {})
 
 
+def test_a_message_fetched_before_a_rebalance_is_left_to_the_new_generation() -> None:
+    generation = [1]
+    rw = Rewinds(generation=lambda: generation[0])
+    rw.admit([("in", 0, 0, 1), ("in", 0, 1, 1)])
+    rw.forget([P])  # revoked and assigned again: generation 2 reads from the commit (2)
+    generation[0] = 2
+    # A batch gathered across the rebalance still holds generation 1's 5 and 6.
+    taken, seeks = rw.admit([("in", 0, 5, 1), ("in", 0, 6, 1)])
+    assert (taken, seeks) == ([], {})
+    taken, _ = rw.admit([("in", 0, o, 2) for o in range(2, 7)])
+    assert [o for _, _, o, _ in taken] == [2, 3, 4, 5, 6]
+
+
 def test_a_message_read_a_second_time_is_not_taken_twice() -> None:
     rw = Rewinds()
     rw.admit(_m(0, 1, 2, 3))
