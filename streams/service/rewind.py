@@ -99,6 +99,9 @@ class Rewinds:
         self._last: dict[Key, int] = {}
         self._when: dict[Key, float] = {}  # when a message of the partition was last taken
         self._rewinds: dict[Key, _Rewind] = {}
+        # Per revoked partition, the generation it was revoked in: its messages fetched in
+        # that generation or before are no longer this reading's.
+        self._floors: dict[Key, int] = {}
         self.stale = 0  # messages of an old reading dropped
         self.again = 0  # messages read a second time, dropped
 
@@ -112,16 +115,20 @@ class Rewinds:
         current = self.generation()
         for holder in holders:
             topic, partition, offset, generation = _fields(message_of(holder))
-            if current is not None and generation is not None and generation != current:
-                # Fetched before a rebalance and handed out after it (a batch gathered
-                # across it): the new generation reads it again from the commit, and taken
-                # now it would make that reading look like a second one.
+            key = (topic, partition)
+            floor = self._floors.get(key)
+            if generation is not None and (
+                (current is not None and generation != current)
+                or (floor is not None and generation <= floor)
+            ):
+                # Fetched before a rebalance and handed out after its revocation (a batch
+                # gathered across it): the next generation reads it again from the commit,
+                # and taken now it would make that reading look like a second one.
                 self.stale += 1
                 continue
             if not isinstance(offset, int):
                 taken.append(holder)
                 continue
-            key = (topic, partition)
             if self._admit_one(key, offset, seeks):
                 taken.append(holder)
                 self._last[key] = offset
@@ -222,7 +229,10 @@ class Rewinds:
 
     def forget(self, partitions: Iterable[Key]) -> None:
         """Revoked ``partitions``: their next owner reads them from the commit."""
+        generation = self.generation()
         for key in partitions:
+            if generation is not None:
+                self._floors[key] = generation
             self._last.pop(key, None)
             self._when.pop(key, None)
             self._rewinds.pop(key, None)

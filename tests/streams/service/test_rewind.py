@@ -101,6 +101,18 @@ def test_a_message_fetched_before_a_rebalance_is_left_to_the_new_generation() ->
     assert [o for _, _, o, _ in taken] == [2, 3, 4, 5, 6]
 
 
+def test_a_message_handed_out_between_the_revocation_and_the_assignment_is_not_taken() -> None:
+    generation = [1]
+    rw = Rewinds(generation=lambda: generation[0])
+    rw.admit([("in", 0, 0, 1), ("in", 0, 1, 1)])
+    rw.forget([P])  # revoked; the generation changes only with the next assignment
+    taken, _ = rw.admit([("in", 0, 5, 1)])
+    assert taken == []
+    generation[0] = 2
+    taken, _ = rw.admit([("in", 0, o, 2) for o in range(2, 6)])
+    assert [o for _, _, o, _ in taken] == [2, 3, 4, 5]
+
+
 def test_a_message_read_a_second_time_is_not_taken_twice() -> None:
     rw = Rewinds()
     rw.admit(_m(0, 1, 2, 3))
