@@ -26,7 +26,7 @@ from typing import Any
 import faust
 from aiokafka import TopicPartition
 from faust.transport.drivers import aiokafka as driver
-from faust.types import TP
+from intervaltree import IntervalTree
 
 from reachwatch.streams.service.logend import log_ends
 
@@ -56,6 +56,10 @@ class _Consumer(driver.Consumer):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._acknowledged = {}
+        # Per partition: the last offset fetched, and the offsets fetches skipped.
+        self._fetched_last: dict[tuple[str, int], int] = {}
+        self._holes: dict[tuple[str, int], IntervalTree] = {}
+        self._starts: dict[tuple[str, int], int] = {}  # where each reading started
         super().__init__(*args, **kwargs)
 
     def _new_consumer_thread(self) -> driver.AIOKafkaConsumerThread:
@@ -74,10 +78,21 @@ class _Consumer(driver.Consumer):
     def starts_at(self, key: tuple[str, int]) -> int | None:
         """Where the reading of partition ``key`` started: the commit Faust sought to as the
         assignment began (held there until an agent acknowledges, ``_new_offset``)."""
-        return self._committed_offset.get(TP(*key))
+        return self._starts.get(key)
+
+    async def seek_to_committed(self) -> Any:
+        committed = await super().seek_to_committed()
+        self._starts.update(
+            {(tp.topic, tp.partition): offset for tp, offset in committed.items()
+             if offset is not None and offset >= 0}
+        )
+        return committed
 
     async def on_partitions_assigned(self, assigned: Any, generation_id: int = 0) -> None:
         self._acknowledged.clear()  # a new assignment reads again from the commits
+        self._fetched_last.clear()
+        self._holes.clear()
+        self._starts.clear()
         await super().on_partitions_assigned(assigned, generation_id)
 
     def _new_offset(self, tp: Any) -> int | None:
@@ -97,6 +112,9 @@ class _Consumer(driver.Consumer):
         ours = self._acknowledged.get((tp.topic, tp.partition))
         if ours is None:
             return None
+        holes = self._holes.get((tp.topic, tp.partition))
+        if holes:
+            holes.chop(0, min(offset, ours + 1))  # behind the commit: never asked about again
         if offset <= ours + 1:
             return offset
         # Offsets Faust took off its list up to ``offset`` come back when an agent
@@ -148,20 +166,44 @@ class _Consumer(driver.Consumer):
         return await asyncio.wrap_future(future)
 
     def no_records(self, key: tuple[str, int], start: int, end: int) -> bool:
-        """Whether Faust found no records of partition ``key`` in [start, end) as it
-        fetched them (offsets taken by transaction markers or compaction): a hole there is
-        the log's, not a message Faust dropped (``streams/service/rewind.py``)."""
-        tree = self._gap.get(TP(*key))
-        if not tree:
+        """Whether the client's fetches returned no records of partition ``key`` in
+        [start, end) where it returned records on both sides (offsets taken by transaction
+        markers or compaction): a hole there is the log's, not a message Faust dropped
+        (``streams/service/rewind.py``). Faust's own gap record is no guide: it also holds
+        the records its ``getmany`` skipped for a partition it had paused."""
+        holes = self._holes.get(key)
+        if not holes:
             return False
         at = start
-        for interval in sorted(tree.overlap(start, end), key=lambda i: i.begin):
+        for interval in sorted(holes.overlap(start, end), key=lambda i: i.begin):
             if interval.begin > at:
                 return False
             at = max(at, interval.end)
             if at >= end:
                 return True
         return at >= end
+
+    async def _wait_next_records(self, timeout: float) -> Any:
+        records, active = await super()._wait_next_records(timeout)
+        if records:
+            self._note_holes(records)
+        return records, active
+
+    def _note_holes(self, records: Any) -> None:
+        """Offsets the fetched records skip, per partition (see ``no_records``)."""
+        last = self._fetched_last
+        for tp, batch in records.items():
+            key = (tp.topic, tp.partition)
+            previous = last.get(key)
+            for record in batch:
+                offset = record.offset
+                if previous is not None and offset > previous + 1:
+                    holes = self._holes.get(key)
+                    if holes is None:
+                        holes = self._holes[key] = IntervalTree()
+                    holes.addi(previous + 1, offset)
+                previous = offset  # a seek back starts a new run
+            last[key] = previous
 
     def fetch_states(self, topics: Iterable[str]) -> dict[str, dict[str, Any]]:
         """Per assigned partition of ``topics``: whether the client holds it, whether Faust

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from types import SimpleNamespace
 
 import pytest
 from faust.types import TP
@@ -24,6 +25,9 @@ def _consumer(faust_acked: list[int], committed: int | None, gaps=()) -> _Consum
     consumer._gap = defaultdict(IntervalTree, {IN0: tree})
     consumer._committed_offset = defaultdict(lambda: None, {IN0: committed})
     consumer._acknowledged = {}
+    consumer._fetched_last = {}
+    consumer._holes = {}
+    consumer._starts = {}
     consumer.guard(["in"])
     return consumer
 
@@ -45,7 +49,6 @@ def test_a_message_faust_skipped_and_acknowledged_is_not_committed_past() -> Non
 def test_nothing_is_committed_before_an_agent_acknowledged_since_the_assignment() -> None:
     consumer = _consumer([40, 41], committed=40)  # skipped and acknowledged by the stream
     assert consumer._new_offset(IN0) is None
-    assert consumer.starts_at(("in", 0)) == 40  # where the agents' reading is judged from
 
 
 def test_what_the_agents_acknowledged_is_committed_as_faust_would() -> None:
@@ -59,3 +62,31 @@ def test_unguarded_topics_commit_as_faust_does(committed) -> None:
     consumer = _consumer([3, 4], committed=committed)
     consumer.guard([])
     assert consumer._new_offset(IN0) == 5
+
+
+def test_a_hole_is_the_log_s_only_where_the_fetched_records_skip_offsets() -> None:
+    consumer = _consumer([], committed=None, gaps=[(231, 328)])  # Faust's gap: its own drops
+    assert not consumer.no_records(("in", 0), 231, 328)
+    record = lambda o: SimpleNamespace(offset=o)  # noqa: E731
+    consumer._note_holes({IN0: [record(o) for o in (5, 6, 9, 10)]})  # 7-8: a marker
+    consumer._note_holes({IN0: [record(12)]})  # 11: across two fetches
+    assert consumer.no_records(("in", 0), 7, 9)
+    assert consumer.no_records(("in", 0), 11, 12)
+    assert not consumer.no_records(("in", 0), 7, 12)  # 9 and 10 are records
+    consumer._note_holes({IN0: [record(8), record(9)]})  # read again after a seek back
+    assert consumer.no_records(("in", 0), 7, 8)
+
+
+def test_a_reading_starts_where_faust_sought_to_the_commit(monkeypatch) -> None:
+    import asyncio
+
+    from faust.transport.drivers import aiokafka as driver
+
+    async def committed(self):  # Faust's seek of every assigned partition to its commit
+        return {TP("in", 0): 40, TP("in", 1): None}
+
+    monkeypatch.setattr(driver.Consumer, "seek_to_committed", committed)
+    consumer = _consumer([], committed=None)
+    asyncio.run(consumer.seek_to_committed())
+    assert consumer.starts_at(("in", 0)) == 40  # where the agents' reading is judged from
+    assert consumer.starts_at(("in", 1)) is None  # no commit: nothing to judge against
