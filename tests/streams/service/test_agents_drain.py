@@ -67,9 +67,9 @@ def _holders(events: list[Any], first_offset: int) -> list[Any]:
     ]
 
 
-def _worker(model: Any) -> tuple[Worker, ServiceTopics]:
-    config = Settings(partitions=2)
-    topics = ServiceTopics(*(SlowTopic() for _ in range(5)))
+def _worker(model: Any, topic: Any = None, partitions: int = 2) -> tuple[Worker, ServiceTopics]:
+    config = Settings(partitions=partitions)
+    topics = ServiceTopics(*((topic or SlowTopic)() for _ in range(5)))
     worker = Worker(settings=config, pipeline=Pipeline(model), watcher=None,  # type: ignore[arg-type]
                     chain=Chain(get_adapter("native"), limits=config.limits), topics=topics,
                     tables=ServiceTables({}, {}),  # type: ignore[arg-type]
@@ -135,12 +135,7 @@ class StaleConsumer:
 
 def test_a_quiet_partition_is_not_idle_while_the_broker_holds_more_than_its_last_fetch_said(
         tiny_model) -> None:
-    config = Settings(partitions=1)
-    topics = ServiceTopics(*(SlowTopic() for _ in range(5)))
-    worker = Worker(settings=config, pipeline=Pipeline(tiny_model), watcher=None,  # type: ignore[arg-type]
-                    chain=Chain(get_adapter("native"), limits=config.limits), topics=topics,
-                    tables=ServiceTables({}, {}),  # type: ignore[arg-type]
-                    metrics=Metrics(topics=config.input_topics))
+    worker, _ = _worker(tiny_model, partitions=1)
     worker.forwarder.release = lambda: Outgoing()  # type: ignore[method-assign]  # no sends
     stream = FakeStream([])
     worker._ingest_stream = stream  # type: ignore[assignment]
@@ -235,12 +230,7 @@ def test_a_message_faust_never_handed_over_is_read_again_and_each_forwarded_once
         tiny_model) -> None:
     from reachwatch.streams.service.envelopes import read_envelope
 
-    config = Settings(partitions=2)
-    topics = ServiceTopics(*(RecordingTopic() for _ in range(5)))
-    worker = Worker(settings=config, pipeline=Pipeline(tiny_model), watcher=None,  # type: ignore[arg-type]
-                    chain=Chain(get_adapter("native"), limits=config.limits), topics=topics,
-                    tables=ServiceTables({}, {}),  # type: ignore[arg-type]
-                    metrics=Metrics(topics=config.input_topics))
+    worker, topics = _worker(tiny_model, RecordingTopic)
     worker.consumer = consumer = SeekingConsumer()
     worker.forwarder.sources.assign({"access-events:0"})
     worker.forwarder.sources.set_backlog("access-events:0", False)
