@@ -91,6 +91,14 @@ class DetectionConfig:
     # arrive within hours of it; over a whole day the first reads of unrelated readers,
     # each opening many datasets once, add up on every dataset they touch.
     scan_span: float = 6 * HOUR
+    # The least surprise (``-ln P(X >= k | X >= 2)``) that is one: the exposure scan's
+    # below it is none, and a principal's surprise gate is at least this where training
+    # never saw a burst (``training.fit_side``). Gates are quantiles of training breadth;
+    # where training saw no burst they fell to the breadth floor (ln 2.5), which for a
+    # tail probability means "rarer than 40 %": an on-call engineer who opens a few
+    # teams' new data every week reaching three teams in a night (a 1-in-10 night) was
+    # an alert. ln 20 asks for 1 in 20 at least.
+    min_surprise: float = math.log(20.0)
     # The data the exposure scan judges: data with a named audience, never shared in
     # bulk with a partner team (a kick-off shares internal and confidential data), and
     # whose first-time outside readers are evidence even hours apart.
@@ -127,6 +135,7 @@ class DetectionConfig:
             "alert_skip_days": self.alert_skip_days,
             "scan_span": self.scan_span,
             "scan_sensitivities": list(self.scan_sensitivities),
+            "min_surprise": self.min_surprise,
             "idle_ttl_days": self.idle_ttl_days,
             "window_cap": self.window_cap,
             "memory_cap": self.memory_cap,
@@ -367,6 +376,12 @@ def poisson_log_tail(k: float, lam: float) -> float:
     return top + math.log(sum(math.exp(v - top) for v in logs))
 
 
+def _tail_surprise(count: float, expected: float, least: float) -> float:
+    """``-ln P(X >= count | X >= 2)`` for X ~ Poisson(expected), or 0 below ``least``."""
+    surprise = poisson_log_tail(2, expected) - poisson_log_tail(count, expected)
+    return surprise if surprise >= least else 0.0
+
+
 @dataclass(slots=True)
 class View:
     """One scored side of one read: the vector, and what explains it."""
@@ -575,7 +590,7 @@ class FeatureBuilder:
             return expected, class_rate, 0.0
         weight = (self.weights.get(sensitivity, 1.0) / self._max_weight
                   if side.surprise_by_sensitivity else 1.0)
-        surprise = poisson_log_tail(2, expected) - poisson_log_tail(count, expected)
+        surprise = _tail_surprise(count, expected, 0.0)
         return expected, class_rate, surprise * weight
 
     def _scan(
@@ -591,10 +606,10 @@ class FeatureBuilder:
         ones are the hourly surprise's; at most ``scan_span``), its arrivals, counted by
         team as the hourly count does, are judged against their expectation, the hourly
         rate times the stretch's length, with the same "beyond a pair" Poisson
-        surprise and sensitivity weight as the hourly count; the largest wins. Longer
-        stretches expect proportionally more, so a dataset that draws a new reader every
-        few hours is not exposed, and scanning every length costs only what the
-        per-metric gate, calibrated on the same scan over training, charges for it. Only
+        surprise and sensitivity weight as the hourly count; the largest wins, less the
+        log of the number of stretches scanned (the union bound: the price of choosing
+        the stretch after seeing the arrivals). Longer stretches expect proportionally
+        more, so a dataset that draws a new team every few hours is not exposed. Only
         ``scan_sensitivities`` are scanned. Sets the metric (teams), its
         stretch in hours and its expectation in ``metrics``.
         """
@@ -608,23 +623,29 @@ class FeatureBuilder:
         now = read.event.ts
         teams: set[str] = set()
         best = 0.0
-        weight = self.weights.get(read.event.sensitivity, 1.0) / self._max_weight
         oldest = now - self.config.scan_span
+        stretches = 0
         for ts, category in _arrivals(window, _OUTSIDE_FIRST):
             if ts < oldest:
                 break
+            stretches += 1
             teams.add(category)
             count = float(len(teams))
             hours = max(1.0, (now - ts) / HOUR)
             expected = rate * hours
             if count <= max(expected, 2.0):
                 continue
-            surprise = weight * (poisson_log_tail(2, expected) - poisson_log_tail(count, expected))
+            surprise = _tail_surprise(count, expected, 0.0)
             if surprise > best:
                 best = surprise
                 metrics[metric], metrics[f"{metric}_hours"] = count, hours
                 metrics[f"{metric}_expected"] = expected
-        return best
+        # The largest of ``stretches`` surprises: by the union bound its tail is at most
+        # ``stretches`` times the one stretch's, so ln(stretches) of it is the scan's own.
+        best -= math.log(max(stretches, 1))
+        if best < self.config.min_surprise:
+            return 0.0
+        return best * self.weights.get(read.event.sensitivity, 1.0) / self._max_weight
 
     def _compare(
         self,

@@ -266,6 +266,10 @@ def fit_side(
         metrics=side.gated_metrics,
         entities=rows.entities,
         days=rows.days,
+        # A principal's small-count surprises are tail probabilities in nats: where
+        # history had no burst, its quantile is zero and the gate asks for 1 in 20.
+        least={m: config.min_surprise for m in side.surprise_metrics
+               if not side.surprise_by_sensitivity},
     )
     return SideFit(profiles, detector)
 

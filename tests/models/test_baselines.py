@@ -13,14 +13,17 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 from support.tinyorg import START
 
+from reachwatch.models.detector import BreadthDetector
 from reachwatch.models.features import (
     DetectionConfig,
     FeatureBuilder,
     View,
     group_readers,
     member_key,
+    poisson_log_tail,
     resource_key,
 )
 from reachwatch.models.records import AccessEvent
@@ -453,6 +456,10 @@ def test_a_slow_exposure_is_a_surprise_of_the_day_though_no_hour_holds_it():
     assert slow.metrics["outside_first_teams_scan"] == 4
     assert 2.0 <= slow.metrics["outside_first_teams_scan_hours"] <= 2.5
     assert slow.breadths["outside_first_teams_scan"] > 2 * FLOOR
+    # Its surprise is the best stretch's, less the log of the four stretches scanned.
+    expected = slow.metrics["outside_first_teams_scan_expected"]
+    best = poisson_log_tail(2, expected) - poisson_log_tail(4, expected)
+    assert math.isclose(slow.breadths["outside_first_teams_scan"], best - math.log(4))
     spread = _slow_exposure(7 * HOUR)
     assert spread.breadths["outside_first_teams_scan"] < slow.breadths[
         "outside_first_teams_scan"] - FLOOR
@@ -520,3 +527,49 @@ def test_a_teams_service_accounts_are_not_left_out_of_one_another():
     assert not groups["it/human"].known_to_others(key, member_key("ana"))
     assert groups["it/human"].known_to_others(key, member_key("bo"))
     assert groups["it/service"].sole() == {}
+
+
+def _on_call(history_nights: tuple[int, ...]) -> View:
+    """An engineer with fourteen ordinary days who opens one other team's data, new to
+    the team, on ``history_nights``; then three teams' new data in one night."""
+    config = DetectionConfig()
+    history = _working_hours("sre-1", "sre", 14, 200) + _working_hours("sre-2", "sre", 14, 150)
+    for night in history_nights:
+        history += _night_digging("sre-1", "sre", night, "history", others=(f"ops-{night}",))
+    history.sort(key=lambda e: e.ts)
+    replay = Replay(FeatureBuilder(config, build_profiles(history, config, sides=(PRINCIPAL,))))
+    replay.feed(PRINCIPAL, history)
+    return replay.feed(PRINCIPAL, _night_digging("sre-1", "sre", 14, "test"))
+
+
+def test_where_history_had_no_burst_a_principals_surprise_gate_asks_for_one_in_twenty():
+    """Four nights in fourteen with new data of one other team (each in the 24 h window
+    of two days): a rate of under one such team a day. Three in one night is then a
+    1-in-10 burst or so, ``-ln P(X >= 3 | X >= 2)`` about 2: above the breadth floor
+    (ln 2.5) the gate fell to wherever training never saw a burst, so an alert on every
+    such night. There the gate is ln 20 (1 in 20) instead; where training saw bursts its
+    quantile stays the gate. For the engineer who never did this the night passes."""
+    metric = "outside_new_sensitive_teams_24h"
+    regular = _on_call((2, 5, 8, 11))
+    never = _on_call(())
+    assert regular.metrics[metric] == never.metrics[metric] == 3
+    assert 0.2 < regular.own[metric] < 1.0
+    assert FLOOR < regular.breadths[metric] < math.log(20.0) < never.breadths[metric]
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(2000, 2))
+    quiet = np.zeros((2000, 1))
+    least = {metric: DetectionConfig().min_surprise}
+    gate = BreadthDetector(n_estimators=10).fit(
+        X, breadth=quiet, metrics=(metric,), least=least).metric_gates_[metric]
+    assert gate == math.log(20.0)
+    assert BreadthDetector(n_estimators=10).fit(
+        X, breadth=quiet, metrics=(metric,)).metric_gates_[metric] == FLOOR
+    rare = quiet.copy()
+    rare[0, 0] = 9.0  # one burst in 2,000 reads: the 0.999 quantile is still zero
+    assert BreadthDetector(n_estimators=10).fit(
+        X, breadth=rare, metrics=(metric,), least=least).metric_gates_[metric] == gate
+    bursty = quiet.copy()
+    bursty[:200, 0] = 1.5
+    calibrated = BreadthDetector(n_estimators=10).fit(
+        X, breadth=bursty, metrics=(metric,), least=least).metric_gates_[metric]
+    assert FLOOR < calibrated < math.log(20.0)
