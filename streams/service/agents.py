@@ -38,6 +38,7 @@ from reachwatch.streams.service.metrics import Metrics
 from reachwatch.streams.service.publisher import AlertPublisher
 from reachwatch.streams.service.recent import RecentAlerts
 from reachwatch.streams.service.reload import ModelWatcher
+from reachwatch.streams.service.rewind import Rewinds
 from reachwatch.streams.service.scoring import SideScorer
 from reachwatch.streams.service.settings import Settings
 from reachwatch.streams.service.sweep import Sweeper
@@ -56,6 +57,7 @@ BROKER_PROBE_TIMEOUT_S = 5.0
 # unreachable broker must not hold the stop forever).
 DRAIN_TIMEOUT_S = 10.0
 CHANGELOG_RETRY_S = 0.5  # between two asks whether the producer knows the changelogs
+STEP_RETRY_S = (0.5, 1.0, 2.0, 5.0, 10.0)  # between tries of a scoring step that raised
 
 
 async def _always_known() -> bool:
@@ -105,6 +107,9 @@ class Worker:
         # Acknowledgements in offset order per partition (streams/service/ackorder.py).
         self.ack_order = AckOrder()
         self._score_orders = {side.name: AckOrder() for side in (PRINCIPAL, RESOURCE)}
+        # Per agent: partitions read again from a message Faust never handed over.
+        self.rewinds = {stage: self._rewinds(stage) for stage in ("ingest", PRINCIPAL.name,
+                                                                   RESOURCE.name)}
         self._paused: dict[str, Any] = {}  # source -> TP
         self._tps: dict[str, Any] = {}
         self._described = -math.inf
@@ -131,6 +136,48 @@ class Worker:
             followup=lambda: self.followup,
         )
 
+    def _rewinds(self, stage: str) -> Rewinds:
+        metrics = self.metrics
+
+        def no_records(key: tuple[str, int], start: int, end: int) -> bool:
+            check = getattr(self.consumer, "no_records", None)
+            return bool(check(key, start, end)) if check is not None else False
+
+        def start(key: tuple[str, int]) -> int | None:
+            starts_at = getattr(self.consumer, "starts_at", None)
+            return starts_at(key) if starts_at is not None else None
+
+        return Rewinds(
+            no_records,
+            start,
+            on_rewind=lambda topic: metrics.partitions_read_again.labels(stage=stage).inc(),
+            on_lost=lambda topic, count: metrics.messages_never_handed.labels(
+                stage=stage).inc(count),
+        )
+
+    def _acknowledged(self, holder: Any) -> None:
+        """Tell the consumer, whose commit follows what the agents acknowledged."""
+        acknowledged = getattr(self.consumer, "acknowledged", None)
+        if acknowledged is not None:
+            message = holder.message
+            acknowledged(message.topic, message.partition, message.offset)
+
+    def _end(self, key: tuple[str, int]) -> int | None:
+        """The high watermark of partition ``key`` as the last fetch saw it."""
+        try:
+            return self.consumer.highwater(TP(*key)) if self.consumer is not None else None
+        except Exception:  # revoked meanwhile, or never fetched
+            return None
+
+    async def _seek(self, seeks: dict[tuple[str, int], int]) -> None:
+        """Read partitions again from the offsets in ``seeks`` (``rewind``)."""
+        if not seeks or self.consumer is None:
+            return
+        try:
+            await self.consumer.seek_wait({TP(*key): offset for key, offset in seeks.items()})
+        except Exception as exc:  # revoked meanwhile, or the broker away: sought again later
+            log.warning("seeking %s back failed: %r", sorted(seeks), exc)
+
     def attach(self, followup: FollowUpStage) -> None:
         """Run ``followup`` after every scoring batch; /alerts/recent becomes its log."""
         self.followup = followup
@@ -139,17 +186,23 @@ class Worker:
     # -- ingest -----------------------------------------------------------------------
     async def ingest(self, stream: StreamT) -> None:
         self._ingest_stream = stream
-        async for events in stream.noack_take(self.settings.batch_size, self.stage_wait):
+        rewinds = self.rewinds["ingest"]
+        async for taken in stream.noack_take(self.settings.batch_size, self.stage_wait):
             async with self._ingest_lock:
+                events, seeks = rewinds.admit(taken, _message)
                 for event in events:
                     message = event.message
                     self._tps[source_of(message)] = TP(message.topic, message.partition)
                 self.ack_order.taken(events, _partition)
                 dead_letters = self.forwarder.take(events, _message)
                 await self._forward(stream, dead_letters)
+                await self._seek(seeks)
 
     async def tick(self) -> None:
         """Between messages: idle partitions and backlogs move the frontier too."""
+        held = {(tp.topic, tp.partition) for tp in self._paused.values()}
+        for rewinds in self.rewinds.values():
+            await self._seek(rewinds.due(self._end, held))
         stream = self._ingest_stream
         if stream is None:
             return
@@ -183,6 +236,7 @@ class Worker:
         acked = self._acked
         for holder in self.ack_order.finished(out.done, _partition):
             await stream.ack(holder)
+            self._acknowledged(holder)
             message = holder.message
             source = source_of(message)
             if message.offset > acked.get(source, -1):
@@ -281,8 +335,10 @@ class Worker:
 
     async def _score(self, stream: StreamT, scorer: SideScorer) -> None:
         lock = self._score_locks[scorer.name]
-        async for events in stream.noack_take(self.scoring_take, self.stage_wait):
+        rewinds = self.rewinds[scorer.name]
+        async for taken in stream.noack_take(self.scoring_take, self.stage_wait):
             async with lock:
+                events, seeks = rewinds.admit(taken, _message)
                 while not self.changelogs_ready:
                     self.changelogs_ready = await self.changelogs_known()
                     if not self.changelogs_ready:
@@ -292,10 +348,36 @@ class Worker:
                 order.taken(events, _partition)
                 scorer.take(events, _message)
                 released, watermark, done = scorer.release()
-                await scorer.score(released, watermark)
+                await self._score_until_done(scorer, released, watermark)
                 for holder in order.finished(done, _partition):
                     await stream.ack(holder)
+                    self._acknowledged(holder)
+                await self._seek(seeks)
             self.sweeper.maybe_soon(len(scorer.table), self.ttl)
+
+    async def _score_until_done(self, scorer: SideScorer, released: Any, watermark: Any) -> None:
+        """Score ``released``; a step that raises is tried again, never abandoned.
+
+        An agent that raised would be restarted by Faust with its taken messages never
+        acknowledged, and the offset-order acknowledgements would then hold back every later
+        one of their partitions. The try again starts from the table: a batch takes its
+        states out of the decoded cache (``statecache``), so none is left half-applied, and
+        the table holds whole states that record what they applied, so the events they
+        already hold are skipped as repeats (``scoring``)."""
+        attempt = 0
+        while True:
+            try:
+                await scorer.score(released, watermark)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                attempt += 1
+                self.metrics.step_failures.labels(stage=scorer.name).inc()
+                delay = STEP_RETRY_S[min(attempt, len(STEP_RETRY_S)) - 1]
+                log.exception("%s scoring step failed (attempt %d), trying it again in %.1fs",
+                              scorer.name, attempt, delay)
+                await asyncio.sleep(delay)
 
     async def drain(self, timeout: float) -> bool:
         """Let the steps under way finish, then start no more (the worker is stopping).
@@ -352,6 +434,8 @@ class Worker:
         gone = {f"{tp.topic}:{tp.partition}" for tp in revoked if tp.topic in input_topics}
         revoked_keys = {(tp.topic, tp.partition) for tp in revoked}
         self.ack_order.forget(revoked_keys)
+        for rewinds in self.rewinds.values():
+            rewinds.forget(revoked_keys)
         if gone:
             self.forwarder.forget(lambda event: source_of(event.message) not in gone)
             self.forwarder.leave(gone)  # read again later: a new epoch
@@ -446,6 +530,10 @@ def register_agents(app: faust.App, worker: Worker) -> None:
     @app.on_partitions_assigned.connect
     async def track_assigned(app: faust.App, assigned: Any, **kwargs: Any) -> None:
         worker.consumer = app.consumer
+        if hasattr(app.consumer, "guard"):
+            settings = worker.settings
+            app.consumer.guard([*settings.input_topics, settings.principal_topic,
+                                settings.resource_topic])
         worker.on_assigned(assigned)
 
     @app.task

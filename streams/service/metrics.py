@@ -224,6 +224,31 @@ class Metrics:
             namespace=NAMESPACE,
             registry=reg,
         )
+        self.step_failures = Counter(
+            "step_failures",
+            "Scoring steps that raised and were tried again (the agent keeps its place: a "
+            "crashed agent would leave its unacknowledged messages blocking every later "
+            "acknowledgement), by stage.",
+            ["stage"],
+            namespace=NAMESPACE,
+            registry=reg,
+        )
+        self.partitions_read_again = Counter(
+            "partitions_read_again",
+            "Seeks back to a message Faust fetched but never handed to the stage's agent "
+            "(around rebalances): the partition is read again from it, by stage.",
+            ["stage"],
+            namespace=NAMESPACE,
+            registry=reg,
+        )
+        self.messages_never_handed = Counter(
+            "messages_never_handed",
+            "Messages still never handed to the stage's agent after repeated seeks back: "
+            "their events are missing. Should stay 0; by stage.",
+            ["stage"],
+            namespace=NAMESPACE,
+            registry=reg,
+        )
         self.events_late = Counter(
             "events_late",
             "Events not scored because they came later than allowed_lateness behind the "
@@ -346,6 +371,10 @@ class Metrics:
             self.events_repeated.labels(side=side)
             self.events_held.labels(stage=side)
         self.events_held.labels(stage="ingest")
+        for stage in ("ingest", *SIDES):
+            self.partitions_read_again.labels(stage=stage)
+            self.step_failures.labels(stage=stage)
+            self.messages_never_handed.labels(stage=stage)
         for output in OUTPUTS:
             self.publish_retries.labels(output=output)
 

@@ -26,6 +26,7 @@ from typing import Any
 import faust
 from aiokafka import TopicPartition
 from faust.transport.drivers import aiokafka as driver
+from faust.types import TP
 
 from reachwatch.streams.service.logend import log_ends
 
@@ -48,8 +49,60 @@ class _ConsumerThread(driver.AIOKafkaConsumerThread):
 
 
 class _Consumer(driver.Consumer):
+    # Topics whose commits follow the agents' own acknowledgements, and per partition the
+    # highest offset an agent acknowledged since the assignment (``_new_offset``).
+    _guarded: frozenset[str] = frozenset()
+    _acknowledged: dict[tuple[str, int], int]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._acknowledged = {}
+        super().__init__(*args, **kwargs)
+
     def _new_consumer_thread(self) -> driver.AIOKafkaConsumerThread:
         return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    def guard(self, topics: Iterable[str]) -> None:
+        """Commit ``topics`` no further than their agents acknowledged (``_new_offset``)."""
+        self._guarded = frozenset(topics)
+
+    def acknowledged(self, topic: str, partition: int, offset: int) -> None:
+        """An agent acknowledged ``offset`` (in offset order, every one before it too)."""
+        key = (topic, partition)
+        if offset > self._acknowledged.get(key, -1):
+            self._acknowledged[key] = offset
+
+    def starts_at(self, key: tuple[str, int]) -> int | None:
+        """Where the reading of partition ``key`` started: the commit Faust sought to as the
+        assignment began (held there until an agent acknowledges, ``_new_offset``)."""
+        return self._committed_offset.get(TP(*key))
+
+    async def on_partitions_assigned(self, assigned: Any, generation_id: int = 0) -> None:
+        self._acknowledged.clear()  # a new assignment reads again from the commits
+        await super().on_partitions_assigned(assigned, generation_id)
+
+    def _new_offset(self, tp: Any) -> int | None:
+        """Faust's next commit of ``tp``, never past what the agents acknowledged.
+
+        Faust acknowledges a message its stream skipped (one of an older consumer
+        generation, or arriving while flow control is suspended: faust-streaming 0.15.3,
+        ``streams.py``/``streams.pyx``), and its commit counts that acknowledgement, so a
+        commit could pass a message no agent ever saw. The agents take each partition's
+        messages in offset order without a hole (``streams/service/rewind.py``) and
+        acknowledge them in that order (``ackorder``), so their highest acknowledged offset
+        bounds what may be committed. Nothing is committed for a partition before an agent
+        acknowledged one of its messages since the assignment."""
+        offset = super()._new_offset(tp)
+        if offset is None or tp.topic not in self._guarded:
+            return offset
+        ours = self._acknowledged.get((tp.topic, tp.partition))
+        if ours is None:
+            return None
+        if offset <= ours + 1:
+            return offset
+        # Offsets Faust took off its list up to ``offset`` come back when an agent
+        # acknowledges them.
+        committed = self._committed_offset[tp]
+        return ours + 1 if committed is None or ours + 1 > committed else None
 
     def hold(self, tps: Iterable[Any]) -> None:
         """Stop fetching ``tps`` until ``release`` (see the module docstring)."""
@@ -93,6 +146,22 @@ class _Consumer(driver.Consumer):
 
         future = asyncio.run_coroutine_threadsafe(read(), thread.thread_loop)
         return await asyncio.wrap_future(future)
+
+    def no_records(self, key: tuple[str, int], start: int, end: int) -> bool:
+        """Whether Faust found no records of partition ``key`` in [start, end) as it
+        fetched them (offsets taken by transaction markers or compaction): a hole there is
+        the log's, not a message Faust dropped (``streams/service/rewind.py``)."""
+        tree = self._gap.get(TP(*key))
+        if not tree:
+            return False
+        at = start
+        for interval in sorted(tree.overlap(start, end), key=lambda i: i.begin):
+            if interval.begin > at:
+                return False
+            at = max(at, interval.end)
+            if at >= end:
+                return True
+        return at >= end
 
     def fetch_states(self, topics: Iterable[str]) -> dict[str, dict[str, Any]]:
         """Per assigned partition of ``topics``: whether the client holds it, whether Faust

@@ -17,6 +17,7 @@ position (``reachwatch_events_repeated_total``).
 from __future__ import annotations
 
 import random
+import re
 import signal
 import time
 from collections import Counter
@@ -62,6 +63,13 @@ def _missing(produced: Counter[Any], scored: dict[str, Counter[Any]]) -> dict[st
             for side, counts in scored.items()}
 
 
+def _read_again(text: str) -> dict[str, float]:
+    """Per stage, the last worker's seeks back to a message Faust never handed over."""
+    found = re.findall(r'^reachwatch_partitions_read_again_total\{stage="(\w+)"\} (\S+)$',
+                       text, re.M)
+    return {stage: float(value) for stage, value in found}
+
+
 def test_sigkilled_saturated_worker_scores_every_event_at_least_once(
         company, service, start_worker, clients):
     rng = random.Random(11)
@@ -102,7 +110,7 @@ def test_sigkilled_saturated_worker_scores_every_event_at_least_once(
     print(f"killed at {kills} resource-side events scored; produced {len(lines)}, scored "
           f"principal {sum(scored['principal'].values())} resource "
           f"{sum(scored['resource'].values())} (with replays), missing {missing}; "
-          f"last worker {last}")
+          f"last worker {last}, partitions read again {_read_again(text)}")
     assert missing == {"principal": 0, "resource": 0}, worker.log_tail()
     alerts = clients.read_topic(
         service.alerts_topic,

@@ -7,7 +7,9 @@ from types import SimpleNamespace
 from typing import Any
 
 import orjson
+from faust.types import TP
 from support.tinyorg import history as tiny_history_events
+from support.topics import RecordingTopic
 
 from reachwatch.models.pipeline import Pipeline
 from reachwatch.streams.formats.adapters import get_adapter
@@ -216,3 +218,66 @@ def test_scoring_writes_no_state_before_the_producer_knows_the_changelogs(
     asyncio.run(scenario())
     assert asked == [3, 2, 1]  # asked until the answer was yes, then not again
     assert worker.changelogs_ready
+
+
+class SeekingConsumer(StaleConsumer):
+    """Records the seeks asked of it."""
+
+    def __init__(self) -> None:
+        super().__init__(highwater=0, end=0)
+        self.seeks: list[dict[Any, int]] = []
+
+    async def seek_wait(self, partitions: dict[Any, int]) -> None:
+        self.seeks.append(dict(partitions))
+
+
+def test_a_message_faust_never_handed_over_is_read_again_and_each_forwarded_once(
+        tiny_model) -> None:
+    from reachwatch.streams.service.envelopes import read_envelope
+
+    config = Settings(partitions=2)
+    topics = ServiceTopics(*(RecordingTopic() for _ in range(5)))
+    worker = Worker(settings=config, pipeline=Pipeline(tiny_model), watcher=None,  # type: ignore[arg-type]
+                    chain=Chain(get_adapter("native"), limits=config.limits), topics=topics,
+                    tables=ServiceTables({}, {}),  # type: ignore[arg-type]
+                    metrics=Metrics(topics=config.input_topics))
+    worker.consumer = consumer = SeekingConsumer()
+    worker.forwarder.sources.assign({"access-events:0"})
+    worker.forwarder.sources.set_backlog("access-events:0", False)
+    holders = _holders(tiny_history_events()[:8], 0)
+    # Faust dropped offset 3; 6 and 7 were still in its buffers when the agent sought back;
+    # then the new reading, from 3.
+    stream = FakeStream([holders[:3] + holders[4:6], holders[6:], holders[3:]])
+
+    async def scenario() -> None:
+        agent = asyncio.create_task(worker.ingest(stream))  # type: ignore[arg-type]
+        while stream.taken < 3 or len(stream.acked) < 8:
+            await asyncio.sleep(0.01)
+        agent.cancel()
+
+    asyncio.run(asyncio.wait_for(scenario(), 10))
+    assert consumer.seeks == [{TP("access-events", 0): 3}]
+    assert [h.message.offset for h in stream.acked] == list(range(8))
+    forwarded = [f.offset for sent in topics.by_principal.sent
+                 for f in read_envelope(sent["value"]).items]
+    assert sorted(forwarded) == list(range(8))  # each once
+    assert worker.metrics.partitions_read_again.labels(stage="ingest")._value.get() == 1
+
+
+def test_a_scoring_step_that_raises_is_tried_again_not_abandoned(tiny_model, monkeypatch) -> None:
+    from reachwatch.streams.service import agents
+
+    monkeypatch.setattr(agents, "STEP_RETRY_S", (0.0,))
+    worker, _ = _worker(tiny_model)
+    scorer = worker.principals
+    calls: list[Any] = []
+
+    async def score(released: Any, watermark: Any) -> None:
+        calls.append((released, watermark))
+        if len(calls) < 3:
+            raise ConnectionError("changelog write failed")
+
+    monkeypatch.setattr(scorer, "score", score)
+    asyncio.run(worker._score_until_done(scorer, ["read"], 5.0))
+    assert calls == [(["read"], 5.0)] * 3  # the same step, until it went through
+    assert worker.metrics.step_failures.labels(stage="principal")._value.get() == 2

@@ -320,16 +320,3 @@ def test_a_crash_anywhere_with_any_states_durable_counts_nothing_twice(
         tiny_model, warm, side, seed):
     rng = random.Random(seed)
     _crash_and_replay(tiny_model, warm, side, rng, ingest_killed=rng.random() < 0.6)
-
-
-def test_an_internal_message_never_handed_over_is_logged(tiny_model, caplog):
-    messages = _messages(_test_day()[:60])
-    topics = ServiceTopics(*(RecordingTopic() for _ in range(5)))
-    _forward(messages, topics)
-    envelopes = [e for e in _envelopes(topics, RESOURCE) if e.partition == 0]
-    assert len(envelopes) >= 3
-    run = Run(RESOURCE, Pipeline(tiny_model), WriteLog({}))
-    run.scorer.take(envelopes[:1])
-    run.scorer.take(envelopes[2:])  # Faust skipped the second
-    assert run.scorer.skipped_messages == 1
-    assert "never handed to the scorer" in caplog.text

@@ -1,0 +1,220 @@
+"""Reading a partition again from a message Faust fetched but never handed to its agent.
+
+Faust drops fetched messages by design around a rebalance (faust-streaming 0.15.3): its
+stream skips, and acknowledges, a message of an older consumer generation or one that
+arrives while flow control is suspended (``streams.py``, the Cython ``streams.pyx``); its
+fetcher moves its read offset past a message whose hand-over a flow suspension cancelled
+(``Consumer._drain_messages``). It then seeks back to the committed offset, but the commit
+may already have passed the dropped message: the skipped message is acknowledged, and
+``_new_offset`` lets one missing offset pass at the head of a partition. Seen in loaded
+SIGKILL runs of the at-least-once test: one internal message, just after a restarted
+worker's recovery, never reached the scorer while its neighbours did, and its events were
+never scored.
+
+So each agent checks that the offsets it takes follow one another. A message after a hole
+that the broker's log does not have (Faust records those as it fetches: transaction
+markers, compacted records) is not taken; the partition is sought back to the first
+missing offset and read again. Until the new reading arrives, messages beyond the one that
+showed the hole are still the old reading's (Faust's buffers hold them): dropped, never
+taken, so never acknowledged. Downstream nothing notices: the partition's messages reach
+the agent once each, in order. A seek can be undone by a fetched batch still being handed
+out (it moves Faust's read offset past the re-read ones), so a rewind that has not seen its
+first message within ``RETRY_S`` seeks again; after ``MAX_SEEKS`` it gives up and says so.
+A message dropped last shows no hole: a partition quiet for ``QUIET_S`` short of the
+broker's high watermark is read again from after its last message too. Not covered: the
+first message after an assignment (nothing before it to compare with).
+
+>>> rw = Rewinds(clock=lambda: 0.0)
+>>> rw.admit([("in", 0, 4), ("in", 0, 5), ("in", 0, 7), ("in", 0, 8)], lambda m: m)
+([('in', 0, 4), ('in', 0, 5)], {('in', 0): 6})
+>>> rw.admit([("in", 0, 6), ("in", 0, 7)], lambda m: m)  # the new reading
+([('in', 0, 6), ('in', 0, 7)], {})
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Collection, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+RETRY_S = 5.0  # a rewind whose first message has not come by then seeks again
+MAX_SEEKS = 10  # seeks per hole before it is taken for lost (logged as an error)
+SAME_HOLE = 2  # readings after the first that show the very same hole: the log's, not a drop
+# A partition quiet this long short of its end is read again after its last message. Long
+# against a fetch (a busy broker can starve one partition's fetches for seconds): a needless
+# seek costs a fetch, nothing more.
+QUIET_S = 15.0
+
+Key = tuple[str, int]  # (topic, partition)
+# Whether the broker's log has no records at all in [start, end) of a partition.
+NoRecords = Callable[[Key, int, int], bool]
+
+
+def _fields(message: Any) -> tuple[str, int, int]:
+    if isinstance(message, tuple):
+        return message
+    return message.topic, message.partition, message.offset
+
+
+@dataclass
+class _Rewind:
+    target: int  # the first missing offset, read again from there
+    # The message that showed the hole: later ones are the old reading's. None when the
+    # partition went quiet short of its end instead (either reading may come first then).
+    seen_at: int | None
+    since: float  # when the last seek was asked for
+    seeks: int = 0
+    hole_at: int | None = None  # the message after the hole, in the last reading showing one
+    same: int = 0  # readings since that showed the very same hole
+
+
+class Rewinds:
+    """Per partition: the last offset taken, and the rewind under way, if any.
+
+    Within one assignment a partition's offsets are taken once each, in increasing order:
+    a message at or below the last one taken is a second reading of it (Faust's own seek
+    back to the commit, or ours), and the first is already the agent's."""
+
+    def __init__(
+        self,
+        no_records: NoRecords = lambda key, start, end: False,
+        start: Callable[[Key], int | None] = lambda key: None,
+        clock: Callable[[], float] = time.monotonic,
+        on_rewind: Callable[[str], None] = lambda topic: None,
+        on_lost: Callable[[str, int], None] = lambda topic, count: None,
+    ) -> None:
+        self.no_records = no_records
+        self.start = start  # where a partition's reading starts after an assignment, if known
+        self.clock = clock
+        self.on_rewind = on_rewind  # counters (metrics); topic names only
+        self.on_lost = on_lost
+        self._last: dict[Key, int] = {}
+        self._when: dict[Key, float] = {}  # when a message of the partition was last taken
+        self._rewinds: dict[Key, _Rewind] = {}
+        self.stale = 0  # messages of an old reading dropped
+        self.again = 0  # messages read a second time, dropped
+
+    def admit(
+        self, holders: Sequence[Any], message_of: Callable[[Any], Any] = lambda h: h
+    ) -> tuple[list[Any], dict[Key, int]]:
+        """(the holders to take, in order; partitions to seek and where to)."""
+        taken: list[Any] = []
+        seeks: dict[Key, int] = {}
+        now = self.clock()
+        for holder in holders:
+            topic, partition, offset = _fields(message_of(holder))
+            if not isinstance(offset, int):
+                taken.append(holder)
+                continue
+            key = (topic, partition)
+            if self._admit_one(key, offset, seeks):
+                taken.append(holder)
+                self._last[key] = offset
+                self._when[key] = now
+        return taken, seeks
+
+    def _admit_one(self, key: Key, offset: int, seeks: dict[Key, int]) -> bool:
+        last = self._last.get(key)
+        if last is None:
+            start = self.start(key)
+            if start is None or offset <= start:
+                return True  # the first since the assignment, where the reading starts
+            # Judged against where the reading starts: a first message Faust dropped is a
+            # hole too (the commit, held at what the agents acknowledged, stays before it).
+            last = self._last[key] = start - 1
+            self._when[key] = self.clock()
+        if offset <= last:
+            self.again += 1
+            return False
+        rewind = self._rewinds.get(key)
+        if offset == last + 1:
+            if rewind is not None:
+                del self._rewinds[key]
+                log.info("%s:%d read again from offset %d", key[0], key[1], offset)
+            return True
+        if rewind is not None and rewind.seen_at is not None and offset > rewind.seen_at:
+            self.stale += 1
+            return False
+        # A hole before ``offset``: in the log, or dropped by Faust.
+        if self.no_records(key, last + 1, offset):
+            self._rewinds.pop(key, None)
+            return True
+        if rewind is not None:
+            rewind.same = rewind.same + 1 if offset == rewind.hole_at else 0
+            rewind.hole_at = offset
+            if rewind.same >= SAME_HOLE:
+                # Where a seek lands Faust records no gap, so a transaction marker or a
+                # compacted record there looks like a drop: readings that agree settle it.
+                del self._rewinds[key]
+                log.info("%s:%d: offset(s) %d-%d are not in the log (%d readings agree)",
+                         key[0], key[1], last + 1, offset - 1, rewind.same + 1)
+                return True
+            if rewind.seeks >= MAX_SEEKS:
+                self._give_up(key, rewind, offset)
+                return True
+        if rewind is None:
+            rewind = self._rewinds[key] = _Rewind(last + 1, offset, self.clock(), hole_at=offset)
+            log.warning("%s:%d: offset(s) %d-%d fetched but never handed over; reading the "
+                        "partition again from %d", key[0], key[1], last + 1, offset - 1, last + 1)
+        rewind.seen_at = max(rewind.seen_at or offset, offset)
+        self._seek(key, rewind, seeks)
+        return False
+
+    def _seek(self, key: Key, rewind: _Rewind, seeks: dict[Key, int]) -> None:
+        rewind.seeks += 1
+        rewind.since = self.clock()
+        seeks[key] = rewind.target
+        self.on_rewind(key[0])
+
+    def _give_up(self, key: Key, rewind: _Rewind, offset: int) -> None:
+        del self._rewinds[key]
+        lost = max(0, offset - rewind.target)
+        log.error("%s:%d: offset(s) %d-%d never handed over after %d seeks; their events are "
+                  "missing", key[0], key[1], rewind.target, offset - 1, rewind.seeks)
+        self.on_lost(key[0], lost)
+
+    def due(
+        self,
+        end: Callable[[Key], int | None] = lambda key: None,
+        held: Collection[Key] = (),
+    ) -> dict[Key, int]:
+        """Partitions to seek again: rewinds whose first message has not come within
+        ``RETRY_S``, and partitions quiet for ``QUIET_S`` short of their ``end`` (the
+        broker's high watermark; a message dropped last shows no hole) unless ``held``."""
+        seeks: dict[Key, int] = {}
+        now = self.clock()
+        for key, last in list(self._last.items()):
+            rewind = self._rewinds.get(key)
+            if rewind is None:
+                if key in held or now - self._when.get(key, now) < QUIET_S:
+                    continue
+                high = end(key)
+                if high is None or high <= last + 1:
+                    continue
+                rewind = self._rewinds[key] = _Rewind(last + 1, None, now)
+                log.warning("%s:%d quiet for %.0fs at offset %d short of its end %d: reading "
+                            "it again from %d", key[0], key[1], now - self._when[key], last,
+                            high, last + 1)
+                self._seek(key, rewind, seeks)
+            elif now - rewind.since >= RETRY_S:
+                if rewind.seeks >= MAX_SEEKS:
+                    # Nothing of the new reading came at all: the next message starts afresh.
+                    self._give_up(key, rewind, rewind.seen_at or rewind.target)
+                    self._last.pop(key, None)
+                    continue
+                self._seek(key, rewind, seeks)
+        return seeks
+
+    def forget(self, partitions: Iterable[Key]) -> None:
+        """Revoked ``partitions``: their next owner reads them from the commit."""
+        for key in partitions:
+            self._last.pop(key, None)
+            self._when.pop(key, None)
+            self._rewinds.pop(key, None)
+
+    def rewinding(self) -> int:
+        return len(self._rewinds)
