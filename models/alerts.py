@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from reachwatch.models.detector import BreadthDetector
-from reachwatch.models.features import View
+from reachwatch.models.features import SCANS, View
 from reachwatch.models.records import rfc3339
 from reachwatch.models.sides import BY_KIND
 from reachwatch.models.windows import OpenAlert
@@ -137,6 +137,12 @@ def summary_of(view: View) -> str:
     head = _WORDING.format(side.headlines[horizon], **m, **words)
     unit = _WORDING.format(side.unit, **words)
     peers = _WORDING.format(side.peers_text, **words)
+    if metric in SCANS:
+        return (
+            f"{head}; {_metric_words(metric)} {_fmt(m[metric])} in the last "
+            f"{_fmt(round(m[f'{metric}_hours'], 1))} h vs {_fmt(own[metric])} expected "
+            f"({peers} rate {_fmt(peer[metric])} an hour), surprise {_fmt(view.breadth)}"
+        )
     if metric in side.surprise_metrics:
         period, unit_of_time = ("24 h", "day") if horizon == "24h" else ("hour", "hour")
         return (
@@ -157,6 +163,7 @@ _METRIC_WORDS = {
     "outside_new_sensitive_teams_24h": "teams whose confidential/restricted data, new to it "
     "and its peers, it read",
     "outside_first_teams_1h": "teams of first-time outside readers",
+    "outside_first_teams_scan": "teams of first-time outside readers",
 }
 
 

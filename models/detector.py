@@ -75,6 +75,7 @@ class BreadthDetector(BaseEstimator):
         metrics: Sequence[str] | None = None,
         entities: Sequence[str] | None = None,
         days: np.ndarray | None = None,
+        least: dict[str, float] | None = None,
     ) -> BreadthDetector:
         """Fit the forest on (a seeded sample of at most ``max_rows`` of) ``X`` and calibrate
         both gates on all of it.
@@ -82,7 +83,8 @@ class BreadthDetector(BaseEstimator):
         ``breadth`` is each row's breadth (``features.View.breadth``), or with ``metrics``
         a column per named metric (``View.breadths``), each then calibrated on its own
         (``gate``); ``entities`` and ``days`` say whose read on which day each row is, for
-        the alert budget (without them every row is its own entity-day).
+        the alert budget (without them every row is its own entity-day); ``least`` the
+        gate of a metric whose training quantile is zero (else the floor).
         """
         X = np.asarray(X, dtype=np.float64)
         breadth = np.asarray(breadth, dtype=np.float64)
@@ -94,11 +96,19 @@ class BreadthDetector(BaseEstimator):
             # heavy-tailed one, a 24 h count that stays high all day) set the bar for the
             # quiet ones; per metric, each is "rarer than almost every training read" on
             # its own scale. Breadth is then rescaled so that every gate is the floor.
+            # Where the metric's training quantile is zero (a small-count surprise on a
+            # history with next to no burst) it says nothing: ``least`` is the gate.
             columns = breadth.reshape(len(X), len(metrics))
+            least = least or {}
             for i, metric in enumerate(metrics):
-                self.metric_gates_[metric] = max(
-                    _strictly_above(columns[:, i], self.breadth_quantile), floor
-                )
+                column = columns[:, i]
+                if metric in least and len(column) and np.quantile(
+                    column, self.breadth_quantile
+                ) <= 0.0:
+                    gate = least[metric]
+                else:
+                    gate = _strictly_above(column, self.breadth_quantile)
+                self.metric_gates_[metric] = max(gate, floor)
             breadth = np.max(
                 columns * np.asarray([floor / self.metric_gates_[m] for m in metrics]), axis=1
             ) if len(metrics) else np.zeros(len(X))

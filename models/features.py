@@ -48,6 +48,9 @@ from reachwatch.models.windows import (
 SENSITIVE = frozenset({"confidential", "restricted"})
 # Small-count metrics whose per-hour rate the peer profiles keep (``rate:<metric>``).
 RATE_METRICS = frozenset(RESOURCE.surprise_metrics) | frozenset(PRINCIPAL.surprise_metrics)
+# Scan metrics (``FeatureBuilder._scan``) and the hourly small-count twin whose rate they
+# scale to stretches of the day.
+SCANS = {"outside_first_teams_scan": "outside_first_teams_1h"}
 
 
 @dataclass(frozen=True)
@@ -83,6 +86,23 @@ class DetectionConfig:
     # Periods with an open alert stay out of the entity's baselines for at most this long
     # after the alert opened (``windows.EntityState``).
     alert_skip_days: float = 2.0
+    # The longest stretch of the day the exposure scan judges (``FeatureBuilder._scan``):
+    # an exposure is one event (a link goes round, a share is opened up), and its readers
+    # arrive within hours of it; over a whole day the first reads of unrelated readers,
+    # each opening many datasets once, add up on every dataset they touch.
+    scan_span: float = 6 * HOUR
+    # The least surprise (``-ln P(X >= k | X >= 2)``) that is one: the exposure scan's
+    # below it is none, and a principal's surprise gate is at least this where training
+    # never saw a burst (``training.fit_side``). Gates are quantiles of training breadth;
+    # where training saw no burst they fell to the breadth floor (ln 2.5), which for a
+    # tail probability means "rarer than 40 %": an on-call engineer who opens a few
+    # teams' new data every week reaching three teams in a night (a 1-in-10 night) was
+    # an alert. ln 20 asks for 1 in 20 at least.
+    min_surprise: float = math.log(20.0)
+    # The data the exposure scan judges: data with a named audience, never shared in
+    # bulk with a partner team (a kick-off shares internal and confidential data), and
+    # whose first-time outside readers are evidence even hours apart.
+    scan_sensitivities: tuple[str, ...] = ("restricted",)
     # An entity with no read for this long is forgotten (bounded memory); by then its
     # decayed baselines carry under a tenth of their weight anyway.
     idle_ttl_days: float = 35.0
@@ -113,6 +133,9 @@ class DetectionConfig:
             "allowed_lateness": self.allowed_lateness,
             "peer_member_quantile": self.peer_member_quantile,
             "alert_skip_days": self.alert_skip_days,
+            "scan_span": self.scan_span,
+            "scan_sensitivities": list(self.scan_sensitivities),
+            "min_surprise": self.min_surprise,
             "idle_ttl_days": self.idle_ttl_days,
             "window_cap": self.window_cap,
             "memory_cap": self.memory_cap,
@@ -122,6 +145,8 @@ class DetectionConfig:
     def from_json(cls, obj: dict[str, Any]) -> DetectionConfig:
         obj = dict(obj)
         obj["spans"] = tuple(obj["spans"])
+        if "scan_sensitivities" in obj:
+            obj["scan_sensitivities"] = tuple(obj["scan_sensitivities"])
         return cls(**obj)
 
 
@@ -135,36 +160,111 @@ def hour_of_week(ts: float) -> int:
     return (int(ts // HOUR) + 72) % 168
 
 
+def member_key(principal: str) -> int:
+    """A stable nonzero 64-bit key for a principal (peer profiles store keys, not names)."""
+    return resource_key(principal) or 1
+
+
+# ``GroupReaders``: a resource two or more members of the group read.
+MANY = 0
+
+
+@dataclass
+class GroupReaders:
+    """Who of a peer group read each resource in the training history: the one member's
+    key (``member_key``), or ``MANY``.
+
+    "New to its peers" is what the slow-collection surprise counts, and it must mean the
+    same in training as in serving. Judged against the keys of the whole history, no
+    training read was new to its peers (the history defines the keys): the class rate and
+    the gate were calibrated on zeros. Judged in time order, the group's first days are
+    full of data still new to it, so the gate was calibrated on the group's learning
+    curve. Left out, a reader's own reads never make data familiar to "its peers": a
+    dataset is new to the peers of a member when no *other* member read it anywhere in
+    the history. That has no learning curve and is not zero by construction: the member
+    who alone reads a division's data on on-call nights is counted, in training as when
+    serving replays the history, so the group's rate of it is measured.
+    """
+
+    readers: dict[int, int] = field(default_factory=dict)
+    members: set[int] = field(default_factory=set)
+    # People are peers of one another; a team's service accounts are not: each runs its
+    # own job over its own pool (an ETL, a nightly backup that reads everything, a weekly
+    # crawler), so another job's reads say nothing about this one's, and left out, a
+    # backup's or crawler's every sweep would be "new to its peers" and set the gate of
+    # everyone's slow-collection surprise. A service's own history stands for its peers.
+    leave_out: bool = True
+
+    def add(self, key: int, member: int) -> None:
+        self.members.add(member)
+        who = self.readers.get(key)
+        if who is None:
+            self.readers[key] = member
+        elif who != member:
+            self.readers[key] = MANY
+
+    def known_to_others(self, key: int, member: int) -> bool:
+        who = self.readers.get(key)
+        if not self.leave_out or len(self.members) < 2:  # no peers to leave it out of
+            return who is not None
+        return who is not None and who != member
+
+    def sole(self) -> dict[int, int]:
+        """The resources exactly one member read, with that member's key (none where no
+        member is left out: a group of one has no peers to leave it out of)."""
+        if not self.leave_out or len(self.members) < 2:
+            return {}
+        return {key: who for key, who in self.readers.items() if who != MANY}
+
+
+def group_readers(events: Sequence[AccessEvent]) -> dict[str, GroupReaders]:
+    """``GroupReaders`` of every principal peer group over a history."""
+    out: dict[str, GroupReaders] = {}
+    members: dict[str, int] = {}
+    resources: dict[str, int] = {}
+    for event in events:
+        group = PRINCIPAL.peers(event)[0]
+        readers = out.get(group)
+        if readers is None:
+            readers = out[group] = GroupReaders(leave_out=event.principal_type != "service")
+        member = members.get(event.principal)
+        if member is None:
+            member = members[event.principal] = member_key(event.principal)
+        key = resources.get(event.resource)
+        if key is None:
+            key = resources[event.resource] = resource_key(event.resource)
+        readers.add(key, member)
+    return out
+
+
 @dataclass
 class PeerProfiles:
     """What peers usually do, learnt at training time and shipped with the model.
 
     ``baselines[group][metric]`` is the ``baseline_quantile`` of the group's member-hour
-    (or member-day) maxima; ``resources[group]`` the keys of resources any member read;
-    ``hours[group]`` the group's hour-of-week activity. Resource "peers" are datasets of
-    the same sensitivity: ``baselines["sensitivity:restricted"]`` and so on.
+    (or member-day) maxima; ``resources[group]`` the keys of resources any member read,
+    ``sole[group]`` those only one member read (with that member's key, so the member is
+    left out of its own peers: ``GroupReaders``); ``hours[group]`` the group's
+    hour-of-week activity. Resource "peers" are datasets of the same sensitivity:
+    ``baselines["sensitivity:restricted"]`` and so on.
     """
 
     baselines: dict[str, dict[str, float]] = field(default_factory=dict)
     resources: dict[str, frozenset[int]] = field(default_factory=dict)
     hours: dict[str, list[float]] = field(default_factory=dict)
-    # Training only, never stored: when each group first read each resource, and when
-    # the group's first read was (``GroupNovelty``). With it, training replays "new to
-    # the peers" as it was at each read's time instead of against the whole history.
-    first_reads: dict[str, GroupNovelty] = field(default_factory=dict)
+    sole: dict[str, dict[int, int]] = field(default_factory=dict)
 
     def baseline(self, group: str, fallback: str, metric: str) -> float:
         row = self.baselines.get(group) or self.baselines.get(fallback) or {}
         return row.get(metric, 0.0)
 
-    def knows(self, group: str, key: int, ts: float | None = None) -> bool:
-        """Whether the group read ``key`` before ``ts`` (training, with ``first_reads``),
-        or at all in training (serving: every serving read is later than training)."""
-        novelty = self.first_reads.get(group)
-        if novelty is not None and ts is not None:
-            return novelty.known(key, ts)
+    def knows(self, group: str, key: int, member: int | None = None) -> bool:
+        """Whether a member of ``group`` other than ``member`` read ``key`` in training."""
         keys = self.resources.get(group)
-        return keys is not None and key in keys
+        if keys is None or key not in keys:
+            return False
+        only = self.sole.get(group)
+        return member is None or only is None or only.get(key, MANY) != member
 
     @classmethod
     def union(cls, parts: Sequence[PeerProfiles]) -> PeerProfiles:
@@ -174,38 +274,8 @@ class PeerProfiles:
             merged.baselines.update(part.baselines)
             merged.resources.update(part.resources)
             merged.hours.update(part.hours)
-            merged.first_reads.update(part.first_reads)
+            merged.sole.update(part.sole)
         return merged
-
-
-@dataclass
-class GroupNovelty:
-    """When a peer group first read each resource, in event time.
-
-    "New to its peers" is what the slow-collection surprise counts. Judged against the
-    keys of the *whole* training history, no training read is ever new to its peers (the
-    history defines the keys), so the class rate of such reads and the gate on them were
-    both calibrated on zeros, and any on-call night through the division's data looked
-    infinitely rare. Judged in time order, a read is new to the peers when no member read
-    the resource before it, exactly what serving sees; until the group has ``warmup``
-    seconds of history everything is new to it, so nothing counts as new (as without
-    profiles).
-    """
-
-    warmup: float
-    start: float | None = None
-    first: dict[int, float] = field(default_factory=dict)
-
-    def add(self, key: int, ts: float) -> None:
-        if self.start is None:
-            self.start = ts
-        self.first.setdefault(key, ts)
-
-    def known(self, key: int, ts: float) -> bool:
-        if self.start is None or ts - self.start < self.warmup:
-            return True
-        first = self.first.get(key)
-        return first is not None and first < ts
 
 
 class ProfileBuilder:
@@ -217,17 +287,20 @@ class ProfileBuilder:
     nightly backup job that reads everything set the whole team's "usual". A group's
     ``rate:<metric>`` is the mean per member-hour of a small-count metric, leaving out
     each member's first day (when every reader is a first-time reader). Novelty to the
-    group is judged in time order (``GroupNovelty``), so the rates of "new to the peers"
-    metrics are measured, not zero by construction.
+    group leaves the reader out (``GroupReaders``, from ``readers``: the whole history's,
+    collected before the pass), so the rates of "new to the peers" metrics are measured
+    as serving will see them, not zero by construction.
     """
 
     def __init__(
-        self, quantile: float, member_quantile: float = 0.75, warmup: float = 4 * DAY
+        self,
+        quantile: float,
+        member_quantile: float = 0.75,
+        readers: dict[str, GroupReaders] | None = None,
     ) -> None:
         self.quantile = quantile
         self.member_quantile = member_quantile
-        self.warmup = warmup
-        self.novelty: dict[str, GroupNovelty] = {}
+        self.readers = readers or {}
         # group -> metric -> member -> histogram of that member's maxima
         self.samples: dict[str, dict[str, dict[int, DecayedHistogram]]] = {}
         # group -> metric -> [sum, member-hours] (after each member's first day)
@@ -253,18 +326,14 @@ class ProfileBuilder:
                 acc[0] += value
                 acc[1] += 1.0
 
-    def knows(self, group: str, key: int, ts: float, unseen: bool = True) -> bool:
-        """Whether a member of ``group`` read ``key`` before ``ts`` (so far in the pass);
-        ``unseen`` answers for a group with no read yet (still in its warm-up)."""
-        novelty = self.novelty.get(group)
-        return unseen if novelty is None else novelty.known(key, ts)
+    def knows(self, group: str, key: int, member: int, unseen: bool = True) -> bool:
+        """Whether a member of ``group`` other than ``member`` read ``key`` in the
+        history; ``unseen`` answers for a group whose readers were not collected."""
+        readers = self.readers.get(group)
+        return unseen if readers is None else readers.known_to_others(key, member)
 
     def add_read(self, group: str, key: int, ts: float) -> None:
         self.resources.setdefault(group, set()).add(key)
-        novelty = self.novelty.get(group)
-        if novelty is None:
-            novelty = self.novelty[group] = GroupNovelty(self.warmup)
-        novelty.add(key, ts)
         hours = self.hours.get(group)
         if hours is None:
             hours = self.hours[group] = [0.0] * 168
@@ -284,7 +353,7 @@ class ProfileBuilder:
             baselines=baselines,
             resources={g: frozenset(keys) for g, keys in self.resources.items()},
             hours={g: list(h) for g, h in self.hours.items()},
-            first_reads=dict(self.novelty),
+            sole={g: r.sole() for g, r in self.readers.items() if g in self.resources},
         )
 
 
@@ -305,6 +374,12 @@ def poisson_log_tail(k: float, lam: float) -> float:
     logs = [-lam + i * math.log(lam) - math.lgamma(i + 1) for i in range(k, k + 40)]
     top = logs[0]
     return top + math.log(sum(math.exp(v - top) for v in logs))
+
+
+def _tail_surprise(count: float, expected: float, least: float) -> float:
+    """``-ln P(X >= count | X >= 2)`` for X ~ Poisson(expected), or 0 below ``least``."""
+    surprise = poisson_log_tail(2, expected) - poisson_log_tail(count, expected)
+    return surprise if surprise >= least else 0.0
 
 
 @dataclass(slots=True)
@@ -515,8 +590,62 @@ class FeatureBuilder:
             return expected, class_rate, 0.0
         weight = (self.weights.get(sensitivity, 1.0) / self._max_weight
                   if side.surprise_by_sensitivity else 1.0)
-        surprise = poisson_log_tail(2, expected) - poisson_log_tail(count, expected)
+        surprise = _tail_surprise(count, expected, 0.0)
         return expected, class_rate, surprise * weight
+
+    def _scan(
+        self, read: Read, metric: str, metrics: dict[str, float], rate: float, class_rate: float
+    ) -> float:
+        """The Poisson scan statistic of first-time outside readers over the last hours.
+
+        An exposure that builds over hours (a link that goes round slowly, a night) brings
+        one or two new outside teams an hour, and in a company of five teams there are only
+        four to bring: no hour holds the burst, though a few hours
+        hold far more than the dataset's rate allows. For every stretch of the 24 h window
+        that ends now and starts at one of those arrivals (at least an hour long: shorter
+        ones are the hourly surprise's; at most ``scan_span``), its arrivals, counted by
+        team as the hourly count does, are judged against their expectation, the hourly
+        rate times the stretch's length, with the same "beyond a pair" Poisson
+        surprise and sensitivity weight as the hourly count; the largest wins, less the
+        log of the number of stretches scanned (the union bound: the price of choosing
+        the stretch after seeing the arrivals). Longer stretches expect proportionally
+        more, so a dataset that draws a new team every few hours is not exposed. Only
+        ``scan_sensitivities`` are scanned. Sets the metric (teams), its
+        stretch in hours and its expectation in ``metrics``.
+        """
+        metrics[metric] = metrics[f"{metric}_hours"] = metrics[f"{metric}_expected"] = 0.0
+        window = read.state.windows[2]
+        if (
+            read.event.sensitivity not in self.config.scan_sensitivities
+            or window.sums[_OUTSIDE_FIRST] < 3.0
+        ):
+            return 0.0
+        now = read.event.ts
+        teams: set[str] = set()
+        best = 0.0
+        oldest = now - self.config.scan_span
+        stretches = 0
+        for ts, category in _arrivals(window, _OUTSIDE_FIRST):
+            if ts < oldest:
+                break
+            stretches += 1
+            teams.add(category)
+            count = float(len(teams))
+            hours = max(1.0, (now - ts) / HOUR)
+            expected = rate * hours
+            if count <= max(expected, 2.0):
+                continue
+            surprise = _tail_surprise(count, expected, 0.0)
+            if surprise > best:
+                best = surprise
+                metrics[metric], metrics[f"{metric}_hours"] = count, hours
+                metrics[f"{metric}_expected"] = expected
+        # The largest of ``stretches`` surprises: by the union bound its tail is at most
+        # ``stretches`` times the one stretch's, so ln(stretches) of it is the scan's own.
+        best -= math.log(max(stretches, 1))
+        if best < self.config.min_surprise:
+            return 0.0
+        return best * self.weights.get(read.event.sensitivity, 1.0) / self._max_weight
 
     def _compare(
         self,
@@ -593,6 +722,12 @@ class FeatureBuilder:
             self._smoothing[side],
         )
         for metric in side.surprise_metrics:
+            twin = SCANS.get(metric)
+            if twin is not None:
+                # Its twin's hourly rate comes first in ``surprise_metrics``.
+                breadth_of[metric] = self._scan(read, metric, metrics, own[twin], peer[twin])
+                own[metric], peer[metric] = metrics[f"{metric}_expected"], peer[twin]
+                continue
             expected, peer_rate, breadth_of[metric] = self._surprise(
                 side, metric, metrics[metric], state, group, fallback, event.sensitivity
             )
@@ -666,17 +801,18 @@ class FeatureBuilder:
         )
 
     def _peer_knows(self, read: Read, key: int) -> bool:
-        """Whether the reader's peers (its group, or the fallback group) read ``key``
-        before this read: in training's first pass as far as the pass has come."""
-        ts, collector, profiles = read.event.ts, self.collector, self.profiles
+        """Whether the reader's peers (its group, or the fallback group), the reader left
+        out, read ``key`` in training (``GroupReaders``)."""
+        collector, profiles = self.collector, self.profiles
+        member = member_key(read.event.principal)
         if collector is not None:
-            return collector.knows(read.group, key, ts) or collector.knows(
-                read.fallback, key, ts, unseen=False
+            return collector.knows(read.group, key, member) or collector.knows(
+                read.fallback, key, member, unseen=False
             )
         return (
             not profiles.resources
-            or profiles.knows(read.group, key, ts)
-            or profiles.knows(read.fallback, key, ts)
+            or profiles.knows(read.group, key, member)
+            or profiles.knows(read.fallback, key, member)
         )
 
     # -- what a resource's windows keep per reader ------------------------------------
@@ -763,6 +899,20 @@ def _first_outside_teams(window: DistinctWindow, readers: float, read: Read) -> 
     if readers <= 1.0 or not RESOURCE.may_alert(read.event):
         return readers
     return _teams_with(window, _OUTSIDE_FIRST)
+
+
+def _arrivals(window: DistinctWindow, index: int) -> list[tuple[float, str]]:
+    """(arrival, category) of the window's keys whose attribute ``index`` is set, latest
+    first. A key's single log entry is its first read in the window (moved to its last
+    read only when that first read leaves the window)."""
+    keys = window.keys
+    found = []
+    for ts, key in window.log[window.head :]:
+        entry = keys.get(key)
+        if entry is not None and entry[2][index]:
+            found.append((ts, entry[1]))
+    found.sort(reverse=True)
+    return found
 
 
 def _teams_with(window: DistinctWindow, index: int) -> float:

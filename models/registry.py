@@ -5,7 +5,7 @@ Layout of a registry directory (default ``./var/models``)::
     CURRENT                 version id of the promoted model (atomic rename on promote)
     promotions.jsonl        who-promoted-what log, newest last (rollback walks it back)
     <version>/model.skops   the fitted detector of each alert kind (skops: no pickle)
-    <version>/profiles.npz  peer profiles' resource keys (numpy, allow_pickle=False)
+    <version>/profiles.npz  peer profiles' resource keys and their sole readers (numpy, no pickle)
     <version>/metadata.json features, thresholds, config, training window, counts,
                             library versions, sha256 of the two files above
     <version>/metadata.sha256
@@ -95,6 +95,11 @@ class Registry:
             f"group:{group}": np.fromiter(sorted(k), dtype=np.uint64, count=len(k))
             for group, k in profiles.resources.items()
         }
+        # The resources only one member read, with that member's key (rows of two).
+        keys.update({
+            f"sole:{group}": np.asarray(sorted(only.items()), dtype=np.uint64).reshape(-1, 2)
+            for group, only in profiles.sole.items()
+        })
         content = hashlib.sha256(model_bytes).hexdigest()
         stamp = time.strftime(
             "%Y%m%dT%H%M%SZ", time.gmtime(metadata.get("created_ts", time.time()))
@@ -252,12 +257,20 @@ class Registry:
             raise ModelIntegrityError(f"model {version}: cannot load model ({exc})") from None
         with np.load(folder / PROFILES_FILE, allow_pickle=False) as npz:
             resources = {
-                name.split(":", 1)[1]: frozenset(int(k) for k in npz[name]) for name in npz.files
+                name.split(":", 1)[1]: frozenset(int(k) for k in npz[name])
+                for name in npz.files
+                if name.startswith("group:")
+            }
+            sole = {
+                name.split(":", 1)[1]: {int(k): int(m) for k, m in npz[name]}
+                for name in npz.files
+                if name.startswith("sole:")
             }
         profiles = PeerProfiles(
             baselines=meta["profiles"]["baselines"],
             resources=resources,
             hours=meta["profiles"]["hours"],
+            sole=sole,
         )
         detectors: dict[str, BreadthDetector] = {}
         for side in SIDES:

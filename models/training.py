@@ -31,10 +31,11 @@ from reachwatch.models.features import (
     FeatureBuilder,
     PeerProfiles,
     ProfileBuilder,
+    group_readers,
 )
 from reachwatch.models.forked import map_forked
 from reachwatch.models.records import AccessEvent
-from reachwatch.models.sides import SIDES, Side
+from reachwatch.models.sides import PRINCIPAL, SIDES, Side
 from reachwatch.models.windows import DAY, EntityState
 
 
@@ -106,10 +107,12 @@ def build_profiles(
 ) -> PeerProfiles:
     """Peer profiles of ``sides`` (their groups never overlap: principal peer groups are
     teams, resource ones sensitivities, so sides can be built apart)."""
-    # A group's novelty counts once it has as many days of history as an entity's own
-    # daily baselines need (``GroupNovelty``).
+    # "New to the peers" leaves the reader out (``GroupReaders``): who read what is
+    # collected over the whole history before the pass.
     collector = ProfileBuilder(
-        config.baseline_quantile, config.peer_member_quantile, config.min_own_days * DAY
+        config.baseline_quantile,
+        config.peer_member_quantile,
+        group_readers(events) if PRINCIPAL in sides else None,
     )
     builder = FeatureBuilder(config, None, collector)
     states: dict[Side, dict[str, EntityState]] = {side: {} for side in sides}
@@ -253,8 +256,6 @@ def fit_side(
     """Both passes and the fitted, calibrated detector of one side."""
     profiles = build_profiles(events, config, progress, sides=(side,))
     rows = build_vectors(events, config, profiles, progress, sides=(side,))[side.kind]
-    # The first-read times serve training only: the served model knows the groups' keys.
-    profiles.first_reads.clear()
     if len(rows.vectors) < 50:
         raise ReachwatchError(
             f"too few {side.kind} training rows ({len(rows.vectors)}) to fit a model"
@@ -265,6 +266,10 @@ def fit_side(
         metrics=side.gated_metrics,
         entities=rows.entities,
         days=rows.days,
+        # A principal's small-count surprises are tail probabilities in nats: where
+        # history had no burst, its quantile is zero and the gate asks for 1 in 20.
+        least={m: config.min_surprise for m in side.surprise_metrics
+               if not side.surprise_by_sensitivity},
     )
     return SideFit(profiles, detector)
 

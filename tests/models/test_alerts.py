@@ -17,7 +17,7 @@ from reachwatch.models.alerts import (
     summary_of,
 )
 from reachwatch.models.detector import BreadthDetector
-from reachwatch.models.features import DetectionConfig, FeatureBuilder, View
+from reachwatch.models.features import SCANS, DetectionConfig, FeatureBuilder, View
 from reachwatch.models.records import AccessEvent
 from reachwatch.models.sides import PRINCIPAL, RESOURCE
 
@@ -191,5 +191,9 @@ def test_every_surprise_metric_explains_itself(side, metric):
     assert view is not None
     view.breadth, view.breadth_metric = 5.0, metric
     text = summary_of(view)
+    if metric in SCANS:  # a stretch of the day: its length in hours
+        view.metrics.update({metric: 3.0, f"{metric}_hours": 2.25})
+        assert "3 in the last 2.2 h vs" in summary_of(view)
+        return
     period = "24 h" if metric.endswith("24h") else "hour"
     assert f"in the last {period} vs" in text and "surprise 5" in text

@@ -13,9 +13,19 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 from support.tinyorg import START
 
-from reachwatch.models.features import DetectionConfig, FeatureBuilder, View
+from reachwatch.models.detector import BreadthDetector
+from reachwatch.models.features import (
+    DetectionConfig,
+    FeatureBuilder,
+    View,
+    group_readers,
+    member_key,
+    poisson_log_tail,
+    resource_key,
+)
 from reachwatch.models.records import AccessEvent
 from reachwatch.models.sides import PRINCIPAL, RESOURCE, Side
 from reachwatch.models.training import build_profiles
@@ -420,3 +430,146 @@ def test_the_expected_count_is_the_own_mean_not_the_median():
     assert regular.own[metric] > 5 * quiet.own[metric]
     assert regular.breadths[metric] < quiet.breadths[metric] - FLOOR
 
+
+
+def _slow_exposure(gap: float, sensitivity: str = "restricted") -> View:
+    """A restricted dataset read by its own team for fourteen days, then a first-time
+    reader of another team every ``gap`` seconds: four teams, each alone in its hour."""
+    replay = Replay(FeatureBuilder(DetectionConfig()))
+    replay.feed(RESOURCE, _own_team_hours("hr/tracking", sensitivity, days=14))
+    return replay.feed(RESOURCE, [
+        _read(14 * DAY + 9 * HOUR + gap * k, f"{team}-new", "hr/tracking",
+              principal_group=team, resource_group="hr", sensitivity=sensitivity)
+        for k, team in enumerate(("ops", "finance", "data", "legal"))
+    ])
+
+
+def test_a_slow_exposure_is_a_surprise_of_the_day_though_no_hour_holds_it():
+    """Four first-time outside teams over two hours and a quarter: never more than two in
+    one hour, so the hourly count is no surprise (and in a company of five teams no hour
+    of an exposure may hold more); the scan of the day judges the whole stretch against
+    the dataset's rate times its length. Spread over a day, the same four teams are what
+    a dataset's rate allows far more easily (and past ``scan_span`` not one stretch)."""
+    slow = _slow_exposure(45 * 60.0)
+    assert slow.metrics["outside_first_teams_1h"] <= 2
+    assert slow.breadths["outside_first_teams_1h"] == 0.0
+    assert slow.metrics["outside_first_teams_scan"] == 4
+    assert 2.0 <= slow.metrics["outside_first_teams_scan_hours"] <= 2.5
+    assert slow.breadths["outside_first_teams_scan"] > 2 * FLOOR
+    # Its surprise is the best stretch's, less the log of the four stretches scanned.
+    expected = slow.metrics["outside_first_teams_scan_expected"]
+    best = poisson_log_tail(2, expected) - poisson_log_tail(4, expected)
+    assert math.isclose(slow.breadths["outside_first_teams_scan"], best - math.log(4))
+    spread = _slow_exposure(7 * HOUR)
+    assert spread.breadths["outside_first_teams_scan"] < slow.breadths[
+        "outside_first_teams_scan"] - FLOOR
+    # Confidential data is shared with partner teams in bulk (kick-offs): not scanned.
+    assert _slow_exposure(45 * 60.0, "confidential").breadths["outside_first_teams_scan"] == 0
+
+
+def test_new_to_the_peers_leaves_the_reader_out_and_has_no_learning_curve():
+    """Two finance members each open three other teams' confidential data now and then,
+    the same datasets: the first on day 6, the other on day 9. For the group this data is
+    familiar (a member other than the reader read it), so none of those reads is new to
+    the peers and the group's rate of such reads is zero. Judged in time order, the first
+    member's reads on day 6, after the group's warm-up, were new to it: the rate was the
+    group's learning curve, and a real collection had to beat it. What one member alone
+    read in the history is new to the others' peers, and to its own peers it stays new:
+    left out of the group, its reads of that data count as the group's rate."""
+    config = DetectionConfig()
+    shared = [f"{team}/shared" for team in ("hr", "legal", "sales")]
+    history = _working_hours("fin-1", "finance", 14, 200) + _working_hours(
+        "fin-2", "finance", 14, 150)
+    for day, member in ((6, "fin-1"), (9, "fin-2")):
+        history += [_read(day * DAY + 11 * HOUR + 300.0 * k, member, resource,
+                          principal_group="finance", resource_group=resource.split("/")[0],
+                          sensitivity="confidential", records=100)
+                    for k, resource in enumerate(shared)]
+    history.sort(key=lambda e: e.ts)
+    profiles = build_profiles(history, config, sides=(PRINCIPAL,))
+    metric = "rate:outside_new_sensitive_teams_24h"
+    assert profiles.baselines["finance/human"][metric] == 0.0
+    # Alone: fin-1 reads three other teams' data nobody else in finance ever read.
+    alone = sorted(
+        _working_hours("fin-1", "finance", 14, 200) + _working_hours("fin-2", "finance", 14, 150)
+        + [_read(day * DAY + 11 * HOUR + 300.0 * k, "fin-1", f"{team}/alone-{day}",
+                 principal_group="finance", resource_group=team, sensitivity="confidential",
+                 records=100)
+           for day in (3, 6, 9, 12) for k, team in enumerate(("hr", "legal", "sales"))],
+        key=lambda e: e.ts,
+    )
+    lonely = build_profiles(alone, config, sides=(PRINCIPAL,))
+    assert lonely.baselines["finance/human"][metric] > 0.0
+    # Serving knows the same: the sole reader is stored with the keys.
+    key = resource_key("hr/alone-3")
+    assert not lonely.knows("finance/human", key, member_key("fin-1"))
+    assert lonely.knows("finance/human", key, member_key("fin-2"))
+    assert lonely.knows("finance/human", resource_key("hr/shared"), None) is False
+
+
+def test_a_teams_service_accounts_are_not_left_out_of_one_another():
+    """A nightly backup reads everything and the team's ETL job reads its own pool: they
+    are not peers of each other, and left out, every first read of the backup would be
+    new to "its peers" (and its sweeps would set everyone's gate). A service's own
+    history stands for its peers; a person is still left out of theirs."""
+    reads = [
+        AccessEvent(ts=START + 60.0 * k, principal=who, resource=f"hr/ds{k}",
+                    principal_type=kind, principal_group="it", resource_group="hr",
+                    sensitivity="confidential")
+        for k in range(6)
+        for who, kind in (("svc-backup", "service"), ("ana", "human"))
+    ] + [AccessEvent(ts=START, principal=who, resource="it/pool", principal_type=kind,
+                     principal_group="it", resource_group="it")
+         for who, kind in (("svc-etl", "service"), ("bo", "human"))]
+    groups = group_readers(reads)
+    key = resource_key("hr/ds0")
+    assert groups["it/service"].known_to_others(key, member_key("svc-backup"))
+    assert not groups["it/human"].known_to_others(key, member_key("ana"))
+    assert groups["it/human"].known_to_others(key, member_key("bo"))
+    assert groups["it/service"].sole() == {}
+
+
+def _on_call(history_nights: tuple[int, ...]) -> View:
+    """An engineer with fourteen ordinary days who opens one other team's data, new to
+    the team, on ``history_nights``; then three teams' new data in one night."""
+    config = DetectionConfig()
+    history = _working_hours("sre-1", "sre", 14, 200) + _working_hours("sre-2", "sre", 14, 150)
+    for night in history_nights:
+        history += _night_digging("sre-1", "sre", night, "history", others=(f"ops-{night}",))
+    history.sort(key=lambda e: e.ts)
+    replay = Replay(FeatureBuilder(config, build_profiles(history, config, sides=(PRINCIPAL,))))
+    replay.feed(PRINCIPAL, history)
+    return replay.feed(PRINCIPAL, _night_digging("sre-1", "sre", 14, "test"))
+
+
+def test_where_history_had_no_burst_a_principals_surprise_gate_asks_for_one_in_twenty():
+    """Four nights in fourteen with new data of one other team (each in the 24 h window
+    of two days): a rate of under one such team a day. Three in one night is then a
+    1-in-10 burst or so, ``-ln P(X >= 3 | X >= 2)`` about 2: above the breadth floor
+    (ln 2.5) the gate fell to wherever training never saw a burst, so an alert on every
+    such night. There the gate is ln 20 (1 in 20) instead; where training saw bursts its
+    quantile stays the gate. For the engineer who never did this the night passes."""
+    metric = "outside_new_sensitive_teams_24h"
+    regular = _on_call((2, 5, 8, 11))
+    never = _on_call(())
+    assert regular.metrics[metric] == never.metrics[metric] == 3
+    assert 0.2 < regular.own[metric] < 1.0
+    assert FLOOR < regular.breadths[metric] < math.log(20.0) < never.breadths[metric]
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(2000, 2))
+    quiet = np.zeros((2000, 1))
+    least = {metric: DetectionConfig().min_surprise}
+    gate = BreadthDetector(n_estimators=10).fit(
+        X, breadth=quiet, metrics=(metric,), least=least).metric_gates_[metric]
+    assert gate == math.log(20.0)
+    assert BreadthDetector(n_estimators=10).fit(
+        X, breadth=quiet, metrics=(metric,)).metric_gates_[metric] == FLOOR
+    rare = quiet.copy()
+    rare[0, 0] = 9.0  # one burst in 2,000 reads: the 0.999 quantile is still zero
+    assert BreadthDetector(n_estimators=10).fit(
+        X, breadth=rare, metrics=(metric,), least=least).metric_gates_[metric] == gate
+    bursty = quiet.copy()
+    bursty[:200, 0] = 1.5
+    calibrated = BreadthDetector(n_estimators=10).fit(
+        X, breadth=bursty, metrics=(metric,), least=least).metric_gates_[metric]
+    assert FLOOR < calibrated < math.log(20.0)

@@ -118,3 +118,17 @@ def test_unknown_version_is_a_clear_error(registry):
 def test_empty_registry_says_so(tmp_path):
     with pytest.raises(RegistryError, match="no model versions"):
         Registry(tmp_path).load()
+
+
+def test_who_alone_read_a_resource_is_stored_with_the_peer_keys(registry, tiny_history):
+    """Serving leaves a reader out of its own peers as training did: the resources only
+    one member of a group read come back with that member's key."""
+    from reachwatch.models.features import PeerProfiles, group_readers
+
+    expected = {g: r.sole() for g, r in group_readers(tiny_history).items()}
+    loaded = registry.load().profiles
+    assert isinstance(loaded, PeerProfiles)
+    assert any(loaded.sole.values())
+    assert {g: s for g, s in loaded.sole.items() if s} == {
+        g: s for g, s in expected.items() if s and g in loaded.resources
+    }
