@@ -202,13 +202,20 @@ class Rewinds:
     ) -> dict[Key, int]:
         """Partitions to seek again: rewinds whose first message has not come within
         ``RETRY_S``, and partitions quiet for ``QUIET_S`` short of their ``end`` (the
-        broker's high watermark; a message dropped last shows no hole) unless ``held``."""
+        broker's high watermark; a message dropped last shows no hole). A ``held``
+        (paused) partition is not quiet: its quiet time counts from its resumption."""
         seeks: dict[Key, int] = {}
         now = self.clock()
         for key, last in list(self._last.items()):
             rewind = self._rewinds.get(key)
             if rewind is None:
-                if key in held or now - self._when.get(key, now) < QUIET_S:
+                if key in held:
+                    # A paused partition is quiet because it is paused: its quiet time
+                    # starts again when it is resumed, not from its last message (seen
+                    # sought at every resume after a long pause, history catch-up).
+                    self._when[key] = now
+                    continue
+                if now - self._when.get(key, now) < QUIET_S:
                     continue
                 high = end(key)
                 if high is None or high <= last + 1:

@@ -129,12 +129,25 @@ def test_a_partition_quiet_short_of_its_end_is_read_again_after_its_last_message
     assert rw.due(lambda key: 4) == {}  # not quiet for long yet
     clock.now = rewind.QUIET_S
     assert rw.due(lambda key: 3) == {}  # read to the end: quiet, not short
-    assert rw.due(lambda key: 4, held={P}) == {}  # paused by the alignment
     assert rw.due(lambda key: 4) == {P: 3}
     taken, _ = rw.admit(_m(3, 4))  # whichever reading comes first
     assert taken == _m(3, 4)
     taken, _ = rw.admit(_m(3, 4, 5))  # and the other one
     assert taken == _m(5)
+
+
+def test_a_paused_partition_s_quiet_time_counts_from_its_resumption() -> None:
+    """Paused long by the alignment (history catch-up), a partition is not quiet the
+    moment it is resumed: Faust has not fetched it again yet."""
+    clock = Clock()
+    rw = Rewinds(clock=clock)
+    rw.admit(_m(0, 1, 2))
+    clock.now = 10 * rewind.QUIET_S
+    assert rw.due(lambda key: 40, held={P}) == {}  # paused all along
+    clock.now += 1.0
+    assert rw.due(lambda key: 40) == {}  # resumed: not quiet yet
+    clock.now += rewind.QUIET_S
+    assert rw.due(lambda key: 40) == {P: 3}  # quiet since its resumption
 
 
 def test_a_rewind_that_sees_nothing_seeks_again(caplog) -> None:
