@@ -20,7 +20,6 @@ fetched again after the resume, and records Faust already took are still deliver
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Iterable
 from typing import Any
 
@@ -31,11 +30,7 @@ from intervaltree import IntervalTree
 
 from reachwatch.streams.service.logend import log_ends
 
-log = logging.getLogger(__name__)
-
 FETCH_MAX_WAIT_MS = 100
-# Asking the log start of partitions without a commit must not hold the assignment up.
-LOG_START_TIMEOUT_S = 10.0
 
 
 class _ConsumerThread(driver.AIOKafkaConsumerThread):
@@ -91,24 +86,6 @@ class _Consumer(driver.Consumer):
             {(tp.topic, tp.partition): offset for tp, offset in committed.items()
              if offset is not None and offset >= 0}
         )
-        # A guarded partition without a commit is read from its log start (the group reads
-        # from the earliest offset): that is where its reading starts, so a first message
-        # Faust dropped there is a hole too (seen in a loaded SIGKILL run: a worker killed
-        # before its first commit of an internal partition, the next one never handed on
-        # that partition's offset 13).
-        uncommitted = [tp for tp, offset in committed.items()
-                       if (offset is None or offset < 0) and tp.topic in self._guarded]
-        if uncommitted:
-            try:
-                starts = await asyncio.wait_for(self.start_offsets(uncommitted),
-                                                LOG_START_TIMEOUT_S)
-            except Exception as exc:  # the broker away: those first messages go unchecked
-                log.warning("log start offsets unavailable (%r): the first message of %d "
-                            "partition(s) without a commit goes unchecked", exc,
-                            len(uncommitted))
-                starts = {}
-            self._starts.update({(tp.topic, tp.partition): offset
-                                 for tp, offset in starts.items() if offset is not None})
         return committed
 
     async def on_partitions_assigned(self, assigned: Any, generation_id: int = 0) -> None:

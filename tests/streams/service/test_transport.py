@@ -85,36 +85,8 @@ def test_a_reading_starts_where_faust_sought_to_the_commit(monkeypatch) -> None:
     async def committed(self):  # Faust's seek of every assigned partition to its commit
         return {TP("in", 0): 40, TP("in", 1): None}
 
-    asked: list[list[TP]] = []
-
-    async def log_starts(self, tps):  # the broker: partition 1's log starts at 7
-        asked.append(list(tps))
-        return {tp: 7 for tp in tps}
-
     monkeypatch.setattr(driver.Consumer, "seek_to_committed", committed)
-    monkeypatch.setattr(_Consumer, "start_offsets", log_starts)
     consumer = _consumer([], committed=None)
     asyncio.run(consumer.seek_to_committed())
     assert consumer.starts_at(("in", 0)) == 40  # where the agents' reading is judged from
-    assert consumer.starts_at(("in", 1)) == 7  # no commit: read from the log start
-    assert asked == [[TP("in", 1)]]  # only the partition without a commit is asked about
-
-
-def test_without_the_log_start_a_partition_without_a_commit_goes_unchecked(
-        monkeypatch, caplog) -> None:
-    import asyncio
-
-    from faust.transport.drivers import aiokafka as driver
-
-    async def committed(self):
-        return {TP("in", 1): None, TP("other", 0): None}  # "other" is not guarded
-
-    async def broker_away(self, tps):
-        raise ConnectionError("broker away")
-
-    monkeypatch.setattr(driver.Consumer, "seek_to_committed", committed)
-    monkeypatch.setattr(_Consumer, "start_offsets", broker_away)
-    consumer = _consumer([], committed=None)
-    asyncio.run(consumer.seek_to_committed())
-    assert consumer.starts_at(("in", 1)) is None  # nothing to judge against: taken as is
-    assert "goes unchecked" in caplog.text
+    assert consumer.starts_at(("in", 1)) is None  # no commit: nothing to judge against
