@@ -51,6 +51,15 @@ class StateCache:
         self._entries.pop(key, None)
         self._entries[key] = (raw, state)
 
+    def get(self, key: str) -> EntityState | None:
+        """``key``'s state, left in place (its recency unchanged)."""
+        entry = self._entries.get(key)
+        return entry[1] if entry is not None else None
+
+    def encoded(self, key: str, raw: bytes) -> None:
+        """``key``'s state (cached) is now stored as ``raw``; its recency unchanged."""
+        self._entries[key] = (raw, self._entries[key][1])
+
     def discard(self, key: str) -> bool:
         """Forget ``key``; True when it was cached."""
         return self._entries.pop(key, None) is not None

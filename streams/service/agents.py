@@ -107,6 +107,10 @@ class Worker:
         # Acknowledgements in offset order per partition (streams/service/ackorder.py).
         self.ack_order = AckOrder()
         self._score_orders = {side.name: AckOrder() for side in (PRINCIPAL, RESOURCE)}
+        # Per side: envelopes done (in offset order) that wait for the checkpoint covering
+        # them to settle before they are acknowledged, and the stream to acknowledge them on.
+        self._waiting: dict[str, list[Any]] = {side.name: [] for side in (PRINCIPAL, RESOURCE)}
+        self._score_streams: dict[str, StreamT] = {}
         # Per agent: partitions read again from a message Faust never handed over.
         self.rewinds = {stage: self._rewinds(stage) for stage in ("ingest", PRINCIPAL.name,
                                                                    RESOURCE.name)}
@@ -134,6 +138,8 @@ class Worker:
             self.settings.input_topics[0],
             scored_log=self.settings.scored_log_file,
             followup=lambda: self.followup,
+            checkpoint_interval=self.settings.checkpoint_interval,
+            partitions=self.settings.partitions,
         )
 
     def _rewinds(self, stage: str) -> Rewinds:
@@ -341,6 +347,7 @@ class Worker:
     async def _score(self, stream: StreamT, scorer: SideScorer) -> None:
         lock = self._score_locks[scorer.name]
         rewinds = self.rewinds[scorer.name]
+        self._score_streams[scorer.name] = stream
         async for taken in stream.noack_take(self.scoring_take, self.stage_wait):
             async with lock:
                 events, seeks = rewinds.admit(taken, _message)
@@ -354,9 +361,9 @@ class Worker:
                 scorer.take(events, _message)
                 released, watermark, done = scorer.release()
                 await self._score_until_done(scorer, released, watermark)
-                for holder in order.finished(done, _partition):
-                    await stream.ack(holder)
-                    self._acknowledged(holder)
+                self._waiting[scorer.name].extend(order.finished(done, _partition))
+                if scorer.checkpoint_due():
+                    await self._checkpoint(scorer)
                 await self._seek(seeks)
             self.sweeper.maybe_soon(len(scorer.table), self.ttl)
 
@@ -384,6 +391,45 @@ class Worker:
                               scorer.name, attempt, delay)
                 await asyncio.sleep(delay)
 
+    async def _checkpoint(self, scorer: SideScorer) -> None:
+        """Checkpoint ``scorer``'s states, then acknowledge the envelopes it covers.
+
+        Called with the side's lock held, so every envelope waiting was applied before the
+        checkpoint began. One that raised is tried again (what is still dirty, then the
+        settle); envelopes of partitions revoked meanwhile left the waiting list (their new
+        owner reads them again) and are never acknowledged."""
+        attempt = 0
+        while True:
+            try:
+                await scorer.checkpoint()
+                break
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                attempt += 1
+                self.metrics.step_failures.labels(stage=scorer.name).inc()
+                delay = STEP_RETRY_S[min(attempt, len(STEP_RETRY_S)) - 1]
+                log.exception("%s checkpoint failed (attempt %d), trying it again in %.1fs",
+                              scorer.name, attempt, delay)
+                await asyncio.sleep(delay)
+        covered, self._waiting[scorer.name] = self._waiting[scorer.name], []
+        stream = self._score_streams.get(scorer.name)
+        for holder in covered:
+            if stream is not None:
+                await stream.ack(holder)
+            self._acknowledged(holder)
+
+    async def checkpoint_quiet(self) -> None:
+        """From a timer: checkpoint a side whose input went quiet with states still dirty
+        or envelopes waiting (a busy side checkpoints after its steps)."""
+        for scorer in (self.principals, self.resources):
+            lock = self._score_locks[scorer.name]
+            if lock.locked() or not (scorer.cache.dirty or self._waiting[scorer.name]):
+                continue
+            if scorer.checkpoint_due():
+                async with lock:
+                    await self._checkpoint(scorer)
+
     async def drain(self, timeout: float) -> bool:
         """Let the steps under way finish, then start no more (the worker is stopping).
 
@@ -395,10 +441,20 @@ class Worker:
         False if a step did not finish within ``timeout`` seconds.
         """
         locks = [self._ingest_lock, *self._score_locks.values()]
+        started = time.monotonic()
         try:
             await asyncio.wait_for(asyncio.gather(*(lock.acquire() for lock in locks)), timeout)
         except TimeoutError:
             log.warning("a step was still under way %.0fs after the stop began", timeout)
+            return False
+        # The last checkpoint: what the steps applied is written and its envelopes acked.
+        try:
+            await asyncio.wait_for(
+                asyncio.gather(*(self._checkpoint(s) for s in (self.principals, self.resources))),
+                max(0.0, timeout - (time.monotonic() - started)),
+            )
+        except TimeoutError:
+            log.warning("the last checkpoint had not settled %.0fs after the stop began", timeout)
             return False
         log.info(
             "steps finished; input acknowledged through offsets %s, read through %s",
@@ -430,7 +486,12 @@ class Worker:
     async def reload_model(self) -> None:
         model = await asyncio.to_thread(self.watcher.poll)
         if model is not None:
-            # Between two batches: scoring is synchronous, so no batch sees two models.
+            # After a checkpoint of each side: a dirty state is rebuilt (``statecache``) by
+            # the model its steps were scored with. One lock at a time (``drain`` takes
+            # them all); scoring is synchronous, so no batch sees two models.
+            for scorer in (self.principals, self.resources):
+                async with self._score_locks[scorer.name]:
+                    await self._checkpoint(scorer)
             self.pipeline.swap_model(model)
 
     def on_revoked(self, revoked: Any) -> None:
@@ -454,6 +515,9 @@ class Worker:
         ):
             scorer.forget({tp.partition for tp in revoked if tp.topic == topic})
             self._score_orders[scorer.name].forget(revoked_keys)
+            self._waiting[scorer.name] = [
+                h for h in self._waiting[scorer.name] if _partition(h) not in revoked_keys
+            ]
 
     def on_assigned(self, assigned: Any) -> None:
         input_topics = set(self.settings.input_topics)
@@ -503,6 +567,10 @@ def register_agents(app: faust.App, worker: Worker) -> None:
     app.agent(topics.by_principal, name="reachwatch.score_principals")(worker.score_principals)
     app.agent(topics.by_resource, name="reachwatch.score_resources")(worker.score_resources)
     app.timer(worker.settings.idle_sweep_interval, name="reachwatch.sweep_idle")(worker.sweep_idle)
+    if worker.settings.checkpoint_interval > 0:
+        app.timer(
+            max(0.05, worker.settings.checkpoint_interval / 5), name="reachwatch.checkpoint"
+        )(worker.checkpoint_quiet)
     app.timer(
         max(0.05, worker.settings.alignment_idle_timeout / IDLE_TICKS), name="reachwatch.align"
     )(worker.tick)

@@ -56,6 +56,7 @@ OUTPUTS = ("envelope", "dead_letter")
 SCORE_BUCKETS = tuple(round(0.05 * i, 2) for i in range(1, 21))
 BATCH_SIZE_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
 BATCH_SECONDS_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
+CHECKPOINT_STATES_BUCKETS = (0, 1, 10, 100, 1000, 2500, 5000, 10_000, 25_000, 50_000)
 # Event-time lag spans sub-second live streams to replays of day-old logs.
 EVENT_LAG_BUCKETS = (0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 21600, 86400)
 ALERT_LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120)
@@ -224,6 +225,39 @@ class Metrics:
             namespace=NAMESPACE,
             registry=reg,
         )
+        self.checkpoints = Counter(
+            "checkpoints",
+            "Checkpoints written and settled (every dirty state of a side written to its "
+            "table's changelog and acknowledged by the broker), by side.",
+            ["side"],
+            namespace=NAMESPACE,
+            registry=reg,
+        )
+        self.checkpoint_states = Histogram(
+            "checkpoint_states",
+            "States one checkpoint wrote, by side.",
+            ["side"],
+            buckets=CHECKPOINT_STATES_BUCKETS,
+            namespace=NAMESPACE,
+            registry=reg,
+        )
+        self.checkpoint_duration = Histogram(
+            "checkpoint_duration_seconds",
+            "Wall time of one checkpoint, from the first state encoded to the last write "
+            "acknowledged, by side.",
+            ["side"],
+            buckets=BATCH_SECONDS_BUCKETS,
+            namespace=NAMESPACE,
+            registry=reg,
+        )
+        self.dirty_states = Gauge(
+            "dirty_states",
+            "States changed since the last checkpoint (held decoded, not in the table yet), "
+            "by side.",
+            ["side"],
+            namespace=NAMESPACE,
+            registry=reg,
+        )
         self.step_failures = Counter(
             "step_failures",
             "Scoring steps that raised and were tried again (the agent keeps its place: a "
@@ -369,6 +403,10 @@ class Metrics:
             self.events_scored.labels(side=side)
             self.events_late.labels(side=side)
             self.events_repeated.labels(side=side)
+            self.checkpoints.labels(side=side)
+            self.checkpoint_states.labels(side=side)
+            self.checkpoint_duration.labels(side=side)
+            self.dirty_states.labels(side=side)
             self.events_held.labels(stage=side)
         self.events_held.labels(stage="ingest")
         for stage in ("ingest", *SIDES):

@@ -42,7 +42,7 @@ from reachwatch.streams.service.metrics import Metrics
 from reachwatch.streams.service.publisher import AlertPublisher
 from reachwatch.streams.service.release import ReleaseBuffer
 from reachwatch.streams.service.statecache import DecodedStates
-from reachwatch.streams.service.topics import settle
+from reachwatch.streams.service.topics import partition_of, settle
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +97,9 @@ class SideScorer:
         error_topic: str,
         scored_log: Path | None = None,
         followup: Callable[[], FollowUpStage | None] = lambda: None,
+        checkpoint_interval: float = 0.0,
+        partitions: int | None = None,
+        now: Callable[[], float] = time.monotonic,
     ) -> None:
         self.side = side
         self.followup = followup  # a getter: the app attaches the stage after the worker
@@ -104,7 +107,14 @@ class SideScorer:
         self.table = table
         self.publisher = publisher
         self.metrics = metrics
-        self.cache = DecodedStates(cache_size)
+        self.cache = DecodedStates(cache_size, rebuild=self._rebuild)
+        # Write-behind (``statecache``): a checkpoint every ``checkpoint_interval`` seconds
+        # of ``now`` (0 = after every step), or once more than half the cache is dirty.
+        self.checkpoint_interval = checkpoint_interval
+        self.partitions = partitions  # of the side's table: which partition a key is in
+        self._now = now
+        self._checkpointed = now()
+        self.checkpoints = 0  # settled so far
         self.error_topic = error_topic
         self.lanes: dict[Any, Lane] = {}
         # Event-time clock: the latest event time scored (drives the idle sweep).
@@ -196,7 +206,6 @@ class SideScorer:
         forwarded = self._unapplied(forwarded, states)
         if not forwarded:
             self.cache.put_back(self.table, states, ())
-            await settle(self.table)  # tried again after a failed settle: all were written
             return BatchResult()
         events = [f.event for f in forwarded]
         latest = max(e.ts for e in events)
@@ -232,11 +241,76 @@ class SideScorer:
                 )
             )
             self._scored_log.flush()
-        self._record_positions(forwarded, states, result.touched)
-        self.cache.store(self.table, states, result.touched)
-        self.cache.put_back(self.table, states, result.touched)
-        await settle(self.table)
+        positions = self._record_positions(forwarded, states, result.touched)
+        self.cache.keep(self.table, states, result.touched,
+                        self._journal(reads, watermark, positions, result.touched))
+        self.metrics.dirty_states.labels(side=side.name).set(len(self.cache.dirty))
         return result
+
+    def _journal(
+        self,
+        reads: Sequence[Any],
+        watermark: float | None,
+        positions: dict[str, list[tuple[str, int, float]]],
+        touched: set[str],
+    ) -> dict[str, tuple[list[Any], float | None, list[tuple[str, int, float]]]]:
+        """Per touched entity, what ``_rebuild`` needs to apply this step again: its reads,
+        the watermark they were judged against, the positions recorded."""
+        entity = self.side.entity
+        journal: dict[str, tuple[list[Any], float | None, list[tuple[str, int, float]]]] = {}
+        for event in reads:
+            key = entity(event)
+            if key in touched:
+                entry = journal.get(key)
+                if entry is None:
+                    entry = journal[key] = ([], watermark, positions.get(key, []))
+                entry[0].append(event)
+        return journal
+
+    def _rebuild(self, key: str, state: Any, steps: list[Any]) -> Any:
+        """``key``'s state as the steps since its last write left it, from the state its
+        table bytes hold (``statecache``): their alerts were published already."""
+        states = {} if state is None else {key: state}
+        pipeline = self.pipeline()
+        for reads, watermark, positions in steps:
+            pipeline.observe(self.side, reads, states, watermark)
+            rebuilt = states.get(key)
+            if rebuilt is not None:
+                for source, offset, frontier in positions:
+                    if rebuilt.applied is None:
+                        rebuilt.applied = AppliedInput()
+                    rebuilt.applied.advance(source, offset, frontier)
+        log.info("rebuilt a %s state from its table bytes and %d step(s) since",
+                 self.side.name, len(steps))
+        return states.get(key)
+
+    # -- checkpoints -------------------------------------------------------------------
+    def checkpoint_due(self) -> bool:
+        """Whether the dirty states are to be written now (``checkpoint``)."""
+        return (
+            self.checkpoint_interval <= 0
+            or len(self.cache.dirty) > self.cache.cache.capacity / 2
+            or self._now() - self._checkpointed >= self.checkpoint_interval
+        )
+
+    async def checkpoint(self) -> int:
+        """Write every dirty state to the table and wait until the broker acknowledged all
+        the table's writes (evictions' too); how many states were written.
+
+        Everything the steps so far applied is then durable: the envelopes they emptied
+        may be acknowledged. Tried again after raising, it writes what is still dirty and
+        settles again; a step is never applied twice."""
+        started = time.perf_counter()
+        self._checkpointed = self._now()
+        written = self.cache.write(self.table)
+        self.metrics.dirty_states.labels(side=self.side.name).set(len(self.cache.dirty))
+        await settle(self.table)
+        self.checkpoints += 1
+        name = self.side.name
+        self.metrics.checkpoints.labels(side=name).inc()
+        self.metrics.checkpoint_states.labels(side=name).observe(written)
+        self.metrics.checkpoint_duration.labels(side=name).observe(time.perf_counter() - started)
+        return written
 
     def _unapplied(
         self, forwarded: Sequence[Forwarded], states: dict[str, Any]
@@ -268,7 +342,7 @@ class SideScorer:
 
     def _record_positions(
         self, forwarded: Sequence[Forwarded], states: dict[str, Any], touched: set[str]
-    ) -> None:
+    ) -> dict[str, list[tuple[str, int, float]]]:
         """Record in each state about to be written which input it has applied
         (``models.progress``).
 
@@ -282,6 +356,7 @@ class SideScorer:
         in one written before: acknowledged envelopes are not read again).
         """
         entity, lane_of = self.side.entity, self._lane_of
+        recorded: dict[str, list[tuple[str, int, float]]] = {}
         for item in forwarded:
             lane = lane_of.get(id(item))
             if lane is None or item.offset < 0:
@@ -296,6 +371,8 @@ class SideScorer:
             if state.applied is None:
                 state.applied = AppliedInput()
             state.applied.advance(item.source, item.offset, frontier)
+            recorded.setdefault(key, []).append((item.source, item.offset, frontier))
+        return recorded
 
     def _report_repeats(self, count: int) -> None:
         self.metrics.events_repeated.labels(side=self.side.name).inc(count)
@@ -323,10 +400,22 @@ class SideScorer:
             )
 
     def forget(self, partitions: set[int] | None = None) -> None:
-        """Drop lanes of revoked ``partitions`` (all if None) and the decoded states."""
+        """Drop lanes of revoked ``partitions`` (all if None) and the decoded states.
+
+        Dirty states of revoked partitions are dropped, never written: their new owner
+        reads again the envelopes not acknowledged, from the state of the last checkpoint.
+        Those of partitions kept stay (the table does not hold them)."""
+        count = self.partitions
         if partitions is None:
             self.lanes.clear()
+            dropped = self.cache.drop()
         else:
             for partition in partitions:
                 self.lanes.pop(partition, None)
-        self.cache.clear()
+            dropped = self.cache.drop(
+                None if count is None else lambda key: partition_of(key.encode(), count) in partitions
+            )
+        if dropped:
+            log.info("dropped %d %s state(s) changed since the last checkpoint (revoked: "
+                     "read again by their new owner)", dropped, self.side.name)
+        self.metrics.dirty_states.labels(side=self.side.name).set(len(self.cache.dirty))

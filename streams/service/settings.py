@@ -109,6 +109,12 @@ class Settings:
     # hot entities again; least recently used beyond it are dropped (the table keeps them).
     decoded_state_cache: int = 10_000
     batch_max_wait: float = 0.25
+    # Seconds between checkpoints of the window states (write-behind): a state changed by a
+    # step stays decoded in the cache, and all changed states are written to their table's
+    # changelog together, every checkpoint_interval seconds (sooner when more than half the
+    # decoded_state_cache is changed); the envelopes they cover are acknowledged only after.
+    # 0 = after every scoring step. A crash replays at most this much of the internal topics.
+    checkpoint_interval: float = 5.0
     # None: the lateness the model was trained with (its DetectionConfig).
     allowed_lateness: float | None = None
     # Size limits on input (see the module docstring and ``limits``).
@@ -204,6 +210,8 @@ class Settings:
                 "pseudonymize needs a pseudonym key file "
                 "(--pseudonym-key-file or REACHWATCH_PSEUDONYM_KEY_FILE)"
             )
+        if self.checkpoint_interval < 0:
+            raise ConfigError("checkpoint_interval must not be negative")
         if self.allowed_lateness is not None and self.allowed_lateness < 0:
             raise ConfigError("allowed_lateness must not be negative")
         if not 0 <= self.web_port <= 65535:

@@ -90,8 +90,11 @@ async def forget_older(
     """Delete entities whose watermark is before ``horizon`` (at most ``limit``)."""
     forgotten = 0
     keys = list(table.keys())
+    dirty = cache.dirty  # changed since the table's bytes: active, whatever those say
     for start in range(0, len(keys), SWEEP_CHUNK):
         for key in keys[start : start + SWEEP_CHUNK]:
+            if dirty and key.decode() in dirty:
+                continue
             raw = table.get(key)
             # Checked and deleted in one synchronous step: a batch that scored the entity
             # since the snapshot has moved its watermark past the horizon.

@@ -93,6 +93,7 @@ async def _score_async(worker: Worker, events: list[Any]) -> None:
     worker.principals.take(batch)
     released, watermark, _ = worker.principals.release()
     await worker.principals.score(released, watermark)
+    await worker.principals.checkpoint()  # the states in the table, as after a checkpoint
 
 
 def test_scoring_uses_the_table_state_when_the_table_changed_under_the_cache(tiny_model) -> None:
