@@ -20,6 +20,7 @@ import asyncio
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -90,6 +91,7 @@ class Worker:
     # Lifecycle, exposure records, grants, alert log and pages (streams/service/followup.py).
     followup: FollowUpStage | None = None
     consumer: Any = None  # the app's consumer, for pausing partitions (None in unit tests)
+    clock: Callable[[], float] = time.monotonic  # what checkpoint intervals are timed by
 
     def __post_init__(self) -> None:
         s = self.settings
@@ -140,6 +142,7 @@ class Worker:
             followup=lambda: self.followup,
             checkpoint_interval=self.settings.checkpoint_interval,
             partitions=self.settings.partitions,
+            now=self.clock,
         )
 
     def _rewinds(self, stage: str) -> Rewinds:

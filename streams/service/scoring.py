@@ -412,8 +412,9 @@ class SideScorer:
         else:
             for partition in partitions:
                 self.lanes.pop(partition, None)
+            revoked = partitions
             dropped = self.cache.drop(
-                None if count is None else lambda key: partition_of(key.encode(), count) in partitions
+                None if count is None else lambda key: partition_of(key.encode(), count) in revoked
             )
         if dropped:
             log.info("dropped %d %s state(s) changed since the last checkpoint (revoked: "
