@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/steady.py MODEL_DIR EVENTS.jsonl [--rate 1000] [--minutes 10]
                                      [--sample-every 10] [--lines 50000] [--json OUT]
+                                     [--checkpoint-intervals 0 5]
 
 Issue 5: "worker RSS reported at each rate; no growth over a 10-minute run at constant
 entity count". One embedded broker, one ``reachwatch run`` worker; reads are offered at
@@ -12,7 +13,9 @@ elapsed, produced, scored, worker RSS and CPU, entities in the worker's tables. 
 summary JSON line and a table: RSS at each minute, peak RSS, the RSS slope over the second
 half (least squares), entities at the start and end of the second half, produced vs scored,
 CPU per event; and a PNG of RSS and entities over time (next to ``--json``, else
-``bench/out/steady.png``).
+``bench/out/steady.png``). ``--checkpoint-intervals`` runs one worker after the other on the
+same broker, one per ``REACHWATCH_CHECKPOINT_INTERVAL`` given, and ends with a table of
+their CPU per event.
 
 The worker and broker are stopped by the PIDs this script holds, also on Ctrl-C or SIGTERM
 (the samples so far are still summarised).
@@ -211,12 +214,13 @@ def plot(samples: list[Sample], summary: dict[str, Any], path: Path) -> None:
 
 
 def run(broker: BrokerProcess, registry: Path, background: list[dict[str, Any]],
-        workdir: Path, args: argparse.Namespace, samples: list[Sample]) -> dict[str, Any]:
+        workdir: Path, args: argparse.Namespace, samples: list[Sample],
+        extra_env: dict[str, str] | None = None, label: str = "") -> dict[str, Any]:
     """One worker at one rate; ``samples`` fills as the run goes (kept on interruption)."""
     tag = uuid.uuid4().hex[:6]
     topic = f"steady-{tag}"
     worker = start_worker(broker.url, registry, workdir, f"rw-steady-{tag}", topic,
-                          f"steady-alerts-{tag}")
+                          f"steady-alerts-{tag}", extra_env=extra_env)
 
     def record(elapsed: float, produced: int) -> None:
         sample = take_sample(worker, elapsed, produced)
@@ -237,19 +241,20 @@ def run(broker: BrokerProcess, registry: Path, background: list[dict[str, Any]],
                 summary = summarise(samples, args.minutes, args.rate, peak, scored_after_drain)
                 print(orjson.dumps(summary).decode(), flush=True)
                 print(table(summary), flush=True)
-                finish(samples, summary, args)
+                finish(samples, summary, args, label)
     finally:
         worker.stop()
     return summary
 
 
-def finish(samples: list[Sample], summary: dict[str, Any], args: argparse.Namespace) -> None:
-    picture = (args.json.with_suffix(".png") if args.json
-               else Path(__file__).with_name("out") / "steady.png")
+def finish(samples: list[Sample], summary: dict[str, Any], args: argparse.Namespace,
+           label: str = "") -> None:
+    picture = (args.json.with_suffix(f"{label}.png") if args.json
+               else Path(__file__).with_name("out") / f"steady{label}.png")
     plot(samples, summary, picture)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_bytes(orjson.dumps({"summary": summary,
+        args.json.with_suffix(f"{label}.json").write_bytes(orjson.dumps({"summary": summary,
                                             "samples": [asdict(s) for s in samples]},
                                            option=orjson.OPT_INDENT_2))
     print(f"wrote {picture}" + (f" and {args.json}" if args.json else ""), flush=True)
@@ -265,6 +270,8 @@ def main() -> int:
     parser.add_argument("--lines", type=int, default=50_000,
                         help="cycle over the first N events (the constant entity set)")
     parser.add_argument("--json", type=Path, help="write summary + samples here")
+    parser.add_argument("--checkpoint-intervals", type=float, nargs="+", metavar="S",
+                        help="one run per REACHWATCH_CHECKPOINT_INTERVAL, in this order")
     args = parser.parse_args()
     # SIGTERM unwinds like Ctrl-C, so the worker and broker are stopped by their PIDs.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -277,9 +284,26 @@ def main() -> int:
                     break
     if not background:
         parser.error(f"no events in {args.events}")
-    samples: list[Sample] = []
+    if not args.checkpoint_intervals:
+        samples: list[Sample] = []
+        with tempfile.TemporaryDirectory() as tmp, embedded_broker() as broker:
+            run(broker, args.model, background, Path(tmp), args, samples)
+        return 0
+    results: list[tuple[float, dict[str, Any]]] = []
     with tempfile.TemporaryDirectory() as tmp, embedded_broker() as broker:
-        run(broker, args.model, background, Path(tmp), args, samples)
+        for interval in args.checkpoint_intervals:
+            print(f"--- REACHWATCH_CHECKPOINT_INTERVAL={interval:g}", flush=True)
+            summary = run(broker, args.model, background, Path(tmp), args, [],
+                          {"REACHWATCH_CHECKPOINT_INTERVAL": f"{interval:g}"},
+                          f"-checkpoint-{interval:g}")
+            results.append((interval, summary))
+    print(f"checkpoint interval  CPU µs/event  kept up  (steady {args.rate:.0f} ev/s, "
+          f"{args.minutes:g} min each)")
+    for interval, summary in results:
+        per_event = summary.get("cpu_s_per_event")
+        print(f"{interval:>17g} s  "
+              + (f"{per_event * 1e6:12.0f}" if per_event is not None else f"{'n/a':>12}")
+              + f"  {summary.get('kept_up')}", flush=True)
     return 0
 
 

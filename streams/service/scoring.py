@@ -7,9 +7,10 @@ offline replay sorts them, whichever input partition each came from. A read more
 ``allowed_lateness`` behind the frontier already released is late: counted per side and
 logged with a sample, never silently dropped.
 
-Order within a step keeps at-least-once delivery: alerts are published and awaited, then
-the window states are written and their changelog writes awaited, and only then are the
-envelopes whose events all went through handed back for acknowledgement. A crash in between
+Order keeps at-least-once delivery: a step's alerts are published and awaited, the window
+states it changed stay decoded and dirty (``statecache``), and a checkpoint writes them all
+and awaits their changelog writes (``checkpoint``); only the envelopes whose events all went
+through before a checkpoint settled are acknowledged (``agents``). A crash in between
 replays them; the replay recomputes the same alerts with the same ``alert_id``.
 
 A crash while a batch's states settle leaves some of them durable and others not. So each

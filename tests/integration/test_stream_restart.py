@@ -69,10 +69,10 @@ def test_sigkill_restart_keeps_state_and_the_open_alert(company, service, start_
     assert opening and opening[0]["revision"] == 0
     escalations = [a for a in mine if a["revision"] >= 1]
     assert escalations, f"no escalation after the restart: {[a['revision'] for a in mine]}"
-    # Same alert continued (not a fresh one from empty windows): same id, no second opening.
-    if {a["alert_id"] for a in mine} != {opening[0]["alert_id"]} or sum(
-        1 for a in mine if a["revision"] == 0
-    ) != 1:
+    # Same alert continued (not a fresh one from empty windows): one alert_id. The kill may
+    # fall between two checkpoints: the replay of the envelopes since the last one raises
+    # its messages again (at-least-once), as duplicates that carry the same id and figures.
+    if {a["alert_id"] for a in mine} != {opening[0]["alert_id"]} or not _duplicates_agree(mine):
         pytest.fail(_story(mine, opening, first, second), pytrace=False)
     # ...and the committed offsets hold: the old messages were not simply replayed (a
     # replay from scratch would also reproduce the same alert ids).
@@ -81,6 +81,16 @@ def test_sigkill_restart_keeps_state_and_the_open_alert(company, service, start_
     except AssertionError as exc:
         pytest.fail(f"{str(exc)[:2000]}\n{_offsets_story(service, second)}", pytrace=False)
     assert done["messages_in"] < len(after) + len(before) // 2
+
+
+def _duplicates_agree(alerts) -> bool:
+    """Messages of one alert_id and revision are copies of one another."""
+    seen: dict[tuple[str, int], tuple] = {}
+    for a in alerts:
+        figures = (a["status"], a["ts"], a["first_ts"], a["severity"])
+        if seen.setdefault((a["alert_id"], a["revision"]), figures) != figures:
+            return False
+    return True
 
 
 def _story(mine, opening, *workers) -> str:
