@@ -40,10 +40,16 @@ def test_defaults_bind_web_to_loopback_and_short_session_timeout():
     {"REACHWATCH_BATCH_SIZE": "0"},
     {"REACHWATCH_SECURITY_PROTOCOL": "SASL_SSL"},  # no username
     {"REACHWATCH_SASL_MECHANISM": "GSSAPI"},
+    {"REACHWATCH_CHECKPOINT_INTERVAL": "-1"},
 ])
 def test_invalid_settings_are_config_errors(env):
     with pytest.raises(ConfigError):
         load_settings(environ=env)
+
+
+def test_the_checkpoint_interval_comes_from_env_and_zero_means_every_step():
+    assert load_settings(environ={}).checkpoint_interval == 5.0
+    assert load_settings(environ={"REACHWATCH_CHECKPOINT_INTERVAL": "0"}).checkpoint_interval == 0
 
 
 def test_unknown_flag_is_rejected():
