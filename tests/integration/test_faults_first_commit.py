@@ -6,8 +6,9 @@ loaded run: offsets 0-1 of all eight internal partitions never handed over, the 
 took offset 2 as the start, and its commit passed 0-1). The worker asks where each reading
 starts (the commit, else the log start) before Faust hands a message, and reads a partition
 again from there (``streams/service/transport.py``, ``rewind.py``). Here a worker is killed
-before any commit (a commit interval longer than the test), so the next one starts on a group with no commit at all, and every worker drops the first two records it
-fetches of each partition (fault injection, as Faust did); afterwards every produced read
+before any commit (a commit interval longer than the test), so the next one starts on a
+group with no commit at all, and every worker drops the first two records it fetches of
+each partition (fault injection, as Faust did); afterwards every produced read
 has been scored on both sides (the scored-event log) and the group has committed every
 input message.
 """
