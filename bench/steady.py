@@ -249,12 +249,12 @@ def run(broker: BrokerProcess, registry: Path, background: list[dict[str, Any]],
 
 def finish(samples: list[Sample], summary: dict[str, Any], args: argparse.Namespace,
            label: str = "") -> None:
-    picture = (args.json.with_suffix(f"{label}.png") if args.json
+    picture = (args.json.with_name(f"{args.json.stem}{label}.png") if args.json
                else Path(__file__).with_name("out") / f"steady{label}.png")
     plot(samples, summary, picture)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.with_suffix(f"{label}.json").write_bytes(orjson.dumps({"summary": summary,
+        args.json.with_name(f"{args.json.stem}{label}.json").write_bytes(orjson.dumps({"summary": summary,
                                             "samples": [asdict(s) for s in samples]},
                                            option=orjson.OPT_INDENT_2))
     print(f"wrote {picture}" + (f" and {args.json}" if args.json else ""), flush=True)
