@@ -254,9 +254,9 @@ def finish(samples: list[Sample], summary: dict[str, Any], args: argparse.Namesp
     plot(samples, summary, picture)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.with_name(f"{args.json.stem}{label}.json").write_bytes(orjson.dumps({"summary": summary,
-                                            "samples": [asdict(s) for s in samples]},
-                                           option=orjson.OPT_INDENT_2))
+        record = {"summary": summary, "samples": [asdict(s) for s in samples]}
+        args.json.with_name(f"{args.json.stem}{label}.json").write_bytes(
+            orjson.dumps(record, option=orjson.OPT_INDENT_2))
     print(f"wrote {picture}" + (f" and {args.json}" if args.json else ""), flush=True)
 
 
