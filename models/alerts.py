@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from reachwatch.models.detector import BreadthDetector
-from reachwatch.models.features import SCANS, View
+from reachwatch.models.features import CLUSTERED, SCANS, View
 from reachwatch.models.records import rfc3339
 from reachwatch.models.sides import BY_KIND
 from reachwatch.models.windows import OpenAlert
@@ -143,6 +143,14 @@ def summary_of(view: View) -> str:
             f"{_fmt(round(m[f'{metric}_hours'], 1))} h vs {_fmt(own[metric])} expected "
             f"({peers} rate {_fmt(peer[metric])} an hour), surprise {_fmt(view.breadth)}"
         )
+    if metric in CLUSTERED:
+        arrivals = CLUSTERED[metric][1]
+        return (
+            f"{head}; {_metric_words(metric)} {_fmt(m[metric])} of "
+            f"{_teams(m[arrivals])} in the last hour vs "
+            f"{_fmt(own[metric])} teams expected an hour, {_fmt(peer[metric])} readers a "
+            f"team on {peers} data, surprise {_fmt(view.breadth)}"
+        )
     if metric in side.surprise_metrics:
         period, unit_of_time = ("24 h", "day") if horizon == "24h" else ("hour", "hour")
         return (
@@ -164,6 +172,7 @@ _METRIC_WORDS = {
     "and its peers, it read",
     "outside_first_teams_1h": "teams of first-time outside readers",
     "outside_first_teams_scan": "teams of first-time outside readers",
+    "outside_first_readers_1h": "first-time outside readers",
 }
 
 
