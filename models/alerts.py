@@ -137,11 +137,14 @@ def summary_of(view: View) -> str:
     head = _WORDING.format(side.headlines[horizon], **m, **words)
     unit = _WORDING.format(side.unit, **words)
     peers = _WORDING.format(side.peers_text, **words)
+    # A surprise is told in nats, its own scale: ``view.breadth`` is rescaled so that every
+    # gate falls on the floor (``BreadthDetector.gate``), 1.1 for a scan of 3.6 nats.
+    surprise = _fmt(view.breadths.get(metric, view.breadth))
     if metric in SCANS:
         return (
             f"{head}; {_metric_words(metric)} {_fmt(m[metric])} in the last "
             f"{_fmt(round(m[f'{metric}_hours'], 1))} h vs {_fmt(own[metric])} expected "
-            f"({peers} rate {_fmt(peer[metric])} an hour), surprise {_fmt(view.breadth)}"
+            f"({peers} rate {_fmt(peer[metric])} an hour), surprise {surprise}"
         )
     if metric in CLUSTERED:
         arrivals = CLUSTERED[metric][1]
@@ -149,14 +152,14 @@ def summary_of(view: View) -> str:
             f"{head}; {_metric_words(metric)} {_fmt(m[metric])} of "
             f"{_teams(m[arrivals])} in the last hour vs "
             f"{_fmt(own[metric])} teams expected an hour, {_fmt(peer[metric])} readers a "
-            f"team on {peers} data, surprise {_fmt(view.breadth)}"
+            f"team on {peers} data, surprise {surprise}"
         )
     if metric in side.surprise_metrics:
         period, unit_of_time = ("24 h", "day") if horizon == "24h" else ("hour", "hour")
         return (
             f"{head}; {_metric_words(metric)} {_fmt(m[metric])} in the last {period} vs "
             f"{_fmt(own[metric])} expected (own mean {unit_of_time}, {peers} rate "
-            f"{_fmt(peer[metric])}), surprise {_fmt(view.breadth)}"
+            f"{_fmt(peer[metric])}), surprise {surprise}"
         )
     own_text = (
         f"own 30-day p99 is {_fmt(own[metric])}"
