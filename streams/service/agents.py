@@ -535,10 +535,6 @@ def register_agents(app: faust.App, worker: Worker) -> None:
     @app.on_partitions_assigned.connect
     async def track_assigned(app: faust.App, assigned: Any, **kwargs: Any) -> None:
         worker.consumer = app.consumer
-        if hasattr(app.consumer, "guard"):
-            settings = worker.settings
-            app.consumer.guard([*settings.input_topics, settings.principal_topic,
-                                settings.resource_topic])
         worker.on_assigned(assigned)
 
     @app.task

@@ -148,7 +148,11 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
         web_stats_enabled=False,
         web_metrics_enabled=False,
     )
-    use_short_fetch_wait(app)  # before any topic: they bind to the app's transport
+    # Before any topic (they bind to the app's transport). The agents acknowledge what the
+    # input and scoring topics commit (streams/service/agents.py).
+    use_short_fetch_wait(
+        app, [*settings.input_topics, settings.principal_topic, settings.resource_topic]
+    )
     app.monitor = faust_monitor(metrics.registry)
     worker = Worker(
         settings=settings,

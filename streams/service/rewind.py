@@ -103,6 +103,7 @@ class Rewinds:
         # that generation or before are no longer this reading's.
         self._floors: dict[Key, int] = {}
         self.stale = 0  # messages of an old reading dropped
+        self._stale_seen: set[tuple[Key, int]] = set()
         self.again = 0  # messages read a second time, dropped
 
     def admit(
@@ -125,6 +126,12 @@ class Rewinds:
                 # gathered across it): the next generation reads it again from the commit,
                 # and taken now it would make that reading look like a second one.
                 self.stale += 1
+                if (key, generation) not in self._stale_seen:  # once per reading: a
+                    # partition whose every message were dropped so would be a stall
+                    self._stale_seen.add((key, generation))
+                    log.info("%s:%d: offset %d and later of generation %s dropped (now %s, "
+                             "revoked in %s): read again from the commit", topic, partition,
+                             offset, generation, current, floor)
                 continue
             if not isinstance(offset, int):
                 taken.append(holder)

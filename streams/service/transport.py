@@ -20,6 +20,8 @@ fetched again after the resume, and records Faust already took are still deliver
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
 from collections.abc import Iterable
 from typing import Any
 
@@ -30,7 +32,14 @@ from intervaltree import IntervalTree
 
 from reachwatch.streams.service.logend import log_ends
 
+log = logging.getLogger(__name__)
+
 FETCH_MAX_WAIT_MS = 100
+# Fault injection, for tests only: this many of the first records fetched of each guarded
+# partition are dropped once per worker process (tests/integration/test_faults_first_commit.py).
+FAULT_DROP_FIRST_FETCHED = "REACHWATCH_FAULT_DROP_FIRST_FETCHED"
+# Asking where the readings start must not hold an assignment up for long.
+START_TIMEOUT_S = 10.0
 
 
 class _ConsumerThread(driver.AIOKafkaConsumerThread):
@@ -54,13 +63,18 @@ class _Consumer(driver.Consumer):
     _guarded: frozenset[str] = frozenset()
     _acknowledged: dict[tuple[str, int], int]
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, transport: Any, *args: Any, **kwargs: Any) -> None:
+        # Known from the start: the first assignment's seek to the commits (where readings
+        # start) can come before the app's assignment signal (seen on a new group).
+        self._guarded = frozenset(getattr(transport, "guarded", ()))
+        self._drop_first = int(os.environ.get(FAULT_DROP_FIRST_FETCHED, "0") or 0)
+        self._dropped: set[tuple[str, int]] = set()
         self._acknowledged = {}
         # Per partition: the last offset fetched, and the offsets fetches skipped.
         self._fetched_last: dict[tuple[str, int], int] = {}
         self._holes: dict[tuple[str, int], IntervalTree] = {}
         self._starts: dict[tuple[str, int], int] = {}  # where each reading started
-        super().__init__(*args, **kwargs)
+        super().__init__(transport, *args, **kwargs)
 
     def _new_consumer_thread(self) -> driver.AIOKafkaConsumerThread:
         return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
@@ -82,10 +96,9 @@ class _Consumer(driver.Consumer):
 
     async def seek_to_committed(self) -> Any:
         committed = await super().seek_to_committed()
-        self._starts.update(
-            {(tp.topic, tp.partition): offset for tp, offset in committed.items()
-             if offset is not None and offset >= 0}
-        )
+        for tp, offset in committed.items():  # where the starts could not be asked
+            if offset is not None and offset >= 0:
+                self._starts.setdefault((tp.topic, tp.partition), offset)
         return committed
 
     async def on_partitions_assigned(self, assigned: Any, generation_id: int = 0) -> None:
@@ -93,7 +106,28 @@ class _Consumer(driver.Consumer):
         self._fetched_last.clear()
         self._holes.clear()
         self._starts.clear()
+        await self._note_starts(assigned)
         await super().on_partitions_assigned(assigned, generation_id)
+
+    async def _note_starts(self, assigned: Any) -> None:
+        """Where the reading of each guarded partition starts: its commit, else its log start
+        (the group reads from the earliest offset), so a first message Faust dropped is a
+        hole too (``streams/service/rewind.py``). Asked before Faust makes the partitions
+        active: it hands messages as soon as they are, and its own seek to the commits comes
+        later, after the changelog recovery (seen: a new worker's scorers took offset 2 as
+        their start, 0-1 fetched and dropped, and the commit passed them)."""
+        guarded = [tp for tp in assigned if tp.topic in self._guarded]
+        if not guarded:
+            return
+        try:
+            starts = await asyncio.wait_for(self.start_offsets(guarded), START_TIMEOUT_S)
+        except Exception as exc:  # the broker away: Faust's seek gives the commits later
+            log.warning("start offsets unavailable (%r): the first message of %d partition(s) "
+                        "is taken as it comes until Faust's seek to the commits",
+                        exc, len(guarded))
+            return
+        self._starts.update({(tp.topic, tp.partition): offset
+                             for tp, offset in starts.items() if offset is not None})
 
     def _new_offset(self, tp: Any) -> int | None:
         """Faust's next commit of ``tp``, never past what the agents acknowledged.
@@ -185,9 +219,22 @@ class _Consumer(driver.Consumer):
 
     async def _wait_next_records(self, timeout: float) -> Any:
         records, active = await super()._wait_next_records(timeout)
+        if records and self._drop_first:
+            self._inject_drops(records)
         if records:
             self._note_holes(records)
         return records, active
+
+    def _inject_drops(self, records: Any) -> None:
+        """Fault injection for tests (``FAULT_DROP_FIRST_FETCHED``): the first records fetched
+        of each guarded partition vanish, as a message Faust fetched and never handed over."""
+        for tp, batch in records.items():
+            key = (tp.topic, tp.partition)
+            if batch and tp.topic in self._guarded and key not in self._dropped:
+                self._dropped.add(key)
+                records[tp] = batch[self._drop_first:]
+                log.warning("fault injection: offsets %d-%d of %s:%d dropped", batch[0].offset,
+                            batch[min(self._drop_first, len(batch)) - 1].offset, *key)
 
     def _note_holes(self, records: Any) -> None:
         """Offsets the fetched records skip, per partition (see ``no_records``)."""
@@ -260,8 +307,11 @@ class Transport(driver.Transport):
     """``kafka://`` as Faust knows it, with ``FETCH_MAX_WAIT_MS``."""
 
     Consumer = _Consumer
+    guarded: frozenset[str] = frozenset()  # topics its consumer commits as agents acknowledge
 
 
-def use_short_fetch_wait(app: faust.App) -> None:
-    """Give ``app`` the transport above; call right after creating it, before topics."""
+def use_short_fetch_wait(app: faust.App, guarded: Iterable[str] = ()) -> None:
+    """Give ``app`` the transport above; call right after creating it, before topics.
+    ``guarded``: topics committed no further than their agents acknowledged (``guard``)."""
     app.transport = Transport(app.conf.broker_consumer, app)
+    app.transport.guarded = frozenset(guarded)

@@ -77,16 +77,67 @@ def test_a_hole_is_the_log_s_only_where_the_fetched_records_skip_offsets() -> No
     assert consumer.no_records(("in", 0), 7, 8)
 
 
-def test_a_reading_starts_where_faust_sought_to_the_commit(monkeypatch) -> None:
+def test_readings_start_where_the_broker_says_before_faust_hands_a_message(
+        monkeypatch) -> None:
     import asyncio
 
     from faust.transport.drivers import aiokafka as driver
 
+    seen_by_faust: list[dict] = []
+
+    async def faust_assigns(self, assigned, generation_id=0):  # activates the partitions
+        seen_by_faust.append(dict(self._starts))
+
+    async def broker(self, tps):  # partition 0 committed at 40; 1 none, its log starts at 7
+        asked.append(sorted(tps))
+        return {tp: 40 if tp.partition == 0 else 7 for tp in tps}
+
+    asked: list[list[TP]] = []
+    monkeypatch.setattr(driver.Consumer, "on_partitions_assigned", faust_assigns)
+    monkeypatch.setattr(_Consumer, "start_offsets", broker)
+    consumer = _consumer([], committed=None)
+    asyncio.run(consumer.on_partitions_assigned({TP("in", 0), TP("in", 1), TP("other", 0)}))
+    # Known before Faust could hand the first message; only guarded partitions asked.
+    assert seen_by_faust == [{("in", 0): 40, ("in", 1): 7}]
+    assert asked == [[TP("in", 0), TP("in", 1)]]
+    assert consumer.starts_at(("in", 1)) == 7
+
+
+def test_without_the_broker_faust_s_seek_to_the_commits_gives_the_starts(
+        monkeypatch, caplog) -> None:
+    import asyncio
+
+    from faust.transport.drivers import aiokafka as driver
+
+    async def faust_assigns(self, assigned, generation_id=0):
+        pass
+
+    async def broker_away(self, tps):
+        raise ConnectionError("broker away")
+
     async def committed(self):  # Faust's seek of every assigned partition to its commit
         return {TP("in", 0): 40, TP("in", 1): None}
 
+    monkeypatch.setattr(driver.Consumer, "on_partitions_assigned", faust_assigns)
     monkeypatch.setattr(driver.Consumer, "seek_to_committed", committed)
+    monkeypatch.setattr(_Consumer, "start_offsets", broker_away)
     consumer = _consumer([], committed=None)
+    asyncio.run(consumer.on_partitions_assigned({TP("in", 0), TP("in", 1)}))
+    assert "start offsets unavailable" in caplog.text
+    assert consumer.starts_at(("in", 0)) is None
     asyncio.run(consumer.seek_to_committed())
-    assert consumer.starts_at(("in", 0)) == 40  # where the agents' reading is judged from
-    assert consumer.starts_at(("in", 1)) is None  # no commit: nothing to judge against
+    assert consumer.starts_at(("in", 0)) == 40
+    assert consumer.starts_at(("in", 1)) is None  # nothing to judge against: taken as is
+
+
+def test_the_guarded_topics_are_known_before_the_first_assignment() -> None:
+    # A new group's first seek to the commits (where readings start, ``seek_to_committed``)
+    # came before the app's assignment signal: guarded only then, the first worker of a
+    # deployment took whatever message Faust handed first as its start.
+    import faust
+
+    from reachwatch.streams.service.transport import use_short_fetch_wait
+
+    app = faust.App("guard-test", broker="kafka://127.0.0.1:1")
+    use_short_fetch_wait(app, ["in", "by-principal"])
+    assert app.consumer._guarded == {"in", "by-principal"}
