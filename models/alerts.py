@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from reachwatch.models.detector import BreadthDetector
-from reachwatch.models.features import SCANS, View
+from reachwatch.models.features import CLUSTERED, SCANS, View
 from reachwatch.models.records import rfc3339
 from reachwatch.models.sides import BY_KIND
 from reachwatch.models.windows import OpenAlert
@@ -137,18 +137,29 @@ def summary_of(view: View) -> str:
     head = _WORDING.format(side.headlines[horizon], **m, **words)
     unit = _WORDING.format(side.unit, **words)
     peers = _WORDING.format(side.peers_text, **words)
+    # A surprise is told in nats, its own scale: ``view.breadth`` is rescaled so that every
+    # gate falls on the floor (``BreadthDetector.gate``), 1.1 for a scan of 3.6 nats.
+    surprise = _fmt(view.breadths.get(metric, view.breadth))
     if metric in SCANS:
         return (
             f"{head}; {_metric_words(metric)} {_fmt(m[metric])} in the last "
             f"{_fmt(round(m[f'{metric}_hours'], 1))} h vs {_fmt(own[metric])} expected "
-            f"({peers} rate {_fmt(peer[metric])} an hour), surprise {_fmt(view.breadth)}"
+            f"({peers} rate {_fmt(peer[metric])} an hour), surprise {surprise}"
+        )
+    if metric in CLUSTERED:
+        arrivals = CLUSTERED[metric][1]
+        return (
+            f"{head}; {_metric_words(metric)} {_fmt(m[metric])} of "
+            f"{_teams(m[arrivals])} in the last hour vs "
+            f"{_fmt(own[metric])} teams expected an hour, {_fmt(peer[metric])} readers a "
+            f"team on {peers} data, surprise {surprise}"
         )
     if metric in side.surprise_metrics:
         period, unit_of_time = ("24 h", "day") if horizon == "24h" else ("hour", "hour")
         return (
             f"{head}; {_metric_words(metric)} {_fmt(m[metric])} in the last {period} vs "
             f"{_fmt(own[metric])} expected (own mean {unit_of_time}, {peers} rate "
-            f"{_fmt(peer[metric])}), surprise {_fmt(view.breadth)}"
+            f"{_fmt(peer[metric])}), surprise {surprise}"
         )
     own_text = (
         f"own 30-day p99 is {_fmt(own[metric])}"
@@ -164,6 +175,7 @@ _METRIC_WORDS = {
     "and its peers, it read",
     "outside_first_teams_1h": "teams of first-time outside readers",
     "outside_first_teams_scan": "teams of first-time outside readers",
+    "outside_first_readers_1h": "first-time outside readers",
 }
 
 

@@ -189,6 +189,8 @@ class BreadthDetector(BaseEstimator):
         best, best_metric = -math.inf, ""
         for metric, value in breadths.items():
             gate = gates.get(metric)
+            if gate is None and gates:
+                continue  # a metric newer than the model: it has no calibrated gate
             scaled = value if gate is None else value * threshold / gate
             if scaled > best:
                 best, best_metric = scaled, metric

@@ -51,6 +51,12 @@ RATE_METRICS = frozenset(RESOURCE.surprise_metrics) | frozenset(PRINCIPAL.surpri
 # Scan metrics (``FeatureBuilder._scan``) and the hourly small-count twin whose rate they
 # scale to stretches of the day.
 SCANS = {"outside_first_teams_scan": "outside_first_teams_1h"}
+# Clustered small-count metrics (``FeatureBuilder._clustered``): readers counted one by one,
+# their teams as the Poisson arrivals, each team bringing a geometric number of them. The
+# value is (the count of, the arrival metric whose rate is the teams').
+CLUSTERED = {"outside_first_readers_1h": ("outside_first_1h", "outside_first_teams_1h")}
+# Profile key of a class's mean cluster size (first-time outside readers per team arrival).
+CLUSTER_KEY = "cluster:outside_first_teams_1h"
 
 
 @dataclass(frozen=True)
@@ -306,6 +312,8 @@ class ProfileBuilder:
         # group -> metric -> [sum, member-hours] (after each member's first day)
         self.rates: dict[str, dict[str, list[float]]] = {}
         self.seen_hours: dict[int, int] = {}
+        # group -> [first-time outside readers, team arrivals] (``FeatureBuilder._clustered``)
+        self.clusters: dict[str, list[float]] = {}
         self.resources: dict[str, set[int]] = {}
         self.hours: dict[str, list[float]] = {}
 
@@ -325,6 +333,13 @@ class ProfileBuilder:
                 acc = self.rates.setdefault(group, {}).setdefault(metric, [0.0, 0.0])
                 acc[0] += value
                 acc[1] += 1.0
+
+    def add_cluster(self, group: str, readers: float, arrivals: float) -> None:
+        """A read of the group's data: ``readers`` 1 for a first-time outside reader,
+        ``arrivals`` 1 when its team had no first-time outside reader in the hour before."""
+        acc = self.clusters.setdefault(group, [0.0, 0.0])
+        acc[0] += readers
+        acc[1] += arrivals
 
     def knows(self, group: str, key: int, member: int, unseen: bool = True) -> bool:
         """Whether a member of ``group`` other than ``member`` read ``key`` in the
@@ -349,6 +364,10 @@ class ProfileBuilder:
             baselines[group] = {m: self._typical(members) for m, members in row.items()}
             for metric, (total, n) in self.rates.get(group, {}).items():
                 baselines[group][f"rate:{metric}"] = total / n if n else 0.0
+        for group, (readers, arrivals) in self.clusters.items():
+            # Readers per team arrival, with one arrival of two readers as the prior: a
+            # class with next to no history expects pairs, not lone readers.
+            baselines.setdefault(group, {})[CLUSTER_KEY] = (readers + 2.0) / (arrivals + 1.0)
         return PeerProfiles(
             baselines=baselines,
             resources={g: frozenset(keys) for g, keys in self.resources.items()},
@@ -374,6 +393,47 @@ def poisson_log_tail(k: float, lam: float) -> float:
     logs = [-lam + i * math.log(lam) - math.lgamma(i + 1) for i in range(k, k + 40)]
     top = logs[0]
     return top + math.log(sum(math.exp(v - top) for v in logs))
+
+
+def _logsumexp(values: Sequence[float]) -> float:
+    top = max(values)
+    if top == -math.inf:
+        return -math.inf
+    return top + math.log(sum(math.exp(v - top) for v in values))
+
+
+def clustered_log_tail(n: float, lam: float, mean_size: float) -> float:
+    """ln P(N >= n) for N the total of Poisson(lam) clusters of geometric sizes (on 1, 2, ...)
+    with mean ``mean_size`` (the Polya-Aeppli distribution); plain Poisson at size 1.
+
+    k clusters total at least n exactly when fewer than k of the first n - 1 Bernoulli(p)
+    trials succeed (p = 1 / mean_size), so
+    P(N >= n) = sum_{k<n} P(K = k) P(Bin(n - 1, p) <= k - 1) + P(K >= n).
+
+    >>> round(math.exp(clustered_log_tail(3, 0.01, 1.0)) * 1e7, 3)  # Poisson
+    1.654
+    >>> clustered_log_tail(8, 0.02, 1.5) > clustered_log_tail(8, 0.02, 1.0)  # clusters
+    True
+    """
+    n = math.ceil(n)
+    if n <= 0:
+        return 0.0
+    lam = max(lam, 1e-12)
+    p = 1.0 / max(mean_size, 1.0)
+    if p >= 1.0 - 1e-12 or n == 1:
+        return poisson_log_tail(n, lam)
+    trials = n - 1
+    log_p, log_q = math.log(p), math.log1p(-p)
+    base = math.lgamma(trials + 1)
+    terms = [poisson_log_tail(n, lam)]
+    cdf: list[float] = []  # ln P(Bin(trials, p) <= j)
+    for j in range(trials):
+        pmf = base - math.lgamma(j + 1) - math.lgamma(trials - j + 1) + j * log_p + (
+            trials - j) * log_q
+        cdf.append(pmf if not cdf else _logsumexp((cdf[-1], pmf)))
+    for k in range(1, n):
+        terms.append(-lam + k * math.log(lam) - math.lgamma(k + 1) + cdf[k - 1])
+    return min(0.0, _logsumexp(terms))
 
 
 def _tail_surprise(count: float, expected: float, least: float) -> float:
@@ -647,6 +707,38 @@ class FeatureBuilder:
             return 0.0
         return best * self.weights.get(read.event.sensitivity, 1.0) / self._max_weight
 
+    def _clustered(
+        self, read: Read, metric: str, metrics: dict[str, float], rate: float
+    ) -> tuple[float, float]:
+        """(mean team size, breadth) of first-time outside readers counted one by one.
+
+        Teams are the arrivals (``_first_outside_teams``): readers of one team come
+        together. Counting only teams caps the evidence at the number of other teams,
+        four in a company of five, where a link going round two teams brings eight
+        first-time readers of restricted data in minutes and reads as "two teams, a
+        pair". Here the readers are the count, the teams still the Poisson arrivals, at
+        the teams' hourly rate (``rate``: the hourly count's expectation), and each team
+        brings a geometric number of readers with the mean the training history measured
+        for the class (``CLUSTER_KEY``: first-time outside readers per team arrival). A
+        class whose teams arrive in crowds (a partner team's kick-off) expects crowds; one
+        whose first-time outside readers come one per team does not. The surprise is the
+        same "beyond a pair" tail as the hourly count's, only for ``scan_sensitivities``
+        (data never shared in bulk with a team), and none below ``min_surprise``.
+        """
+        count_of, _ = CLUSTERED[metric]
+        count = metrics[metric] = metrics[count_of]
+        size = self.profiles.baseline(read.group, read.fallback, CLUSTER_KEY)
+        if (
+            read.event.sensitivity not in self.config.scan_sensitivities
+            or size < 1.0  # a model without cluster sizes: the metric says nothing
+            or count <= 2.0
+        ):
+            return size, 0.0
+        surprise = clustered_log_tail(2, rate, size) - clustered_log_tail(count, rate, size)
+        if surprise < self.config.min_surprise:
+            return size, 0.0
+        return size, surprise * self.weights.get(read.event.sensitivity, 1.0) / self._max_weight
+
     def _compare(
         self,
         metrics: dict[str, float],
@@ -722,6 +814,14 @@ class FeatureBuilder:
             self._smoothing[side],
         )
         for metric in side.surprise_metrics:
+            if metric in CLUSTERED:
+                # Its arrivals' hourly count comes first in ``surprise_metrics``.
+                arrivals = CLUSTERED[metric][1]
+                peer[metric], breadth_of[metric] = self._clustered(
+                    read, metric, metrics, own[arrivals]
+                )
+                own[metric] = own[arrivals]
+                continue
             twin = SCANS.get(metric)
             if twin is not None:
                 # Its twin's hourly rate comes first in ``surprise_metrics``.
@@ -818,6 +918,18 @@ class FeatureBuilder:
     # -- what a resource's windows keep per reader ------------------------------------
     def _resource_attrs(self, read: Read) -> ResourceAttrs:
         event = read.event
+        if self.collector is not None and event.sensitivity in self.config.scan_sensitivities:
+            if not read.seen and event.outcome != "denied" and outside(event):
+                # A first-time outside reader: a new team arrival unless a first-time
+                # outside reader of its team is already in the hour.
+                team = RESOURCE.category(event)
+                arrived = any(
+                    entry[1] == team and entry[2][_OUTSIDE_FIRST]
+                    for entry in read.state.windows[1].keys.values()
+                )
+                self.collector.add_cluster(read.group, 1.0, 0.0 if arrived else 1.0)
+            else:
+                self.collector.add_cluster(read.group, 0.0, 0.0)  # the class is measured
         return ResourceAttrs(
             outside=outside(event),
             first_time=0.0 if read.seen else 1.0,

@@ -27,6 +27,8 @@ import skops
 from reachwatch.models.detector import BreadthDetector
 from reachwatch.models.errors import ReachwatchError
 from reachwatch.models.features import (
+    CLUSTERED,
+    SCANS,
     DetectionConfig,
     FeatureBuilder,
     PeerProfiles,
@@ -266,12 +268,26 @@ def fit_side(
         metrics=side.gated_metrics,
         entities=rows.entities,
         days=rows.days,
-        # A principal's small-count surprises are tail probabilities in nats: where
-        # history had no burst, its quantile is zero and the gate asks for 1 in 20.
-        least={m: config.min_surprise for m in side.surprise_metrics
-               if not side.surprise_by_sensitivity},
+        least=least_surprise(side, config),
     )
     return SideFit(profiles, detector)
+
+
+def least_surprise(side: Side, config: DetectionConfig) -> dict[str, float]:
+    """The gate of each small-count surprise where history had no burst (its training
+    quantile is zero): ``min_surprise`` (1 in 20).
+
+    A principal's surprises are tail probabilities in nats, so the breadth floor (ln 2.5,
+    "rarer than 40 %") is no bar for them. The exposure scan and the clustered reader
+    count are never below ``min_surprise`` when they say anything (``FeatureBuilder``),
+    so that is their real bar too: left at the floor, every one of their alerts was
+    "twice the gate", and raised a level (``alerts.severity_of``), whatever its surprise.
+    """
+    return {
+        m: config.min_surprise
+        for m in side.surprise_metrics
+        if not side.surprise_by_sensitivity or m in SCANS or m in CLUSTERED
+    }
 
 
 def sort_by_time(events: Iterable[AccessEvent]) -> list[AccessEvent]:

@@ -190,6 +190,7 @@ def test_every_surprise_metric_explains_itself(side, metric):
     view = builder.view(event, builder.new_state(side))
     assert view is not None
     view.breadth, view.breadth_metric = 5.0, metric
+    view.breadths[metric] = 5.0
     text = summary_of(view)
     if metric in SCANS:  # a stretch of the day: its length in hours
         view.metrics.update({metric: 3.0, f"{metric}_hours": 2.25})
@@ -197,3 +198,18 @@ def test_every_surprise_metric_explains_itself(side, metric):
         return
     period = "24 h" if metric.endswith("24h") else "hour"
     assert f"in the last {period} vs" in text and "surprise 5" in text
+
+
+def test_a_surprise_is_told_in_nats_not_rescaled_to_the_floor():
+    """The scan's gate is ln 20 where history had no burst: its breadth, rescaled so the
+    gate falls on the floor, is 1.1 for a surprise of 3.6 nats; the summary says 3.6."""
+    builder = FeatureBuilder(DetectionConfig())
+    event = AccessEvent(ts=START, principal="bo", resource="hr/salaries",
+                        principal_group="sales", resource_group="hr",
+                        sensitivity="restricted")
+    view = builder.view(event, builder.new_state(RESOURCE))
+    metric = "outside_first_teams_scan"
+    view.metrics.update({metric: 3.0, f"{metric}_hours": 4.1})
+    view.breadths[metric] = 3.6
+    view.breadth, view.breadth_metric = 1.1, metric
+    assert summary_of(view).endswith("surprise 3.6")

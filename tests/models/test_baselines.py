@@ -21,6 +21,7 @@ from reachwatch.models.features import (
     DetectionConfig,
     FeatureBuilder,
     View,
+    clustered_log_tail,
     group_readers,
     member_key,
     poisson_log_tail,
@@ -573,3 +574,62 @@ def test_where_history_had_no_burst_a_principals_surprise_gate_asks_for_one_in_t
     calibrated = BreadthDetector(n_estimators=10).fit(
         X, breadth=bursty, metrics=(metric,), least=least).metric_gates_[metric]
     assert FLOOR < calibrated < math.log(20.0)
+
+
+def test_the_clustered_tail_is_the_polya_aeppli_distribution():
+    """Poisson(lam) teams, each bringing a geometric number of readers with mean m: the tail
+    equals the one built by convolving the cluster-size distribution k times."""
+    lam, mean = 0.7, 1.8
+    p = 1.0 / mean
+    size = np.array([0.0] + [p * (1 - p) ** (s - 1) for s in range(1, 60)])
+    total = np.zeros(60)
+    convolved = np.zeros(60)
+    convolved[0] = 1.0
+    for k in range(40):
+        total += math.exp(-lam) * lam**k / math.factorial(k) * convolved
+        convolved = np.convolve(convolved, size)[:60]
+    for n in (1, 2, 3, 5, 8, 13):
+        assert math.isclose(math.exp(clustered_log_tail(n, lam, mean)), 1.0 - total[:n].sum(),
+                            rel_tol=1e-6)
+    # One reader a team is the plain Poisson count.
+    assert math.isclose(clustered_log_tail(5, 0.3, 1.0), poisson_log_tail(5, 0.3))
+
+
+def _two_team_exposure(sensitivity: str, crowds: int = 0) -> View:
+    """A five-team company: its restricted dataset read by its own team for fourteen days
+    (on ``crowds`` history days six first-time readers of one partner team within the
+    hour); then eight first-time readers of two other teams within twelve minutes."""
+    config = DetectionConfig()
+    fields = dict(resource_group="hr", sensitivity=sensitivity)
+    history = _own_team_hours("hr/tracking", sensitivity, days=14)
+    history += [_read(day * DAY + 11 * HOUR + 300.0 * i, f"legal-{day}-{i}", "hr/tracking",
+                      principal_group="legal", **fields)
+                for day in range(2, 2 + crowds) for i in range(6)]
+    history.sort(key=lambda e: e.ts)
+    profiles = build_profiles(history, config, sides=(RESOURCE,))
+    replay = Replay(FeatureBuilder(config, profiles))
+    replay.feed(RESOURCE, history)
+    return replay.feed(RESOURCE, [
+        _read(14 * DAY + 10 * HOUR + 90.0 * k, f"{team}-{k}", "hr/tracking",
+              principal_group=team, **fields)
+        for k, team in enumerate(("sales", "ops") * 4)
+    ])
+
+
+def test_eight_first_time_readers_of_two_teams_are_counted_one_by_one():
+    """In a company of five teams an exposure reaches at most four other teams, and a link
+    that goes round two of them is "a pair" of team arrivals: no surprise by team. Its
+    eight first-time readers of restricted data, where history's first-time outside
+    readers came in ones and twos, are; a class whose history saw partner teams arrive
+    in crowds of six expects crowds; confidential data (shared in bulk at kick-offs) is
+    not counted by reader."""
+    metric = "outside_first_readers_1h"
+    exposed = _two_team_exposure("restricted")
+    assert exposed.metrics["outside_first_teams_1h"] == 2
+    assert exposed.breadths["outside_first_teams_1h"] == 0.0
+    assert exposed.metrics[metric] == 8
+    assert exposed.breadths[metric] >= DetectionConfig().min_surprise
+    crowded = _two_team_exposure("restricted", crowds=4)
+    assert crowded.peer[metric] > 2 * exposed.peer[metric]  # readers per team arrival
+    assert crowded.breadths[metric] < exposed.breadths[metric] - FLOOR
+    assert _two_team_exposure("confidential").breadths[metric] == 0.0

@@ -5,9 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from reachwatch.models.alerts import severity_of
+from reachwatch.models.features import DetectionConfig, FeatureBuilder
 from reachwatch.models.forked import map_forked
-from reachwatch.models.sides import SIDES
-from reachwatch.models.training import TrainingParams, fit
+from reachwatch.models.records import AccessEvent
+from reachwatch.models.sides import RESOURCE, SIDES
+from reachwatch.models.training import TrainingParams, fit, fit_side
 
 
 def test_two_jobs_train_the_same_model_as_one(tiny_history):
@@ -46,3 +49,22 @@ def _fail_on_two(item: int, progress) -> int:
 def test_map_forked_raises_a_childs_error_here():
     with pytest.raises(ValueError, match="side 2 broke"):
         map_forked(_fail_on_two, [1, 2], jobs=2)
+
+
+def test_a_scan_surprise_just_past_its_own_bar_is_not_raised_a_level(tiny_history):
+    """The exposure scan and the clustered reader count say nothing below ``min_surprise``
+    (1 in 20): that is their gate where history had no burst, not the breadth floor, so a
+    scan of restricted data just past it is ``high`` (restricted), not ``critical``."""
+    config = DetectionConfig()
+    detector = fit_side(tiny_history, RESOURCE, config, TrainingParams(n_estimators=20)).detector
+    for metric in ("outside_first_teams_scan", "outside_first_readers_1h"):
+        assert detector.metric_gates_[metric] >= config.min_surprise
+    builder = FeatureBuilder(config)
+    event = AccessEvent(ts=tiny_history[-1].ts, principal="bo", resource="hr/tracking",
+                        principal_group="sales", resource_group="hr", sensitivity="restricted")
+    view = builder.view(event, builder.new_state(RESOURCE))
+    view.breadth, view.breadth_metric = detector.gate({"outside_first_teams_scan": 3.1})
+    assert detector.alerts(1.0, view.breadth)
+    assert severity_of(view, detector.breadth_threshold_) == "high"
+    view.breadth, view.breadth_metric = detector.gate({"outside_first_teams_scan": 8.0})
+    assert severity_of(view, detector.breadth_threshold_) == "critical"
