@@ -379,19 +379,24 @@ class Worker:
         states out of the decoded cache (``statecache``), so none is left half-applied, and
         the table holds whole states that record what they applied, so the events they
         already hold are skipped as repeats (``scoring``)."""
+        await self._until_done(scorer.name, "scoring step",
+                               lambda: scorer.score(released, watermark))
+
+    async def _until_done(self, stage: str, what: str, call: Callable[[], Any]) -> None:
+        """Await ``call()`` until it does not raise, with back-off, counting each failure."""
         attempt = 0
         while True:
             try:
-                await scorer.score(released, watermark)
+                await call()
                 return
             except asyncio.CancelledError:
                 raise
             except Exception:
                 attempt += 1
-                self.metrics.step_failures.labels(stage=scorer.name).inc()
+                self.metrics.step_failures.labels(stage=stage).inc()
                 delay = STEP_RETRY_S[min(attempt, len(STEP_RETRY_S)) - 1]
-                log.exception("%s scoring step failed (attempt %d), trying it again in %.1fs",
-                              scorer.name, attempt, delay)
+                log.exception("%s %s failed (attempt %d), trying it again in %.1fs",
+                              stage, what, attempt, delay)
                 await asyncio.sleep(delay)
 
     async def _checkpoint(self, scorer: SideScorer) -> None:
@@ -401,20 +406,7 @@ class Worker:
         checkpoint began. One that raised is tried again (what is still dirty, then the
         settle); envelopes of partitions revoked meanwhile left the waiting list (their new
         owner reads them again) and are never acknowledged."""
-        attempt = 0
-        while True:
-            try:
-                await scorer.checkpoint()
-                break
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                attempt += 1
-                self.metrics.step_failures.labels(stage=scorer.name).inc()
-                delay = STEP_RETRY_S[min(attempt, len(STEP_RETRY_S)) - 1]
-                log.exception("%s checkpoint failed (attempt %d), trying it again in %.1fs",
-                              scorer.name, attempt, delay)
-                await asyncio.sleep(delay)
+        await self._until_done(scorer.name, "checkpoint", scorer.checkpoint)
         covered, self._waiting[scorer.name] = self._waiting[scorer.name], []
         stream = self._score_streams.get(scorer.name)
         for holder in covered:
