@@ -21,8 +21,9 @@ the agent once each, in order. A seek can be undone by a fetched batch still bei
 out (it moves Faust's read offset past the re-read ones), so a rewind that has not seen its
 first message within ``RETRY_S`` seeks again; after ``MAX_SEEKS`` it gives up and says so.
 A message dropped last shows no hole: a partition quiet for ``QUIET_S`` short of the
-broker's high watermark is read again from after its last message too. Not covered: the
-first message after an assignment (nothing before it to compare with).
+broker's high watermark is read again from after its last message too. The first message
+after an assignment is judged against where the reading starts (``start``: the commit, else
+the log start, asked as the assignment begins: ``transport``).
 
 >>> rw = Rewinds(clock=lambda: 0.0)
 >>> rw.admit([("in", 0, 4), ("in", 0, 5), ("in", 0, 7), ("in", 0, 8)], lambda m: m)

@@ -219,9 +219,9 @@ class _Consumer(driver.Consumer):
 
     async def _wait_next_records(self, timeout: float) -> Any:
         records, active = await super()._wait_next_records(timeout)
-        if records and self._drop_first:
-            self._inject_drops(records)
         if records:
+            if self._drop_first:
+                self._inject_drops(records)
             self._note_holes(records)
         return records, active
 
