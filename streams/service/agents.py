@@ -542,13 +542,17 @@ class Worker:
             if counts and all(counts):
                 self.forwarder.total_sources = sum(counts)
 
+    def tracked(self) -> dict[str, int]:
+        """Entities per side, those not checkpointed yet included."""
+        return {"principals": self.principals.cache.tracked(self.tables.principals),
+                "resources": self.resources.cache.tracked(self.tables.resources)}
+
     def status(self) -> dict[str, Any]:
         return {
             "model_version": self.pipeline.model_version,
             "messages_in": self.forwarder.messages_in,
             "alerts_out": self.publisher.published,
-            "principals": len(self.tables.principals),
-            "resources": len(self.tables.resources),
+            **self.tracked(),
         }
 
 

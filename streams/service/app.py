@@ -186,7 +186,8 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
     register_agents(app, worker)
     register_followup(app, worker.followup, settings)
 
-    probe = HealthProbe(app, worker.tables, metrics, timeout=settings.health_interval)
+    probe = HealthProbe(app, worker.tables, metrics, timeout=settings.health_interval,
+                        tracked=worker.tracked)
     app.timer(settings.health_interval, name="reachwatch.sample_health")(probe.sample)
 
     def status() -> dict[str, Any]:

@@ -10,15 +10,15 @@ These gauges are not events the agents see, so a Faust timer samples them every
   assigned partitions of (end offset - committed offset). Faust's committed offset is the
   next offset to read, so a caught-up partition counts 0; a partition with nothing committed
   yet counts from 0 (the group starts at the earliest offset).
-- ``reachwatch_tracked_entities{side}``: entries in the principal / resource state tables
-  held by this worker.
+- ``reachwatch_tracked_entities{side}``: entities of the principal / resource state tables
+  held by this worker, those only a dirty state holds until the next checkpoint included.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,6 +57,9 @@ class HealthProbe:
     tables: ServiceTables
     metrics: Metrics
     timeout: float
+    # Entities per side ("principals", "resources"), written or not (write-behind); the
+    # tables' lengths where not given.
+    tracked: Callable[[], dict[str, int]] | None = None
     broker_was_up: bool | None = None  # None until the first sample
 
     async def sample(self) -> None:
@@ -81,8 +84,10 @@ class HealthProbe:
 
     def sample_tables(self) -> None:
         gauge = self.metrics.tracked_entities
-        gauge.labels(side="principal").set(len(self.tables.principals))
-        gauge.labels(side="resource").set(len(self.tables.resources))
+        counts = self.tracked() if self.tracked is not None else {
+            "principals": len(self.tables.principals), "resources": len(self.tables.resources)}
+        gauge.labels(side="principal").set(counts["principals"])
+        gauge.labels(side="resource").set(counts["resources"])
 
     async def broker_reachable(self) -> bool:
         # The aiokafka producer lives on this event loop (Faust's threaded_producer is off).

@@ -150,6 +150,10 @@ class DecodedStates:
                 table[key.encode()] = encode_state(state)
                 del self.dirty[key]
 
+    def tracked(self, table: MutableMapping[bytes, bytes]) -> int:
+        """Entities known: the table's, and the new ones only a dirty state holds yet."""
+        return len(table) + sum(1 for key in self.dirty if key.encode() not in table)
+
     def write(self, table: MutableMapping[bytes, bytes]) -> int:
         """Write every dirty state to the table (a checkpoint); how many were written.
 

@@ -364,6 +364,20 @@ def test_the_idle_sweep_skips_a_dirty_entity_whatever_its_table_bytes_say() -> N
     assert forgotten == 1 and set(table) == {b"ana"}
 
 
+def test_entities_not_checkpointed_yet_are_counted_as_tracked() -> None:
+    # The tracked-entities gauge and /status read 0 for a new worker until its first
+    # checkpoint when they counted the table alone (seen in the paging end-to-end test).
+    old = EntityState(PRINCIPAL, SPANS, 10, 10)
+    table = {b"ana": encode_state(old)}
+    cache = DecodedStates(capacity=8)
+    states = cache.load(table, ["ana", "cem"])
+    states["cem"] = EntityState(PRINCIPAL, SPANS, 20, 20)  # new: only in the cache yet
+    cache.keep(table, states, ["ana", "cem"], {})
+    assert len(table) == 1 and cache.tracked(table) == 2
+    cache.write(table)
+    assert cache.tracked(table) == 2 == len(table)
+
+
 def test_interval_zero_writes_and_settles_after_every_step(tiny_model) -> None:
     worker, _ = _worker(tiny_model, interval=0.0)
     holders = _envelopes(worker, tiny_history_events()[:60])
