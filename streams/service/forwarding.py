@@ -214,10 +214,14 @@ class Forwarder:
             targets = range(partitions) if broadcast else sorted(groups)
             for partition in targets:
                 group = groups.get(partition, [])
-                for start in range(0, max(len(group), 1), MAX_ENVELOPE_EVENTS):
+                starts = range(0, max(len(group), 1), MAX_ENVELOPE_EVENTS)
+                for start in starts:
+                    # Split in event-time order: a scorer may release what one part holds
+                    # before the next arrives, so only the last part reports this step's
+                    # frontier; the others repeat what every partition already had.
                     value = encode_envelope(
                         group[start : start + MAX_ENVELOPE_EVENTS],
-                        report,
+                        report if start == starts[-1] else self.reported,
                         self.total_sources,
                         claims,
                     )

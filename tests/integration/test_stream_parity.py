@@ -1,7 +1,8 @@
 """The stream computes what the offline replay computes, on a whole retained topic.
 
 A simulated company's history and test days are produced at once to a 4-partition input
-topic keyed by principal, as a worker sees a retained topic on its first start or when it
+topic, keyed by principal or round-robin (each principal's reads then come from every
+partition), as a worker sees a retained topic on its first start or when it
 catches up after being down. Partitions are then consumed at different speeds; with
 event-time alignment the worker still scores every event on both sides, none late, and
 raises exactly the replay's alerts (kind, entity, alert_id, severity, revision).
@@ -92,14 +93,18 @@ def _report(name: str, expected: Counter[Any], got: Counter[Any], replay_late: d
             f"extra {list(got - expected)[:5]}")
 
 
+@pytest.mark.parametrize("round_robin", [0, PARTITIONS], ids=["keyed", "round-robin"])
 def test_stream_alerts_equal_the_replay_on_a_retained_topic(company, service, start_worker,
-                                                           clients, replayed):
+                                                           clients, replayed, round_robin):
     expected, replay_late, total, lines = replayed
     assert replay_late == {"principal": 0, "resource": 0}
     assert expected, "the simulated company raised no alert offline"
+    if round_robin:  # all there before the worker starts: it catches up from the start
+        produce_keyed(service.broker.bootstrap, service.input_topic, lines, round_robin)
     worker = start_worker(REACHWATCH_PARTITIONS=str(PARTITIONS))
     worker.wait_assigned()
-    produce_keyed(service.broker.bootstrap, service.input_topic, lines)
+    if not round_robin:
+        produce_keyed(service.broker.bootstrap, service.input_topic, lines)
     scored = _wait_scored(worker, total, timeout=400)
     got = _stream_alerts(clients, service.alerts_topic, sum(expected.values()))
     print(_report("at once", expected, got, replay_late, scored))
