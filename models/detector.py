@@ -235,8 +235,14 @@ def calibrate_score(
     within it, a score gate buys nothing the budget asks for and costs recall (the forest
     finds a departing employee's whole-table reads ordinary). The forest's score still
     ranks every alert (its ``score``) and closes the gate wherever the budget needs it.
-    Returns the threshold and, per candidate quantile, the alerting entity-days on
-    history.
+    The budget counts alerts as the serving policy opens them: an alert stays open while
+    its entity keeps reading broadly within the quiet period (24 h), so an entity that is
+    broad on consecutive days of history is one alert, not one per day. Counting
+    entity-days charged a benign broad reader that crosses midnight twice and closed the
+    score gate on companies whose history only had such runs, costing the recall of
+    departing employees the forest finds ordinary.
+    Returns the threshold and, per candidate quantile, the alerting entity-days and
+    alerts on history.
     """
     n_days = max(1, len(np.unique(days)))
     budget = budget_per_day * n_days
@@ -245,13 +251,25 @@ def calibrate_score(
     for q in quantiles:
         threshold = float(np.quantile(scores, q)) if q > 0 else 0.0
         hit = (scores >= threshold) & broad
-        entity_days = len(set(zip(entities[hit].tolist(), days[hit].tolist(), strict=True)))
-        table.append({"quantile": q, "score": threshold, "entity_days": entity_days})
-        if chosen is None and entity_days <= budget:
+        pairs = set(zip(entities[hit].tolist(), days[hit].tolist(), strict=True))
+        alerts = _alerts(pairs)
+        table.append(
+            {"quantile": q, "score": threshold, "entity_days": len(pairs), "alerts": alerts}
+        )
+        if chosen is None and alerts <= budget:
             chosen = threshold
     if chosen is None:  # even the strictest quantile is over budget: use it anyway
         chosen = table[-1]["score"]
     return chosen, table
+
+
+def _alerts(entity_days: set[tuple[Any, int]]) -> int:
+    """Alerts opened by these (entity, day) pairs: each run of consecutive days is one.
+
+    >>> _alerts({("a", 3), ("a", 4), ("a", 6), ("b", 4)})
+    3
+    """
+    return sum(1 for entity, day in entity_days if (entity, day - 1) not in entity_days)
 
 
 @dataclass(frozen=True)

@@ -52,7 +52,8 @@ class TrainingParams:
     # replayed on the (presumed mostly benign) history, stay within the alert budget
     # (0: no score gate, when the breadth gates alone keep the history within it).
     score_quantiles: tuple[float, ...] = (0.0, 0.95, 0.97, 0.98, 0.99, 0.995, 0.999)
-    # Alerting entity-days per day of history: as many as the false-positive entities per
+    # Alerts per day of history (a run of consecutive broad days is one, as the serving
+    # policy keeps it open): as many as the false-positive entities per
     # company-day issue 12 accepts, so history may alert as often as ordinary days may.
     alert_budget_per_day: float = 0.5
     breadth_quantile: float = 0.999

@@ -135,3 +135,28 @@ def test_a_noisy_metric_does_not_raise_the_gate_of_a_quiet_one():
     assert metric == "quiet" and breadth >= det.breadth_threshold_
     breadth, _ = det.gate({"quiet": 0.0, "noisy": 3.0 * floor})
     assert breadth < det.breadth_threshold_
+
+
+def test_an_alert_spanning_midnight_counts_once_against_the_budget():
+    # One entity is broad late on day 0 and early on day 1: the serving policy keeps one
+    # alert open across midnight, so it is one alert of a budget of one (0.5 a day over two
+    # days) and needs no score gate; a second entity broad on both days, with a day apart,
+    # would be two alerts and over budget.
+    rng = np.random.default_rng(11)
+    X = rng.normal(size=(3000, 4))
+    breadth = np.zeros(len(X))
+    breadth[:20] = 10.0
+    days = np.repeat([0, 1], 1500)
+    days[:10], days[10:20] = 0, 1
+    entities = [f"e{i % 50}" for i in range(len(X))]
+    entities[:20] = ["scanner"] * 20
+    once = BreadthDetector(n_estimators=30).fit(X, breadth=breadth, entities=entities, days=days)
+    assert once.score_threshold_ == 0.0
+    assert once.calibration_["budget"][0] == pytest.approx(
+        {"quantile": 0.0, "score": 0.0, "entity_days": 2, "alerts": 1}
+    )
+    days = np.repeat([0, 2], 1500)
+    days[:10], days[10:20] = 0, 2
+    twice = BreadthDetector(n_estimators=30).fit(X, breadth=breadth, entities=entities, days=days)
+    assert twice.calibration_["budget"][0]["alerts"] == 2
+    assert twice.score_threshold_ > 0.0
