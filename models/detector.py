@@ -237,10 +237,11 @@ def calibrate_score(
     ranks every alert (its ``score``) and closes the gate wherever the budget needs it.
     The budget counts alerts as the serving policy opens them: an alert stays open while
     its entity keeps reading broadly within the quiet period (24 h), so an entity that is
-    broad on consecutive days of history is one alert, not one per day. Counting
-    entity-days charged a benign broad reader that crosses midnight twice and closed the
-    score gate on companies whose history only had such runs, costing the recall of
-    departing employees the forest finds ordinary.
+    broad on consecutive days of history is one alert, not one per day (the quiet period
+    is a day, so days are the unit here; ``fit`` is given days, not timestamps). Counting
+    entity-days charged a benign alert that ran over midnight once per day, closed the
+    score gate on a tuning company whose history held such runs, and silenced a departing
+    employee the forest finds ordinary.
     Returns the threshold and, per candidate quantile, the alerting entity-days and
     alerts on history.
     """

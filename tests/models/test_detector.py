@@ -138,10 +138,10 @@ def test_a_noisy_metric_does_not_raise_the_gate_of_a_quiet_one():
 
 
 def test_an_alert_spanning_midnight_counts_once_against_the_budget():
-    # One entity is broad late on day 0 and early on day 1: the serving policy keeps one
-    # alert open across midnight, so it is one alert of a budget of one (0.5 a day over two
-    # days) and needs no score gate; a second entity broad on both days, with a day apart,
-    # would be two alerts and over budget.
+    # One entity is broad on day 0 and on day 1: the serving policy keeps one alert open
+    # across midnight, so it is one alert of a budget of one (0.5 a day over two days) and
+    # needs no score gate. The same entity broad on days 0 and 2, a day apart, is two
+    # alerts and over budget.
     rng = np.random.default_rng(11)
     X = rng.normal(size=(3000, 4))
     breadth = np.zeros(len(X))
