@@ -7,7 +7,10 @@ a heavy read is a person's non-public read of more records than that person's ow
 hour (all of history, undecayed: a rough stand-in for ``heavy_24h``'s usual). Prints per
 company the share of heavy reads in an hour that already held one, and over the person's
 active days the variance/mean of heavy reads per day and the days with two or more
-against what a Poisson of the same mean predicts. Read it on the tuning half only.
+against what a Poisson of the same mean predicts; then the same for heavy reads that
+also took the table whole (at least 95 % of the most records any read of the dataset
+returned in the history, as ``heavy_24h`` counts them since session 12). Read it on the
+tuning half only.
 """
 
 from __future__ import annotations
@@ -21,9 +24,13 @@ from pathlib import Path
 import orjson
 
 
-def dispersion(folder: Path) -> str:
+def dispersion(folder: Path, whole_share: float | None = None) -> str:
     events = [orjson.loads(line) for line in (folder / "history.jsonl").read_bytes().splitlines()
               if line.strip()]
+    largest: dict[str, int] = defaultdict(int)
+    for e in events:
+        if e.get("outcome") != "denied":
+            largest[e["resource"]] = max(largest[e["resource"]], e.get("records") or 0)
     events = [e for e in events
               if e.get("principal_type") == "human" and e.get("sensitivity") != "public"]
     hours: dict[str, dict[int, int]] = defaultdict(lambda: defaultdict(int))
@@ -38,7 +45,9 @@ def dispersion(folder: Path) -> str:
     heavy = shared = 0
     for e in events:
         person = e["principal"]
-        if (e.get("records") or 0) > usual[person]:
+        records = e.get("records") or 0
+        if records > usual[person] and (
+                whole_share is None or records >= whole_share * largest[e["resource"]]):
             heavy += 1
             hour = (person, int(e["ts"] // 3600))
             shared += hour in seen_hours
@@ -50,7 +59,8 @@ def dispersion(folder: Path) -> str:
     ratio = statistics.pvariance(counts) / mean if mean else math.nan
     two = sum(c >= 2 for c in counts)
     poisson_two = len(counts) * (1 - math.exp(-mean) * (1 + mean))
-    return (f"{folder.name}: {heavy} heavy reads, {shared / max(heavy, 1):.0%} in an hour "
+    what = "heavy reads" if whole_share is None else "heavy whole-table reads"
+    return (f"{folder.name}: {heavy} {what}, {shared / max(heavy, 1):.0%} in an hour "
             f"already holding one; {len(counts)} person-days, mean {mean:.3f}, "
             f"variance/mean {ratio:.2f}, days with two or more {two} vs Poisson "
             f"{poisson_two:.1f}")
@@ -63,6 +73,7 @@ def main(argv: list[str]) -> None:
         if not (folder / "history.jsonl").is_file():
             sys.exit(f"{folder}: no history.jsonl (a company folder of bench/quality.py)")
         print(dispersion(folder))
+        print(dispersion(folder, whole_share=0.95))
 
 
 if __name__ == "__main__":

@@ -170,7 +170,7 @@ def summary_of(view: View) -> str:
 
 
 _METRIC_WORDS = {
-    "heavy_24h": "reads larger than its usual whole hour",
+    "heavy_24h": "whole-table reads larger than its usual hour",
     "outside_new_sensitive_teams_24h": "teams whose confidential/restricted data, new to it "
     "and its peers, it read",
     "outside_first_teams_1h": "teams of first-time outside readers",

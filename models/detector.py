@@ -84,7 +84,8 @@ class BreadthDetector(BaseEstimator):
         a column per named metric (``View.breadths``), each then calibrated on its own
         (``gate``); ``entities`` and ``days`` say whose read on which day each row is, for
         the alert budget (without them every row is its own entity-day); ``least`` the
-        gate of a metric whose training quantile is zero (else the floor).
+        lowest gate of each small-count surprise (and its gate where its training
+        quantile is zero; other metrics' lowest is the floor).
         """
         X = np.asarray(X, dtype=np.float64)
         breadth = np.asarray(breadth, dtype=np.float64)
@@ -96,8 +97,11 @@ class BreadthDetector(BaseEstimator):
             # heavy-tailed one, a 24 h count that stays high all day) set the bar for the
             # quiet ones; per metric, each is "rarer than almost every training read" on
             # its own scale. Breadth is then rescaled so that every gate is the floor.
-            # Where the metric's training quantile is zero (a small-count surprise on a
-            # history with next to no burst) it says nothing: ``least`` is the gate.
+            # A small-count surprise's gate is never below ``least`` (the least surprise
+            # that is one): where its training quantile is zero (a history with next to
+            # no burst) it says nothing, and where ordinary days give it a little (a
+            # plain tail: two whole tables against half a one a day is 2.5 nats) that
+            # little is no evidence either.
             columns = breadth.reshape(len(X), len(metrics))
             least = least or {}
             for i, metric in enumerate(metrics):
@@ -107,7 +111,8 @@ class BreadthDetector(BaseEstimator):
                 ) <= 0.0:
                     gate = least[metric]
                 else:
-                    gate = _strictly_above(column, self.breadth_quantile)
+                    gate = max(_strictly_above(column, self.breadth_quantile),
+                               least.get(metric, floor))
                 self.metric_gates_[metric] = max(gate, floor)
             breadth = np.max(
                 columns * np.asarray([floor / self.metric_gates_[m] for m in metrics]), axis=1

@@ -48,6 +48,11 @@ from reachwatch.models.windows import (
 SENSITIVE = frozenset({"confidential", "restricted"})
 # Small-count metrics whose per-hour rate the peer profiles keep (``rate:<metric>``).
 RATE_METRICS = frozenset(RESOURCE.surprise_metrics) | frozenset(PRINCIPAL.surprise_metrics)
+# Small counts judged by the plain Poisson tail, not "beyond a pair": whole-table reads
+# larger than the reader's usual hour are rare enough in ordinary work (a few per hundred
+# person-days on the tuning companies) that a second one in a day is evidence, where first
+# reads of unrelated readers or data are not.
+PLAIN_TAIL = frozenset({"heavy_24h"})
 # Scan metrics (``FeatureBuilder._scan``) and the hourly small-count twin whose rate they
 # scale to stretches of the day.
 SCANS = {"outside_first_teams_scan": "outside_first_teams_1h"}
@@ -109,6 +114,11 @@ class DetectionConfig:
     # bulk with a partner team (a kick-off shares internal and confidential data), and
     # whose first-time outside readers are evidence even hours apart.
     scan_sensitivities: tuple[str, ...] = ("restricted",)
+    # A heavy read takes the table whole: at least this share of the most records any
+    # read of the dataset returned in training (``PeerProfiles.largest``). A query larger
+    # than the reader's usual hour is an ordinary heavy-tailed day; the whole table is an
+    # export.
+    whole_share: float = 0.95
     # An entity with no read for this long is forgotten (bounded memory); by then its
     # decayed baselines carry under a tenth of their weight anyway.
     idle_ttl_days: float = 35.0
@@ -141,6 +151,7 @@ class DetectionConfig:
             "alert_skip_days": self.alert_skip_days,
             "scan_span": self.scan_span,
             "scan_sensitivities": list(self.scan_sensitivities),
+            "whole_share": self.whole_share,
             "min_surprise": self.min_surprise,
             "idle_ttl_days": self.idle_ttl_days,
             "window_cap": self.window_cap,
@@ -223,6 +234,21 @@ class GroupReaders:
         return {key: who for key, who in self.readers.items() if who != MANY}
 
 
+def largest_reads(events: Sequence[AccessEvent]) -> dict[int, float]:
+    """The most records one allowed read of each resource returned (``PeerProfiles.largest``)."""
+    out: dict[int, float] = {}
+    keys: dict[str, int] = {}
+    for event in events:
+        if event.records is None or event.outcome == "denied":
+            continue
+        key = keys.get(event.resource)
+        if key is None:
+            key = keys[event.resource] = resource_key(event.resource)
+        if event.records > out.get(key, -1.0):
+            out[key] = float(event.records)
+    return out
+
+
 def group_readers(events: Sequence[AccessEvent]) -> dict[str, GroupReaders]:
     """``GroupReaders`` of every principal peer group over a history."""
     out: dict[str, GroupReaders] = {}
@@ -251,14 +277,16 @@ class PeerProfiles:
     (or member-day) maxima; ``resources[group]`` the keys of resources any member read,
     ``sole[group]`` those only one member read (with that member's key, so the member is
     left out of its own peers: ``GroupReaders``); ``hours[group]`` the group's
-    hour-of-week activity. Resource "peers" are datasets of the same sensitivity:
-    ``baselines["sensitivity:restricted"]`` and so on.
+    hour-of-week activity; ``largest[key]`` the most records one allowed read of a
+    resource returned (its table's size, as far as the history shows it). Resource "peers"
+    are datasets of the same sensitivity: ``baselines["sensitivity:restricted"]`` and so on.
     """
 
     baselines: dict[str, dict[str, float]] = field(default_factory=dict)
     resources: dict[str, frozenset[int]] = field(default_factory=dict)
     hours: dict[str, list[float]] = field(default_factory=dict)
     sole: dict[str, dict[int, int]] = field(default_factory=dict)
+    largest: dict[int, float] = field(default_factory=dict)
 
     def baseline(self, group: str, fallback: str, metric: str) -> float:
         row = self.baselines.get(group) or self.baselines.get(fallback) or {}
@@ -281,6 +309,7 @@ class PeerProfiles:
             merged.resources.update(part.resources)
             merged.hours.update(part.hours)
             merged.sole.update(part.sole)
+            merged.largest.update(part.largest)
         return merged
 
 
@@ -303,8 +332,10 @@ class ProfileBuilder:
         quantile: float,
         member_quantile: float = 0.75,
         readers: dict[str, GroupReaders] | None = None,
+        largest: dict[int, float] | None = None,
     ) -> None:
         self.quantile = quantile
+        self.largest = largest or {}
         self.member_quantile = member_quantile
         self.readers = readers or {}
         # group -> metric -> member -> histogram of that member's maxima
@@ -373,6 +404,7 @@ class ProfileBuilder:
             resources={g: frozenset(keys) for g, keys in self.resources.items()},
             hours={g: list(h) for g, h in self.hours.items()},
             sole={g: r.sole() for g, r in self.readers.items() if g in self.resources},
+            largest=dict(self.largest),
         )
 
 
@@ -436,9 +468,10 @@ def clustered_log_tail(n: float, lam: float, mean_size: float) -> float:
     return min(0.0, _logsumexp(terms))
 
 
-def _tail_surprise(count: float, expected: float, least: float) -> float:
-    """``-ln P(X >= count | X >= 2)`` for X ~ Poisson(expected), or 0 below ``least``."""
-    surprise = poisson_log_tail(2, expected) - poisson_log_tail(count, expected)
+def _tail_surprise(count: float, expected: float, least: float, given: float = 2.0) -> float:
+    """``-ln P(X >= count | X >= given)`` for X ~ Poisson(expected), or 0 below ``least``
+    (``given`` 0: the plain tail)."""
+    surprise = poisson_log_tail(given, expected) - poisson_log_tail(count, expected)
     return surprise if surprise >= least else 0.0
 
 
@@ -646,11 +679,12 @@ class FeatureBuilder:
         cfg = self.config
         needed = cfg.min_own_days if metric.endswith("24h") else cfg.min_own_hours
         expected = max(own_value if own_weight >= needed else 0.0, class_rate, floor)
-        if count <= max(expected, 2.0):
+        given = 0.0 if metric in PLAIN_TAIL else 2.0
+        if count <= max(expected, given, 1.0):
             return expected, class_rate, 0.0
         weight = (self.weights.get(sensitivity, 1.0) / self._max_weight
                   if side.surprise_by_sensitivity else 1.0)
-        surprise = _tail_surprise(count, expected, 0.0)
+        surprise = _tail_surprise(count, expected, 0.0, given)
         return expected, class_rate, surprise * weight
 
     def _scan(
@@ -861,9 +895,11 @@ class FeatureBuilder:
         weight = self.weights.get(event.sensitivity, 1.0)
         sensitive = event.sensitivity in SENSITIVE
         out = outside(event)
-        # A read bigger than the principal's usual whole hour: judged against its own
-        # hours once they count, its peers' typical member's until then (and never while
-        # neither is known: training's first pass has no peers yet).
+        # A heavy read takes a table whole (``whole_share`` of the most any read of it
+        # returned in training; a dataset training never saw counts as whole) and is
+        # bigger than the principal's usual whole hour: judged against its own hours once
+        # they count, its peers' typical member's until then (and never while neither is
+        # known: training's first pass has no peers yet).
         if read.own_mature:
             usual = state.baseline("records_1h", self._q)[0]
         else:
@@ -878,6 +914,7 @@ class FeatureBuilder:
             and event.sensitivity != "public"
             and usual > 0.0
             and event.records > usual
+            and event.records >= self.config.whole_share * profiles.largest.get(key, 0.0)
             else 0.0
         )
         read.hour_rarity = _hour_rarity(

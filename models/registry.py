@@ -5,7 +5,8 @@ Layout of a registry directory (default ``./var/models``)::
     CURRENT                 version id of the promoted model (atomic rename on promote)
     promotions.jsonl        who-promoted-what log, newest last (rollback walks it back)
     <version>/model.skops   the fitted detector of each alert kind (skops: no pickle)
-    <version>/profiles.npz  peer profiles' resource keys and their sole readers (numpy, no pickle)
+    <version>/profiles.npz  peer profiles' resource keys, their sole readers, each dataset's
+                            largest read (numpy, no pickle)
     <version>/metadata.json features, thresholds, config, training window, counts,
                             library versions, sha256 of the two files above
     <version>/metadata.sha256
@@ -100,6 +101,10 @@ class Registry:
             f"sole:{group}": np.asarray(sorted(only.items()), dtype=np.uint64).reshape(-1, 2)
             for group, only in profiles.sole.items()
         })
+        # Each dataset's largest read (``PeerProfiles.largest``): keys and records apart.
+        largest = sorted(profiles.largest.items())
+        keys["largest:keys"] = np.asarray([k for k, _ in largest], dtype=np.uint64)
+        keys["largest:records"] = np.asarray([v for _, v in largest], dtype=np.float64)
         content = hashlib.sha256(model_bytes).hexdigest()
         stamp = time.strftime(
             "%Y%m%dT%H%M%SZ", time.gmtime(metadata.get("created_ts", time.time()))
@@ -266,11 +271,18 @@ class Registry:
                 for name in npz.files
                 if name.startswith("sole:")
             }
+            largest = (
+                dict(zip(npz["largest:keys"].tolist(), npz["largest:records"].tolist(),
+                         strict=True))
+                if "largest:keys" in npz.files
+                else {}
+            )
         profiles = PeerProfiles(
             baselines=meta["profiles"]["baselines"],
             resources=resources,
             hours=meta["profiles"]["hours"],
             sole=sole,
+            largest=largest,
         )
         detectors: dict[str, BreadthDetector] = {}
         for side in SIDES:

@@ -34,6 +34,7 @@ from reachwatch.models.features import (
     PeerProfiles,
     ProfileBuilder,
     group_readers,
+    largest_reads,
 )
 from reachwatch.models.forked import map_forked
 from reachwatch.models.records import AccessEvent
@@ -112,12 +113,15 @@ def build_profiles(
     teams, resource ones sensitivities, so sides can be built apart)."""
     # "New to the peers" leaves the reader out (``GroupReaders``): who read what is
     # collected over the whole history before the pass.
+    # So is each dataset's largest read: what "the whole table" is (``heavy``).
+    largest = largest_reads(events) if PRINCIPAL in sides else {}
     collector = ProfileBuilder(
         config.baseline_quantile,
         config.peer_member_quantile,
         group_readers(events) if PRINCIPAL in sides else None,
+        largest,
     )
-    builder = FeatureBuilder(config, None, collector)
+    builder = FeatureBuilder(config, PeerProfiles(largest=largest), collector)
     states: dict[Side, dict[str, EntityState]] = {side: {} for side in sides}
     step = 10000 * len(sides) // len(SIDES)  # progress: one unit per event, side and pass
     for i, event in enumerate(events):
@@ -275,8 +279,8 @@ def fit_side(
 
 
 def least_surprise(side: Side, config: DetectionConfig) -> dict[str, float]:
-    """The gate of each small-count surprise where history had no burst (its training
-    quantile is zero): ``min_surprise`` (1 in 20).
+    """The lowest gate of each small-count surprise, and its gate where history had no
+    burst (its training quantile is zero): ``min_surprise`` (1 in 20).
 
     A principal's surprises are tail probabilities in nats, so the breadth floor (ln 2.5,
     "rarer than 40 %") is no bar for them. The exposure scan and the clustered reader

@@ -250,12 +250,21 @@ def _working_hours(principal: str, team: str, days: int, records: int) -> list:
     ]
 
 
-def _export(records: int) -> View:
-    """A finance employee with ten days of ordinary hours, then six of the team's own
-    datasets in one hour, ``records`` rows each."""
+def _export(records: int, tables: int = 6, backup_rows: int | None = None) -> View:
+    """A finance employee with ten days of ordinary hours, then ``tables`` of the team's
+    own datasets in one hour, ``records`` rows each; with ``backup_rows``, a nightly backup
+    service read every dataset whole (that many rows) in the history."""
     config = DetectionConfig()
+    backups = [] if backup_rows is None else [
+        _read(d * DAY + 2 * HOUR + 60.0 * k, "svc-backup", f"finance/ds{k}",
+              principal_type="service", principal_group="it", resource_group="finance",
+              sensitivity="confidential", records=backup_rows)
+        for d in range(10)
+        for k in range(12)
+    ]
     history = sorted(
-        _working_hours("fin-1", "finance", 10, 200) + _working_hours("fin-2", "finance", 10, 150),
+        _working_hours("fin-1", "finance", 10, 200) + _working_hours("fin-2", "finance", 10, 150)
+        + backups,
         key=lambda e: e.ts,
     )
     profiles = build_profiles(history, config, sides=(PRINCIPAL,))
@@ -265,8 +274,23 @@ def _export(records: int) -> View:
         _read(10 * DAY + 10 * HOUR + 300.0 * k, "fin-1", f"finance/ds{k}",
               principal_group="finance", resource_group="finance", sensitivity="confidential",
               records=records)
-        for k in range(6)
+        for k in range(tables)
     ])
+
+
+def test_a_big_query_is_not_the_whole_table_two_whole_tables_are_an_export():
+    """Heavy reads take the table whole (the most rows any read of it returned in
+    training, here a nightly backup's 2M): three queries of 20,000 rows, ten times the
+    reader's usual hour, are an ordinary heavy-tailed day; two whole tables in a day are
+    already an export (the plain tail: a first whole-table read is no rarity, a second
+    in a day is, where a "beyond a pair" count never sees two)."""
+    queries = _export(records=20_000, tables=3, backup_rows=2_000_000)
+    assert queries.metrics["heavy_24h"] == 0
+    assert queries.breadths["heavy_24h"] == 0.0
+    whole = _export(records=2_000_000, tables=2, backup_rows=2_000_000)
+    assert whole.metrics["heavy_24h"] == 2
+    assert whole.breadths["heavy_24h"] > math.log(20.0)
+    assert _export(records=2_000_000, tables=1, backup_rows=2_000_000).breadths["heavy_24h"] == 0
 
 
 def test_whole_tables_of_the_own_team_alarm_ordinary_reads_do_not():
@@ -549,7 +573,8 @@ def test_where_history_had_no_burst_a_principals_surprise_gate_asks_for_one_in_t
     1-in-10 burst or so, ``-ln P(X >= 3 | X >= 2)`` about 2: above the breadth floor
     (ln 2.5) the gate fell to wherever training never saw a burst, so an alert on every
     such night. There the gate is ln 20 (1 in 20) instead; where training saw bursts its
-    quantile stays the gate. For the engineer who never did this the night passes."""
+    quantile is the gate, never below ln 20. For the engineer who never did this the night
+    passes."""
     metric = "outside_new_sensitive_teams_24h"
     regular = _on_call((2, 5, 8, 11))
     never = _on_call(())
@@ -569,11 +594,16 @@ def test_where_history_had_no_burst_a_principals_surprise_gate_asks_for_one_in_t
     rare[0, 0] = 9.0  # one burst in 2,000 reads: the 0.999 quantile is still zero
     assert BreadthDetector(n_estimators=10).fit(
         X, breadth=rare, metrics=(metric,), least=least).metric_gates_[metric] == gate
+    # Where training saw bursts, their quantile is the gate, but never below ln 20: ten
+    # per cent of reads at 1.5 nats (a plain tail's ordinary days) is no evidence either.
     bursty = quiet.copy()
     bursty[:200, 0] = 1.5
+    assert BreadthDetector(n_estimators=10).fit(
+        X, breadth=bursty, metrics=(metric,), least=least).metric_gates_[metric] == gate
+    bursty[:200, 0] = 5.0
     calibrated = BreadthDetector(n_estimators=10).fit(
         X, breadth=bursty, metrics=(metric,), least=least).metric_gates_[metric]
-    assert FLOOR < calibrated < math.log(20.0)
+    assert calibrated == 5.0
 
 
 def test_the_clustered_tail_is_the_polya_aeppli_distribution():

@@ -132,3 +132,21 @@ def test_who_alone_read_a_resource_is_stored_with_the_peer_keys(registry, tiny_h
     assert {g: s for g, s in loaded.sole.items() if s} == {
         g: s for g, s in expected.items() if s and g in loaded.resources
     }
+
+
+def test_each_datasets_largest_read_is_stored_with_the_profiles(registry):
+    """Serving knows what "the whole table" is as training did: each dataset's largest
+    allowed read (``features.largest_reads``) comes back, key for key."""
+    from reachwatch.models.features import largest_reads, resource_key
+    from reachwatch.models.records import AccessEvent
+
+    reads = [AccessEvent(ts=float(i), principal="p", resource=f"ds{i % 3}", records=n)
+             for i, n in enumerate((10, 2_000_000, 7, 40, 3, 9))]
+    largest = largest_reads(reads)
+    assert largest == {resource_key("ds0"): 40.0, resource_key("ds1"): 2_000_000.0,
+                       resource_key("ds2"): 9.0}
+    model = registry.load()
+    model.profiles.largest = largest
+    version = registry.write(model.detectors, model.profiles, model.metadata)
+    assert registry.load(version).profiles.largest == largest
+    assert model.version != version
