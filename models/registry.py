@@ -38,8 +38,10 @@ from reachwatch.models.features import DetectionConfig, PeerProfiles
 from reachwatch.models.sides import SIDES
 
 # 2: the stored artifact is the fitted ``BreadthDetector`` of each kind (1 stored bare
-# IsolationForests); a 0.x reads only its own format.
-FORMAT_VERSION = 2
+# IsolationForests); 3: profiles hold each dataset's largest read, without which heavy
+# reads (whole tables) are not what the calibrated gates were fitted on. A 0.x reads
+# only its own format.
+FORMAT_VERSION = 3
 # Types skops may rebuild beyond its built-in trusted set. Anything else in a model file
 # is refused before loading.
 ALLOWED_TYPES = ("reachwatch.models.detector.BreadthDetector", "sklearn.tree._tree.Tree")
@@ -225,7 +227,8 @@ class Registry:
             raise ModelIntegrityError(f"model {version}: unreadable metadata ({exc})") from None
         if meta.get("format_version") != FORMAT_VERSION:
             raise ModelIntegrityError(
-                f"model {version}: format {meta.get('format_version')} is not {FORMAT_VERSION}"
+                f"model {version}: format {meta.get('format_version')} is not "
+                f"{FORMAT_VERSION} (another reachwatch version wrote it; train a new one)"
             )
         for name, digest in meta.get("sha256", {}).items():
             path = folder / name

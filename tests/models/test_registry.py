@@ -83,6 +83,17 @@ def test_a_model_with_other_features_is_refused(registry):
         registry.load()
 
 
+def test_a_model_of_the_previous_format_is_refused_with_what_to_do(registry):
+    """A format-2 model has no largest read per dataset: served by this version its
+    heavy-read gate would judge what it was not fitted on, so it is refused, saying why."""
+    folder = registry.root / registry.current_version()
+    meta = orjson.loads((folder / "metadata.json").read_bytes())
+    meta["format_version"] = 2
+    _resign_metadata(folder, meta)
+    with pytest.raises(ModelIntegrityError, match="format 2 is not 3 .*train a new one"):
+        registry.load()
+
+
 def test_detectors_fitted_on_other_columns_are_refused(registry):
     # Metadata names the right features and every checksum holds: only the detectors' own
     # input width betrays a model trained by another feature code.
