@@ -116,7 +116,9 @@ def severity_of(view: View, breadth_threshold: float) -> str:
     ``broad_reader`` the datasets it read, for ``broad_audience`` the dataset itself). A
     breadth at least twice the threshold (log-ratio, i.e. the ratio squared) adds a level;
     where the side demotes marginal cases (``broad_reader``) one barely past it (under 1.5
-    times) removes one, so marginal cases land in tickets.
+    times) removes one, so marginal cases land in tickets, and so does an entity with no
+    own history yet: judged against its peers alone (a newcomer, an auditor's first
+    week), the evidence is half of what a mature entity's alert carries.
     """
     side = view.side
     level = SENSITIVITY_BASE[side.sensitivity_involved(view.event, view.metrics)]
@@ -124,6 +126,8 @@ def severity_of(view: View, breadth_threshold: float) -> str:
     if view.breadth >= 2.0 * threshold:
         level += 1
     elif view.breadth < 1.5 * threshold and side.demotes_marginal:
+        level -= 1
+    if side.demotes_marginal and not view.own_mature:
         level -= 1
     return SEVERITIES[min(max(level, 0), 3)]
 

@@ -37,8 +37,9 @@ def detector() -> BreadthDetector:
 
 def _reader_view(ts: float = 0.0, breadth: float = 1.2, *, restricted: bool = False,
                  metric: str = "weighted_1h", own: float = math.nan,
-                 state=None, resource: str = "fin/ledger") -> View:
-    """A real principal view (state and all), with the breadth the test needs."""
+                 state=None, resource: str = "fin/ledger", mature: bool = True) -> View:
+    """A real principal view (state and all), with the breadth the test needs; its own
+    history counts (``mature``) unless the test says otherwise."""
     builder = FeatureBuilder(DetectionConfig())
     state = state or builder.new_state(PRINCIPAL)
     event = AccessEvent(ts=START + ts, principal="ana", resource=resource,
@@ -48,6 +49,7 @@ def _reader_view(ts: float = 0.0, breadth: float = 1.2, *, restricted: bool = Fa
     assert view is not None
     view.breadth, view.breadth_metric = breadth, metric
     view.own[metric] = own
+    view.own_mature = mature
     return view
 
 
@@ -135,6 +137,22 @@ def test_severity_starts_from_the_most_sensitive_data_and_moves_with_breadth():
     assert severity_of(_reader_view(breadth=1.1, restricted=True), gate) == "medium"
     assert severity_of(_audience_view("restricted", 1.1), gate) == "high"
     assert severity_of(_audience_view("confidential", 2.5), gate) == "high"
+
+
+def test_a_reader_judged_against_its_peers_alone_is_one_level_lower():
+    """A newcomer (a new auditor's first week) has no own history: its alert rests on the
+    peer baseline alone, half the evidence, so it lands one level below a mature reader's
+    (a ticket, not a page); a dataset's exposure is judged on its own history or not at
+    all and is never demoted for it."""
+    gate = 1.0
+    for breadth, mature, cold in ((1.6, "high", "medium"), (2.0, "critical", "high"),
+                                  (1.1, "medium", "low")):
+        assert severity_of(_reader_view(breadth=breadth, restricted=True), gate) == mature
+        assert severity_of(
+            _reader_view(breadth=breadth, restricted=True, mature=False), gate) == cold
+    assert severity_of(_reader_view(breadth=1.1, mature=False), gate) == "low"  # the floor
+    exposure = _audience_view("restricted", 1.1)
+    assert not exposure.own_mature and severity_of(exposure, gate) == "high"
 
 
 def test_summary_compares_with_own_and_peer_baselines():
