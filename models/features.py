@@ -782,9 +782,13 @@ class FeatureBuilder:
     ) -> tuple[dict[str, float], dict[str, float], dict[str, float]]:
         """Own baselines (nan while immature), peer baselines, and per-metric breadth.
 
-        Breadth is the smaller of the excess over the own and over the peer baseline
-        (log-ratios): unusual for the entity *and* for its peers. Without enough own
-        history the entity is judged against its peers only.
+        Breadth needs the read to exceed both the own and the peer baseline (log-ratios):
+        unusual for the entity *and* for its peers. Past both, it is their geometric mean,
+        not the smaller: ten times a member's own high and twice its team's typical member
+        is stronger evidence than twice both (a narrow member of a broad team, a stolen
+        indexer credential), while a broad member at its own usual high (own excess <= 0)
+        stays silent however far above its peers. Without enough own history the entity
+        is judged against its peers only.
         """
         cfg = self.config
         own: dict[str, float] = {}
@@ -795,7 +799,12 @@ class FeatureBuilder:
             peer_excess = _excess(metrics[metric], peer_value, smoothing)
             if own_weight >= needed:
                 own[metric] = own_value
-                breadth[metric] = min(_excess(metrics[metric], own_value, smoothing), peer_excess)
+                own_excess = _excess(metrics[metric], own_value, smoothing)
+                breadth[metric] = (
+                    math.sqrt(own_excess * peer_excess)
+                    if own_excess > 0.0 and peer_excess > 0.0
+                    else min(own_excess, peer_excess)
+                )
             else:
                 own[metric] = math.nan
                 breadth[metric] = peer_excess

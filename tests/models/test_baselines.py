@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 from support.tinyorg import START
 
 from reachwatch.models.detector import BreadthDetector
@@ -180,6 +181,53 @@ def test_a_group_that_all_reads_broadly_stays_quiet():
         for team in [("hr", "sales", "finance")[k % 3]]
     ])
     assert newcomer.breadth < FLOOR
+
+
+def _security_team(days: int = 7) -> list[AccessEvent]:
+    """Three broad members read 20 of 40 confidential datasets of other teams every
+    working hour; the fourth, narrow, reads 2."""
+    return sorted(
+        (
+            _read(d * DAY + h * HOUR + 60.0 * k + a, member, f"{team}/obj{k + 20 * (h % 2)}",
+                  principal_group="security", resource_group=team, sensitivity="confidential")
+            for d in range(days)
+            for h in range(8, 18)
+            for a, (member, width) in enumerate(
+                [("sec-0", 20), ("sec-1", 20), ("sec-2", 20), ("sec-narrow", 2)])
+            for k in range(width)
+            for team in [("hr", "sales", "finance")[k % 3]]
+        ),
+        key=lambda e: e.ts,
+    )
+
+
+def test_a_narrow_member_of_a_broad_team_is_not_excused_by_it():
+    """Forty datasets in an hour: twenty times the narrow member's own high, twice its
+    team's typical member. Twice is under the gate floor (2.5x), so the smaller excess
+    would let it pass; past both baselines the evidence is their geometric mean, and a
+    broad member at its own usual high stays quiet however far above the narrow one."""
+    config = DetectionConfig()
+    history = _security_team()
+    profiles = build_profiles(history, config, sides=(PRINCIPAL,))
+    replay = Replay(FeatureBuilder(config, profiles))
+    replay.feed(PRINCIPAL, history)
+
+    def hour(member: str, width: int) -> View:
+        return replay.feed(PRINCIPAL, [
+            _read(7 * DAY + 10 * HOUR + 60.0 * k, member, f"{team}/obj{k}",
+                  principal_group="security", resource_group=team, sensitivity="confidential")
+            for k in range(width)
+            for team in [("hr", "sales", "finance")[k % 3]]
+        ])
+
+    narrow = hour("sec-narrow", 40)
+    metric = "outside_weighted_1h"
+    own_excess = math.log((narrow.metrics[metric] + 3.0) / (narrow.own[metric] + 3.0))
+    peer_excess = math.log((narrow.metrics[metric] + 3.0) / (narrow.peer[metric] + 3.0))
+    assert peer_excess < FLOOR < own_excess  # the smaller excess would stay silent
+    assert narrow.breadths[metric] == pytest.approx(math.sqrt(own_excess * peer_excess))
+    assert narrow.breadth >= narrow.breadths[metric] > FLOOR
+    assert hour("sec-0", 20).breadth < FLOOR
 
 
 def _first_time_outside_readers(
