@@ -142,8 +142,8 @@ def test_severity_starts_from_the_most_sensitive_data_and_moves_with_breadth():
 def test_a_reader_judged_against_its_peers_alone_is_one_level_lower():
     """A newcomer (a new auditor's first week) has no own history: its alert rests on the
     peer baseline alone, half the evidence, so it lands one level below a mature reader's
-    (a ticket, not a page); a dataset's exposure is judged on its own history or not at
-    all and is never demoted for it."""
+    (a ticket, not a page); an exposure alert is never demoted for it (the audience side
+    does not demote: a new dataset read company-wide is no weaker a case)."""
     gate = 1.0
     for breadth, mature, cold in ((1.6, "high", "medium"), (2.0, "critical", "high"),
                                   (1.1, "medium", "low")):

@@ -222,8 +222,10 @@ def test_a_narrow_member_of_a_broad_team_is_not_excused_by_it():
 
     narrow = hour("sec-narrow", 40)
     metric = "outside_weighted_1h"
-    own_excess = math.log((narrow.metrics[metric] + 3.0) / (narrow.own[metric] + 3.0))
-    peer_excess = math.log((narrow.metrics[metric] + 3.0) / (narrow.peer[metric] + 3.0))
+    smoothing = config.smoothing(PRINCIPAL)
+    value = narrow.metrics[metric] + smoothing
+    own_excess = math.log(value / (narrow.own[metric] + smoothing))
+    peer_excess = math.log(value / (narrow.peer[metric] + smoothing))
     assert peer_excess < FLOOR < own_excess  # the smaller excess would stay silent
     assert narrow.breadths[metric] == pytest.approx(math.sqrt(own_excess * peer_excess))
     assert narrow.breadth >= narrow.breadths[metric] > FLOOR
