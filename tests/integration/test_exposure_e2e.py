@@ -241,7 +241,11 @@ class Workers:
 
 
 def _opened(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [r for r in records if r.get("entity") == RESOURCE and r.get("status") == "opened"]
+    """The exposure's opened alerts, once per (``alert_id``, ``revision``): delivery is
+    at-least-once and consumers deduplicate by that pair (README, "The streaming service")."""
+    unique = {(r["alert_id"], r["revision"]): r for r in records
+              if r.get("entity") == RESOURCE and r.get("status") == "opened"}
+    return list(unique.values())
 
 
 @pytest.fixture(scope="module")
