@@ -142,8 +142,8 @@ def _without_forest_gate(folder: Path) -> tuple[Path, dict]:
         detector.score_threshold_ = 0.0
     files = [folder / "history.jsonl", folder / "test.jsonl"]
     alerts: list[dict] = []
-    run_replay(collect_events(files, Chain(get_adapter("native")), Tally()), Pipeline(model),
-               Tally(), lambda a: alerts.append(a.to_json()))
+    events = collect_events(files, Chain(get_adapter("native")), Tally(), keep_grants=True)
+    run_replay(events, Pipeline(model), Tally(), lambda a: alerts.append(a.to_json()))
     work = folder / "no_forest_gate"
     work.mkdir(exist_ok=True)
     path = work / "alerts.jsonl"

@@ -52,8 +52,8 @@ def main(argv: list[str]) -> None:
     pipeline.features.view = view
     alerts = []
     files = [folder / "history.jsonl", folder / "test.jsonl"]
-    run_replay(collect_events(files, Chain(get_adapter("native")), Tally()), pipeline, Tally(),
-               lambda a: alerts.append(a.to_json()))
+    events = collect_events(files, Chain(get_adapter("native")), Tally(), keep_grants=True)
+    run_replay(events, pipeline, Tally(), lambda a: alerts.append(a.to_json()))
     by_entity = defaultdict(list)
     for alert in alerts:
         if parse_timestamp(alert["ts"]) >= test_start:

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from reachwatch.models.detector import BreadthDetector
-from reachwatch.models.features import CLUSTERED, SCANS, View
+from reachwatch.models.features import CLUSTERED, GRANTED, SCANS, View
 from reachwatch.models.records import rfc3339
 from reachwatch.models.sides import BY_KIND
 from reachwatch.models.windows import OpenAlert
@@ -150,6 +150,13 @@ def summary_of(view: View) -> str:
             f"{_fmt(round(m[f'{metric}_hours'], 1))} h vs {_fmt(own[metric])} expected "
             f"({peers} rate {_fmt(peer[metric])} an hour), surprise {surprise}"
         )
+    if metric in GRANTED:
+        return (
+            f"{head}; {_metric_words(metric)} {_fmt(m[metric])} since a permission grant "
+            f"{round(m[f'{metric}_hours'] * 60)} min earlier vs {_fmt(own[metric])} "
+            f"expected by chance besides its grantee's ({peers} rate {_fmt(peer[metric])} "
+            f"an hour), surprise {surprise}"
+        )
     if metric in CLUSTERED:
         arrivals = CLUSTERED[metric][1]
         return (
@@ -179,6 +186,7 @@ _METRIC_WORDS = {
     "and its peers, it read",
     "outside_first_teams_1h": "teams of first-time outside readers",
     "outside_first_teams_scan": "teams of first-time outside readers",
+    "outside_first_teams_granted": "teams of first-time outside readers",
     "outside_first_readers_1h": "first-time outside readers",
 }
 

@@ -312,6 +312,9 @@ def scorecard(evaluations: Sequence[Evaluation]) -> dict[str, Any]:
     by_variant: dict[str, list[Verdict]] = {}
     for verdict in by_type.get("exposure", []):
         for key, value in sorted(verdict.incident.variant.items()):
+            if key == "grant":  # the access-control change: in the logs or not, and which
+                logged = "logged" if value else "not logged"
+                by_variant.setdefault(f"grant {logged}", []).append(verdict)
             if isinstance(value, str):
                 by_variant.setdefault(f"{key}={value}", []).append(verdict)
     false_positives = [fp for e in evaluations for fp in e.false_positives]

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from reachwatch.models.grants import GrantLog
 from reachwatch.models.records import SENSITIVITIES, AccessEvent
 from reachwatch.models.sides import (
     PRINCIPAL,
@@ -60,6 +61,11 @@ SCANS = {"outside_first_teams_scan": "outside_first_teams_1h"}
 # their teams as the Poisson arrivals, each team bringing a geometric number of them. The
 # value is (the count of, the arrival metric whose rate is the teams').
 CLUSTERED = {"outside_first_readers_1h": ("outside_first_1h", "outside_first_teams_1h")}
+# Small-count metrics counted since the last grant on the dataset (``FeatureBuilder._granted``)
+# and the hourly twin whose rate they scale to the time since it.
+GRANTED = {"outside_first_teams_granted": "outside_first_teams_1h"}
+# The profiles' row of the history's grant rate (``PeerProfiles.grants_per_day``).
+GRANTS_GROUP = "grants"
 # Profile key of a class's mean cluster size (first-time outside readers per team arrival).
 CLUSTER_KEY = "cluster:outside_first_teams_1h"
 
@@ -287,6 +293,11 @@ class PeerProfiles:
     hours: dict[str, list[float]] = field(default_factory=dict)
     sole: dict[str, dict[int, int]] = field(default_factory=dict)
     largest: dict[int, float] = field(default_factory=dict)
+
+    @property
+    def grants_per_day(self) -> float:
+        """Allowed grant events a day in the training history (``FeatureBuilder._granted``)."""
+        return self.baselines.get(GRANTS_GROUP, {}).get("per_day", 0.0)
 
     def baseline(self, group: str, fallback: str, metric: str) -> float:
         row = self.baselines.get(group) or self.baselines.get(fallback) or {}
@@ -589,10 +600,16 @@ class FeatureBuilder:
         config: DetectionConfig,
         profiles: PeerProfiles | None = None,
         collector: ProfileBuilder | None = None,
+        grants: GrantLog | None = None,
     ) -> None:
         self.config = config
         self.profiles = profiles or PeerProfiles()
         self.collector = collector
+        # The permission changes filed so far (``models.grants``): what the resource side's
+        # reads are judged with since a grant (``_granted``). Whoever feeds the builder in
+        # event order files them (``file_grant``); none filed, the metric says nothing.
+        self.grants = grants if grants is not None else GrantLog()
+        self._grant_tests = math.log(max(1.0, self.profiles.grants_per_day))
         self.weights = config.sensitivity_weights
         self._max_weight = max(self.weights.values())
         self._q = config.baseline_quantile
@@ -741,6 +758,54 @@ class FeatureBuilder:
             return 0.0
         return best * self.weights.get(read.event.sensitivity, 1.0) / self._max_weight
 
+    def file_grant(self, event: AccessEvent) -> None:
+        """Remember a grant event (``models.grants``) for the reads that come after it."""
+        self.grants.add_events((event,))
+
+    def _granted(self, read: Read, metric: str, metrics: dict[str, float], rate: float) -> float:
+        """The Poisson surprise of first-time outside teams since the last grant on the data.
+
+        Without a grant the hourly count and the scan must find an exposure's start in the
+        reads themselves, so they judge the burst beyond a pair and pay for the stretches
+        they choose: a slow exposure waits for its third outside team. A logged grant on
+        the dataset (or a scope holding it: its bucket, site or folder) fixes the start
+        from outside the reads, so the first-time outside teams since it, counted as the
+        hourly count does, are judged against the rate times the time since it (at least
+        an hour), beyond one team: every grant is made for somebody, whose team is
+        expected, a company-wide link sent to one colleague as much as a share with a
+        partner team (``-ln P(X >= k | X >= 1)``). The grants of a day are as many tests,
+        so the log of the history's grants per day (``PeerProfiles.grants_per_day``, at
+        least 1) is taken off, as the scan takes off its stretches. Grants older than the
+        24 h window say nothing; confidential and restricted data only, scaled by
+        sensitivity like the hourly count, and nothing below ``min_surprise``. Sets the
+        metric (teams), the hours since the grant and the expectation in ``metrics``.
+        """
+        metrics[metric] = metrics[f"{metric}_hours"] = metrics[f"{metric}_expected"] = 0.0
+        window = read.state.windows[2]
+        event = read.event
+        if (
+            not self.grants.scopes
+            or event.sensitivity not in SENSITIVE
+            or window.sums[_OUTSIDE_FIRST] < 2.0
+        ):
+            return 0.0
+        now = event.ts
+        grant = self.grants.latest_before(event.resource, now)
+        if grant is None or now - grant.ts > window.span:
+            return 0.0
+        teams = {team for ts, team in _arrivals(window, _OUTSIDE_FIRST) if ts >= grant.ts}
+        count = float(len(teams))
+        hours = max(1.0, (now - grant.ts) / HOUR)
+        expected = rate * hours
+        metrics[metric], metrics[f"{metric}_hours"] = count, (now - grant.ts) / HOUR
+        metrics[f"{metric}_expected"] = expected
+        if count <= 1.0:
+            return 0.0
+        surprise = _tail_surprise(count, expected, 0.0, 1.0) - self._grant_tests
+        if surprise < self.config.min_surprise:
+            return 0.0
+        return surprise * self.weights.get(event.sensitivity, 1.0) / self._max_weight
+
     def _clustered(
         self, read: Read, metric: str, metrics: dict[str, float], rate: float
     ) -> tuple[float, float]:
@@ -864,6 +929,12 @@ class FeatureBuilder:
                     read, metric, metrics, own[arrivals]
                 )
                 own[metric] = own[arrivals]
+                continue
+            twin = GRANTED.get(metric)
+            if twin is not None:
+                # Its twin's hourly rate comes first in ``surprise_metrics``.
+                breadth_of[metric] = self._granted(read, metric, metrics, own[twin])
+                own[metric], peer[metric] = metrics[f"{metric}_expected"], peer[twin]
                 continue
             twin = SCANS.get(metric)
             if twin is not None:

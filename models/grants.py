@@ -128,7 +128,10 @@ class GrantLog:
         """Remember ``grant``; returns the scope key it was filed under."""
         key = scope_key(grant.resource)
         kept = list(self.scopes.get(key, ()))
-        kept.append(grant.to_obj())
+        obj = grant.to_obj()
+        if obj in kept:  # filed already (a batch seen again after a restart, or twice)
+            return key
+        kept.append(obj)
         kept.sort(key=lambda g: g[0])
         self.scopes[key] = kept[-GRANTS_PER_SCOPE:]  # assigned: a table needs the write
         return key

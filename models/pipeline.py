@@ -18,6 +18,7 @@ import numpy as np
 
 from reachwatch.models.alerts import Alert, AlertPolicy, sample_of
 from reachwatch.models.features import FeatureBuilder, View
+from reachwatch.models.grants import GRANT_ACTIONS, GrantLog
 from reachwatch.models.records import AccessEvent
 from reachwatch.models.registry import LoadedModel
 from reachwatch.models.sides import PRINCIPAL, RESOURCE, Side
@@ -37,9 +38,18 @@ class BatchResult:
 class Pipeline:
     """Features -> batched scores -> alert policy, for one loaded model at a time."""
 
-    def __init__(self, model: LoadedModel, policy: AlertPolicy | None = None) -> None:
+    def __init__(
+        self, model: LoadedModel, policy: AlertPolicy | None = None, grants: GrantLog | None = None
+    ) -> None:
         self.policy = policy or AlertPolicy()
+        # The grants the resource side's reads are judged with (``FeatureBuilder._granted``):
+        # a dict offline, the follow-up stage's grant-log table in the stream.
+        self.grants = grants if grants is not None else GrantLog()
         self.swap_model(model)
+
+    def use_grants(self, grants: GrantLog) -> None:
+        """Judge reads with ``grants`` (the stream's grant log) from now on."""
+        self.grants = self.features.grants = grants
 
     @property
     def model_version(self) -> str:
@@ -52,7 +62,7 @@ class Pipeline:
         state migration; peer profiles come with the new model.
         """
         self.model = model
-        self.features = FeatureBuilder(model.config, model.profiles)
+        self.features = FeatureBuilder(model.config, model.profiles, grants=self.grants)
 
     def idle(self, watermarks: Iterable[tuple[str, float]], now: float) -> list[str]:
         """The keys of ``(key, watermark)`` pairs idle at ``now`` (``DetectionConfig.idle``:
@@ -98,7 +108,11 @@ class Pipeline:
 
         ``watermark``: the event time the caller's input has reached (the stream's aligned
         watermark); a read more than ``allowed_lateness`` before it is late. Without it, a
-        read is late against its entity's own latest read only."""
+        read is late against its entity's own latest read only.
+
+        Grant events (``models.grants``) among ``events`` are not reads: the resource side
+        files them in ``grants``, in event order, for the reads after them; neither side
+        scores them."""
         result = BatchResult()
         horizon = (
             -math.inf if watermark is None else watermark - self.model.config.allowed_lateness
@@ -109,7 +123,12 @@ class Pipeline:
         samples: list[list[dict[str, Any]] | None] = []
         gate = detector.breadth_threshold_
         key_of, build = side.entity, features.view
+        files_grants = side is RESOURCE
         for event in events:
+            if event.action in GRANT_ACTIONS:
+                if files_grants:
+                    features.file_grant(event)
+                continue
             if event.ts < horizon:
                 result.late += 1
                 result.late_events.append(event)

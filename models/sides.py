@@ -225,7 +225,10 @@ RESOURCE = Side(
     daily_metrics=("readers_24h",),
     breadth_metrics=("readers_1h", "outside_readers_1h", "reader_groups_1h"),
     surprise_metrics=(
-        "outside_first_teams_1h", "outside_first_teams_scan", "outside_first_readers_1h"
+        "outside_first_teams_1h",
+        "outside_first_teams_scan",
+        "outside_first_teams_granted",
+        "outside_first_readers_1h",
     ),
     features=(
         "readers_15m",

@@ -28,6 +28,8 @@ from reachwatch.models.detector import BreadthDetector
 from reachwatch.models.errors import ReachwatchError
 from reachwatch.models.features import (
     CLUSTERED,
+    GRANTED,
+    GRANTS_GROUP,
     SCANS,
     DetectionConfig,
     FeatureBuilder,
@@ -37,8 +39,9 @@ from reachwatch.models.features import (
     largest_reads,
 )
 from reachwatch.models.forked import map_forked
+from reachwatch.models.grants import GRANT_ACTIONS
 from reachwatch.models.records import AccessEvent
-from reachwatch.models.sides import PRINCIPAL, SIDES, Side
+from reachwatch.models.sides import PRINCIPAL, RESOURCE, SIDES, Side
 from reachwatch.models.windows import DAY, EntityState
 
 
@@ -114,17 +117,21 @@ def build_profiles(
     # "New to the peers" leaves the reader out (``GroupReaders``): who read what is
     # collected over the whole history before the pass.
     # So is each dataset's largest read: what "the whole table" is (``heavy``).
-    largest = largest_reads(events) if PRINCIPAL in sides else {}
+    reads = [e for e in events if e.action not in GRANT_ACTIONS]
+    largest = largest_reads(reads) if PRINCIPAL in sides else {}
     collector = ProfileBuilder(
         config.baseline_quantile,
         config.peer_member_quantile,
-        group_readers(events) if PRINCIPAL in sides else None,
+        group_readers(reads) if PRINCIPAL in sides else None,
         largest,
     )
     builder = FeatureBuilder(config, PeerProfiles(largest=largest), collector)
     states: dict[Side, dict[str, EntityState]] = {side: {} for side in sides}
     step = 10000 * len(sides) // len(SIDES)  # progress: one unit per event, side and pass
     for i, event in enumerate(events):
+        if event.action in GRANT_ACTIONS:
+            builder.file_grant(event)  # not a read: filed for the reads after it
+            continue
         for side in sides:
             builder.view(event, _states_of(builder, side, states[side], event))
         if progress is not None and i % 10000 == 9999:
@@ -136,7 +143,13 @@ def build_profiles(
             finished = state.roll_time(end)
             if finished:
                 collector.add_samples(state.last_group, finished, id(state))
-    return collector.build()
+    profiles = collector.build()
+    if RESOURCE in sides and events:
+        # How many grants a day the reads after them are tested for (``_granted``).
+        granted = sum(1 for e in events if e.action in GRANT_ACTIONS and e.outcome == "allowed")
+        days = max(1.0, (events[-1].ts - events[0].ts) / DAY)
+        profiles.baselines[GRANTS_GROUP] = {"per_day": granted / days}
+    return profiles
 
 
 @dataclass
@@ -165,6 +178,9 @@ def build_vectors(
     days: dict[Side, list[int]] = {side: [] for side in sides}
     step = 10000 * len(sides) // len(SIDES)
     for i, event in enumerate(events):
+        if event.action in GRANT_ACTIONS:
+            builder.file_grant(event)
+            continue
         day = int(event.ts // DAY)
         for side in sides:
             view = builder.view(event, _states_of(builder, side, states[side], event))
@@ -202,8 +218,11 @@ def fit(
     """
     config = config or DetectionConfig()
     params = params or TrainingParams()
-    if len(events) < 100:
-        raise ReachwatchError(f"need at least 100 valid events to train, got {len(events)}")
+    grants = sum(1 for e in events if e.action in GRANT_ACTIONS)
+    if len(events) - grants < 100:
+        raise ReachwatchError(
+            f"need at least 100 valid reads to train, got {len(events) - grants}"
+        )
     started = time.time()
     parts = map_forked(
         lambda side, report: fit_side(events, side, config, params, report),
@@ -229,7 +248,8 @@ def fit(
         "params": params.to_json(),
         "training_window": {"start": events[0].ts, "end": events[-1].ts},
         "counts": {
-            "events": len(events),
+            "events": len(events) - grants,
+            "grants": grants,
             "principals": len({e.principal for e in events}),
             "resources": len({e.resource for e in events}),
             "peer_groups": len(profiles.hours),
@@ -291,7 +311,7 @@ def least_surprise(side: Side, config: DetectionConfig) -> dict[str, float]:
     return {
         m: config.min_surprise
         for m in side.surprise_metrics
-        if not side.surprise_by_sensitivity or m in SCANS or m in CLUSTERED
+        if not side.surprise_by_sensitivity or m in SCANS or m in CLUSTERED or m in GRANTED
     }
 
 

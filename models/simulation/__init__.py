@@ -31,7 +31,7 @@ from typing import Any
 import orjson
 
 from reachwatch.models.errors import SchemaError
-from reachwatch.models.simulation import behaviour, incidents, lookalikes
+from reachwatch.models.simulation import behaviour, incidents, lookalikes, permissions
 from reachwatch.models.simulation.family import CompanyParams, draw_company
 from reachwatch.models.simulation.labels import Labels
 from reachwatch.models.simulation.services import Service, build_services, run_services
@@ -109,6 +109,7 @@ def simulate(
     lookalikes.emit(world, labels, on_call, services, skip)
     behaviour.on_call_rotation(world, world.rng("on-call"), skip=skip)
     run_services(world, services, world.rng("services"))
+    permissions.routine(world, labels)
 
     out_dir.mkdir(parents=True, exist_ok=True)
     history_events, test_events = world.write(out_dir / "history.jsonl", out_dir / "test.jsonl")

@@ -216,6 +216,11 @@ class CompanyParams:
     mover_share: float
     joiner_share: float
     services: ServiceMix
+    # Share of permission changes the logs record as grant events (0: the company's logs
+    # carry reads only), and ordinary changes per team and week (a colleague of another
+    # team given access, a member added to the team's group).
+    grants_logged: float = 0.0
+    grants_per_team_week: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -295,6 +300,10 @@ def draw_company(seed: int) -> CompanyParams:
         reports=rng.randint(0, 3),
     )
     has_security = "security" in functions
+    # Drawn apart, so companies drawn before grants existed keep every other parameter.
+    grant_rng = random.Random(f"reachwatch-family:{seed}:grants")
+    grants_logged = 0.0 if grant_rng.random() < 0.3 else round(grant_rng.uniform(0.5, 1.0), 3)
+    grants_per_team_week = round(grant_rng.uniform(0.3, 4.0), 3)
     return CompanyParams(
         seed=seed,
         offices=offices,
@@ -323,4 +332,6 @@ def draw_company(seed: int) -> CompanyParams:
         mover_share=round(rng.uniform(0.0, 0.04), 3),
         joiner_share=round(rng.uniform(0.0, 0.04), 3),
         services=services,
+        grants_logged=grants_logged,
+        grants_per_team_week=grants_per_team_week,
     )

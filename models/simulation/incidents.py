@@ -102,14 +102,38 @@ def exposure(world: World, rng: random.Random, labels: Labels, sensitivity: str)
                        person.address)
             times.append(at)
     teams = len({p.team_on(day) for p in readers})
+    grant = exposure_grant(world, dataset, start, day)
     labels.incident(
         "exposure", "broad_audience", dataset.resource, times,
         f"{sensitivity} {dataset.resource} made readable by all; {len(readers)} people of "
         f"{teams} other teams open it within {minutes:.0f} min ({when})",
         {"sensitivity": sensitivity, "speed": speed, "size": size, "when": when,
-         "readers": len(readers), "minutes": round(minutes)},
+         "readers": len(readers), "minutes": round(minutes), "grant": grant},
         first_outside_read=start,
     )
+
+
+# How the access-control mistake is made, as the log names it (``models.grants``), with
+# weights: a company-wide link most often, then a group of everyone added to the data's
+# access list, the list edited, inheritance broken, a resource policy, an anonymous link.
+EXPOSURE_GRANTS = (("share-organization", 4), ("group-add", 2), ("acl-change", 1),
+                   ("inheritance-broken", 1), ("policy-change", 1), ("share-anonymous", 1))
+
+
+def exposure_grant(world: World, dataset: Dataset, start: float, day: int) -> str | None:
+    """The permission change that opened ``dataset``, minutes before its first outside
+    read, by one of its team; its action if the logs recorded it, else None."""
+    rng = world.rng(f"grant-exposure:{dataset.resource}")
+    people = world.org.people
+    team = [p for p in people if p.team_on(day) == dataset.owner and p.join_day <= day] or [
+        p for p in people if p.team == dataset.owner] or people
+    changer = rng.choice(team)
+    actions, weights = zip(*EXPOSURE_GRANTS, strict=True)
+    action = rng.choices(actions, weights=weights)[0]
+    ts = start - rng.uniform(1.0, 30.0) * MINUTE
+    logged = world.emit_grant(ts, changer.principal, changer.team_on(day), dataset, action,
+                              changer.address)
+    return action if logged else None
 
 
 def departing_employee(world: World, rng: random.Random, labels: Labels) -> None:

@@ -37,6 +37,11 @@ def company_wide(world: World, rng: random.Random, day: int, sensitivity: str,
     org.company_datasets.append(dataset)
     meeting = world.at_local(main, day, rng.uniform(10.0, 17.0))
     people = [p for p in org.people if p.join_day <= day]
+    # Its author opens it to the whole company before the meeting (its own draw).
+    grants = world.rng(f"grant-company-wide:{dataset.resource}")
+    author = grants.choice([p for p in people if p.office.name == main.name] or people)
+    world.emit_grant(meeting - grants.uniform(5.0, 90.0) * MINUTE, author.principal,
+                     author.team_on(day), dataset, "share-organization", author.address)
     times = []
     for person in rng.sample(people, round(len(people) * rng.uniform(*share))):
         ts = meeting + min(3 * HOUR, rng.expovariate(1.0 / (rng.uniform(10.0, 40.0) * MINUTE)))
@@ -91,6 +96,14 @@ def plan(world: World, labels: Labels) -> list[Person]:
                 project.members.append(person.principal)
                 person.projects.append(project)
         kickoff = world.at_local(owner.office, day, rng.uniform(9.5, 15.0))
+        # The owner team shares the project's data with the partner team before it starts.
+        grants = world.rng(f"grant-kickoff:{project.name}")
+        sharer = org.by_principal[next(m for m in project.members
+                                       if org.by_principal[m].team == owner.name)]
+        for dataset in project.datasets:
+            world.emit_grant(kickoff - grants.uniform(10.0, 120.0) * MINUTE, sharer.principal,
+                             owner.name, dataset, grants.choice(("share", "group-add")),
+                             sharer.address)
         for principal in project.members:
             person = org.by_principal[principal]
             for dataset in rng.sample(project.datasets, rng.randint(1, len(project.datasets))):

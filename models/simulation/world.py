@@ -25,8 +25,9 @@ MINUTE = 60.0
 SOURCE = "simulation"
 
 # An event before it is written: (ts, principal, principal_type, principal_group, resource,
-# resource_group, sensitivity or "" when unlabelled, records, bytes, outcome, client address).
-Row = tuple[float, str, str, str, str, str, str, int, int, str, str]
+# resource_group, sensitivity or "" when unlabelled, records, bytes, outcome, client address,
+# action: "read" or a grant action of ``models.grants``).
+Row = tuple[float, str, str, str, str, str, str, int, int, str, str, str]
 
 
 def rfc3339(ts: float) -> str:
@@ -96,7 +97,25 @@ class World:
         self.rows.append((
             round(ts, 3), principal, principal_type, group, dataset.resource, dataset.owner,
             dataset.sensitivity if dataset.labelled else "", records, size, outcome, address,
+            "read",
         ))
+
+    def emit_grant(
+        self, ts: float, principal: str, group: str, dataset: Dataset, action: str,
+        address: str,
+    ) -> bool:
+        """A permission change on ``dataset``, if the company's logs record it (a share
+        ``params.grants_logged`` of them: the rest happen where no log reaches, an
+        identity provider's group or a ticket); True when it was written. Its own draw,
+        seeded by the change, so whether one is logged moves no other draw."""
+        seed = f"reachwatch-sim:{self.params.seed}:grant:{dataset.resource}:{ts!r}"
+        if random.Random(seed).random() >= self.params.grants_logged:
+            return False
+        self.rows.append((
+            round(ts, 3), principal, "human", group, dataset.resource, dataset.owner,
+            dataset.sensitivity if dataset.labelled else "", 0, 0, "allowed", address, action,
+        ))
+        return True
 
     def write(self, history: Path, test: Path) -> tuple[int, int]:
         """Cut rows to the simulated period, sort them, write both files; (history, test) counts."""
@@ -114,7 +133,7 @@ def _write_rows(path: Path, rows: list[Row]) -> None:
     # reader's address is the event's ``source`` (where the schema puts it).
     with path.open("wb") as out:
         for ts, principal, ptype, group, resource, rgroup, sensitivity, records, size, outcome, \
-                address in rows:
+                address, action in rows:
             event = {
                 "schema_version": SCHEMA_VERSION, "ts": ts, "principal": principal,
                 "resource": resource, "principal_type": ptype, "principal_group": group,
@@ -122,7 +141,10 @@ def _write_rows(path: Path, rows: list[Row]) -> None:
             }
             if sensitivity:
                 event["sensitivity"] = sensitivity
-            event.update(action="read", records=records, bytes=size, outcome=outcome,
-                         source=address or SOURCE)
+            if action == "read":
+                event.update(action=action, records=records, bytes=size, outcome=outcome,
+                             source=address or SOURCE)
+            else:  # a permission change: no records, the changer's address
+                event.update(action=action, outcome=outcome, source=address or SOURCE)
             out.write(orjson.dumps(event))
             out.write(b"\n")

@@ -124,7 +124,10 @@ def train(
     tally = Tally()
     rejects = _open_rejects(rejects_out)
     try:
-        events = [e for batch in collect_events(files, chain, tally, rejects) for e in batch]
+        events = [
+            e for batch in collect_events(files, chain, tally, rejects, keep_grants=True)
+            for e in batch
+        ]
     finally:
         if rejects:
             rejects.close()
@@ -201,8 +204,8 @@ def replay(
                 if table:
                     shown.append(row)
 
-            run_replay(collect_events(files, chain, tally, rejects), Pipeline(model), tally,
-                       emit, jobs=jobs)
+            run_replay(collect_events(files, chain, tally, rejects, keep_grants=True),
+                       Pipeline(model), tally, emit, jobs=jobs)
     finally:
         if rejects:
             rejects.close()

@@ -45,6 +45,7 @@ def replay_exposures(
     # Grants and reads in one event-time order: a grant is filed when its batch comes.
     merged = sorted([*reads, *grants], key=lambda e: e.ts)
     followup = FollowUp("resource", quiet_period=pipeline.policy.quiet_period)
+    pipeline.use_grants(followup.grants)  # one log: the detector's and the report's causes
     states = StateStore()
     latest: dict[str, dict[str, Any]] = {}
     next_sweep: float | None = None
@@ -58,7 +59,7 @@ def replay_exposures(
             next_sweep = now + SWEEP_INTERVAL
         new = followup.before_batch(batch_reads, states)
         if batch_reads:
-            result = pipeline.observe_resources(batch_reads, states)
+            result = pipeline.observe_resources(chunk, states)  # files the grants first
             alerts, touched = result.alerts, result.touched
         else:
             alerts, touched = [], set()

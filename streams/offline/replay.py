@@ -68,15 +68,17 @@ def collect_events(
     tally: Tally,
     rejects: IO[bytes] | None = None,
     grants: list[AccessEvent] | None = None,
+    keep_grants: bool = False,
 ) -> Iterator[list[AccessEvent]]:
     """Per input file, its valid reads (through ``chain``) in event-time order; counts
     everything else. Grant events (``models.grants``) are not reads: they go to ``grants``
-    when given."""
+    when given, or stay among the reads with ``keep_grants`` (``Pipeline.observe`` and
+    ``training.fit`` file them for the reads after them)."""
     for path in paths:
         events: list[AccessEvent] = []
         for outcome in read_files([path], chain):
             tally.events += 1
-            _count(outcome, events, tally, rejects, path, grants)
+            _count(outcome, events, tally, rejects, path, events if keep_grants else grants)
         events.sort(key=lambda e: e.ts)
         yield events
 

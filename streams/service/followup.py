@@ -35,6 +35,7 @@ from faust.types import TableT, TopicT
 
 from reachwatch.models.exposure import ExposureRecord
 from reachwatch.models.followup import FollowUp, FollowUpResult
+from reachwatch.models.grants import GrantLog
 from reachwatch.models.records import AccessEvent
 from reachwatch.streams.service.alertlog import AlertLog
 from reachwatch.streams.service.settings import Settings
@@ -152,6 +153,11 @@ class FollowUpStage:
             )
             for side in SIDES
         }
+
+    @property
+    def grant_log(self) -> GrantLog:
+        """The grant log over the ``grant-log`` table (the detector reads it too)."""
+        return self.followups["resource"].grants
 
     def before(
         self, side: str, reads: Sequence[AccessEvent], states: Mapping[str, Any]

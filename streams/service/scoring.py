@@ -35,7 +35,7 @@ from reachwatch.models.errors import SchemaError
 from reachwatch.models.grants import split_grants
 from reachwatch.models.pipeline import BatchResult, Pipeline
 from reachwatch.models.progress import AppliedInput
-from reachwatch.models.sides import PRINCIPAL, Side
+from reachwatch.models.sides import PRINCIPAL, RESOURCE, Side
 from reachwatch.streams.service.alignment import IDLE, UNKNOWN, UpstreamFrontiers
 from reachwatch.streams.service.envelopes import Forwarded, read_envelope
 from reachwatch.streams.service.followup import FollowUpStage
@@ -214,6 +214,14 @@ class SideScorer:
         reads, grants = split_grants(events)
         followup = self.followup()
         new = followup.before(side.name, reads, states) if followup is not None else set()
+        if side is RESOURCE:
+            # The detector judges reads since a grant (``FeatureBuilder._granted``) with the
+            # follow-up stage's grant log, so grants are filed before the reads are scored
+            # (filing is idempotent: the follow-up files them again, a replay once more).
+            if followup is not None:
+                pipeline.use_grants(followup.grant_log)
+            for grant in grants:
+                pipeline.features.file_grant(grant)
         started = time.perf_counter()
         result = pipeline.observe(side, reads, states, watermark)
         self.metrics.record_batch(

@@ -17,7 +17,7 @@ from reachwatch.models.alerts import (
     summary_of,
 )
 from reachwatch.models.detector import BreadthDetector
-from reachwatch.models.features import SCANS, DetectionConfig, FeatureBuilder, View
+from reachwatch.models.features import GRANTED, SCANS, DetectionConfig, FeatureBuilder, View
 from reachwatch.models.records import AccessEvent
 from reachwatch.models.sides import PRINCIPAL, RESOURCE
 
@@ -213,6 +213,10 @@ def test_every_surprise_metric_explains_itself(side, metric):
     if metric in SCANS:  # a stretch of the day: its length in hours
         view.metrics.update({metric: 3.0, f"{metric}_hours": 2.25})
         assert "3 in the last 2.2 h vs" in summary_of(view)
+        return
+    if metric in GRANTED:  # since a grant: how long ago, and what kind of grant
+        view.metrics.update({metric: 2.0, f"{metric}_hours": 0.5})
+        assert "2 since a permission grant 30 min earlier vs" in summary_of(view)
         return
     period = "24 h" if metric.endswith("24h") else "hour"
     assert f"in the last {period} vs" in text and "surprise 5" in text

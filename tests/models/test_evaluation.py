@@ -222,7 +222,7 @@ def test_from_json_restores_the_evaluation(labels: dict[str, Any]) -> None:
 # -- pooling companies ---------------------------------------------------------------------
 
 def _company(day: str, exposure_minutes: float | None, insider: bool,
-             fps: list[tuple[str, str]]) -> Evaluation:
+             fps: list[tuple[str, str]], grant: str | None = None) -> Evaluation:
     """One company's evaluation: an exposure detected after ``exposure_minutes`` (or
     missed), an insider caught or not, and false positives (entity, severity)."""
     labels = {
@@ -231,7 +231,7 @@ def _company(day: str, exposure_minutes: float | None, insider: bool,
             {"id": "INC-1", "type": "exposure", "kind": "broad_audience", "entity": "hr.x",
              "start": f"{day}T10:00:00Z", "end": f"{day}T11:00:00Z",
              "first_outside_read": f"{day}T10:00:00Z",
-             "variant": {"sensitivity": "restricted", "speed": "fast"}},
+             "variant": {"sensitivity": "restricted", "speed": "fast", "grant": grant}},
             {"id": "INC-2", "type": "insider_broad_read", "kind": "broad_reader",
              "entity": "zoe", "start": f"{day}T14:00:00Z", "end": f"{day}T14:45:00Z"},
         ],
@@ -262,6 +262,21 @@ def test_scorecard_pools_recall_and_time_to_detect_per_type() -> None:
     assert (card["incidents"], card["caught"]) == (6, 4)
     assert card["exposures"]["caught"] == 2
     assert card["exposures_by_variant"]["speed=fast"]["incidents"] == 3
+    # Whether the access-control change was in the logs: a grant that was not logged
+    # is a variant of its own, not left out.
+    assert card["exposures_by_variant"]["grant not logged"]["incidents"] == 3
+    assert "grant logged" not in card["exposures_by_variant"]
+
+
+def test_exposures_with_a_logged_grant_are_scored_apart() -> None:
+    card = scorecard([
+        _company("2026-03-23", 4.0, True, [], grant="share-organization"),
+        _company("2026-03-24", 20.0, True, []),
+    ])
+    by = card["exposures_by_variant"]
+    assert by["grant logged"]["ttd_median_s"] == 240.0
+    assert by["grant not logged"]["ttd_median_s"] == 1200.0
+    assert by["grant=share-organization"]["incidents"] == 1
 
 
 def test_scorecard_counts_false_positives_per_company_day_and_look_alikes_by_severity() -> None:

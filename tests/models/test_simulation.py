@@ -352,3 +352,69 @@ def test_company_wide_reads_reach_most_of_the_company(
     assert len(readers) >= 0.5 * len(company["people"])
     teams = {e["principal_group"] for e in test_events if e["resource"] == deck["entity"]}
     assert len(teams) >= 0.8 * len(company["teams"])
+
+
+GRANT_SEED = 19  # logs every permission change, several a team and week
+
+
+@pytest.fixture(scope="module")
+def granted(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[dict], dict, dict]:
+    """(events of both files, labels, company) of a company whose logs carry grants."""
+    out = tmp_path_factory.mktemp("granted")
+    simulate(out, seed=GRANT_SEED, scale=0.1, history_days=5, test_days=2)
+    events = _events(out / "history.jsonl") + _events(out / "test.jsonl")
+    return (events, *(orjson.loads((out / name).read_bytes())
+                      for name in ("labels.json", "company.json")))
+
+
+def test_logged_permission_changes_are_grant_events(
+    granted: tuple[list[dict], dict, dict]
+) -> None:
+    from reachwatch.models.grants import GRANT_ACTIONS
+
+    events, labels, company = granted
+    assert company["params"]["grants_logged"] == 1.0
+    grants = [e for e in events if e["action"] != "read"]
+    assert {e["action"] for e in grants} <= GRANT_ACTIONS
+    # Routine changes: shares with a colleague of another team, group additions.
+    assert {"share", "group-add"} <= {e["action"] for e in grants}
+    assert all("records" not in e and parse_event(e).action in GRANT_ACTIONS
+               for e in grants)
+    owner = {d["resource"]: d["owner"] for d in company["datasets"]}
+    # A company-wide deck or page is opened to everyone before people read it.
+    company_wide = {e["resource"] for e in grants if e["action"] == "share-organization"
+                    and owner[e["resource"]] == "company"}
+    assert company_wide
+    # An exposure's access-control mistake is logged minutes before its first outside
+    # read, by its own team, and the label names how it was made.
+    for exposure in _incidents(labels, "exposure"):
+        (change,) = [e for e in grants if e["resource"] == exposure["entity"]
+                     and e["ts"] <= parse_timestamp(exposure["first_outside_read"]) + 1]
+        assert exposure["variant"]["grant"] == change["action"]
+        lead = parse_timestamp(exposure["first_outside_read"]) - change["ts"]
+        assert 0 < lead <= 30 * 60 + 1
+
+
+def test_a_share_brings_a_reader_of_another_team(
+    granted: tuple[list[dict], dict, dict]
+) -> None:
+    events, _, _ = granted
+    shares = [e for e in events if e["action"] in ("share", "grant")
+              and e["resource_group"] != "company"]
+    assert shares
+    followed = 0
+    for share in shares:
+        after = [e for e in events if e["action"] == "read" and e["resource"] == share["resource"]
+                 and 0 < e["ts"] - share["ts"] < 12 * 3600
+                 and e["principal_group"] != share["resource_group"]]
+        followed += bool(after)
+    assert followed >= 0.8 * len(shares)
+
+
+def test_a_company_whose_logs_carry_no_grants_writes_none(
+    history: list[dict[str, Any]], test_events: list[dict[str, Any]], labels: dict[str, Any],
+    company: dict[str, Any]
+) -> None:
+    assert company["params"]["grants_logged"] == 0.0
+    assert {e["action"] for e in history + test_events} == {"read"}
+    assert all(i["variant"]["grant"] is None for i in _incidents(labels, "exposure"))

@@ -68,3 +68,27 @@ def test_a_scan_surprise_just_past_its_own_bar_is_not_raised_a_level(tiny_histor
     assert severity_of(view, detector.breadth_threshold_) == "high"
     view.breadth, view.breadth_metric = detector.gate({"outside_first_teams_scan": 8.0})
     assert severity_of(view, detector.breadth_threshold_) == "critical"
+
+
+def test_grants_in_the_history_are_filed_not_trained_on(tiny_history):
+    """A history with grant events: they are counted apart from the reads, never become
+    training rows, and the reads after a grant are measured since it, so the metric's
+    gate is calibrated on history like every other (at least ``min_surprise``)."""
+    grants = [
+        AccessEvent(ts=tiny_history[len(tiny_history) // 2].ts + k, principal="hr-0",
+                    resource="hr/ds19", principal_group="hr", resource_group="hr",
+                    sensitivity="restricted", action=action)
+        for k, action in enumerate(("share-organization", "group-add"))
+    ]
+    events = sorted([*tiny_history, *grants], key=lambda e: e.ts)
+    params = TrainingParams(n_estimators=20, seed=3)
+    with_grants = fit(events, params=params)
+    without = fit(tiny_history, params=params)
+    counts = with_grants.metadata["counts"]
+    assert counts["events"] == len(tiny_history) and counts["grants"] == 2
+    # The same reads, the same feature rows: a grant is no row and moves no feature.
+    for kind, detector in with_grants.detectors.items():
+        assert np.array_equal(detector.feature_median_, without.detectors[kind].feature_median_)
+        assert np.array_equal(detector.feature_scale_, without.detectors[kind].feature_scale_)
+    gate = with_grants.detectors[RESOURCE.kind].metric_gates_["outside_first_teams_granted"]
+    assert gate >= DetectionConfig().min_surprise

@@ -123,7 +123,7 @@ def test_train_on_too_little_data_fails_cleanly(runner, tiny_history, tmp_path):
     events = write_jsonl(tmp_path / "few.jsonl", tiny_history[:20])
     result = runner.invoke(main, ["train", str(events), "--out", str(tmp_path / "r"), "--quiet"])
     assert result.exit_code != 0
-    assert "at least 100 valid events" in result.output
+    assert "at least 100 valid reads" in result.output
 
 
 def test_train_records_its_chain_and_replay_and_run_refuse_another(runner, tiny_history,

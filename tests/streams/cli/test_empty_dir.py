@@ -47,7 +47,7 @@ def one_error_line(args: list[str], code: int) -> str:
     ("args", "code", "says"),
     [
         (["train"], 2, "Missing argument 'FILES...'"),
-        (["train", "events.jsonl"], 1, "need at least 100 valid events"),
+        (["train", "events.jsonl"], 1, "need at least 100 valid reads"),
         (["replay", "events.jsonl", "--alerts-out", "alerts.jsonl"], 1,
          "no model versions in var/models"),
         (["replay", "events.jsonl", "--alerts-out", "a.jsonl", "--model", "var/none"], 2,

@@ -348,3 +348,45 @@ def test_a_crash_between_or_in_checkpoints_counts_nothing_twice_and_loses_nothin
     rng = random.Random(100 + seed)
     _crash_and_replay(tiny_model, warm, side, rng, ingest_killed=rng.random() < 0.6,
                       every=rng.choice([2, 3, 5]))
+
+
+def _granted_day(grant: bool) -> list[AccessEvent]:
+    """An office day on which hr opens a restricted hr dataset nobody outside hr has read
+    to the whole company (a native ``share-organization`` grant event), and an engineer
+    and a salesperson read it: two first-time outside teams, a pair, which without the
+    grant no hourly count calls evidence (the tiny company's restricted data draws a new
+    outside team every ~14 hours, so one alone would not be either)."""
+    t0 = START + TEST_DAY * 86400
+    day = office_day(random.Random(7), TEST_DAY)
+    if grant:
+        day.append(AccessEvent(ts=t0 + 12 * 3600, principal="hr-0", resource="hr/ds19",
+                               principal_group="hr", resource_group="hr",
+                               sensitivity="restricted", action="share-organization"))
+    for k, reader in enumerate(("eng-5", "sales-2")):
+        team = reader.split("-")[0]
+        day.append(AccessEvent(ts=t0 + 12 * 3600 + 300 + 60 * k, principal=reader,
+                               resource="hr/ds19", principal_group=team, resource_group="hr",
+                               sensitivity="restricted"))
+    return sorted(day, key=lambda e: e.ts)
+
+
+def test_a_grant_in_the_stream_is_filed_before_the_reads_after_it_are_scored(
+    tiny_model: Any, warm: dict[str, dict[bytes, bytes]]
+) -> None:
+    """The forwarder routes a grant to the resource side only; the scorer files it before
+    it scores the batch, so a pair of first-time outside teams after a company-wide link
+    opens the exposure alert (``FeatureBuilder._granted``), and without the link does not."""
+    found = {}
+    for grant in (True, False):
+        topics = ServiceTopics(*(RecordingTopic() for _ in range(5)))
+        _forward(_messages(_granted_day(grant)), topics)
+        assert all(b"share-organization" not in s["value"] for s in topics.by_principal.sent)
+        run = Run(RESOURCE, Pipeline(tiny_model), WriteLog(warm[RESOURCE.name]))
+        for batch in _batches(_envelopes(topics, RESOURCE), ENVELOPES_PER_BATCH):
+            run.step(batch)
+        run.finish()
+        found[grant] = [a for s in run.alerts.sent for a in [orjson.loads(s["value"])]
+                        if a.get("entity") == "hr/ds19"]
+    (opened,) = [a for a in found[True] if a.get("revision") == 0]
+    assert "2 since a permission grant 6 min earlier" in opened["summary"]
+    assert not found[False]
