@@ -784,9 +784,9 @@ class FeatureBuilder:
         window = read.state.windows[2]
         event = read.event
         if (
-            not self.grants.scopes
-            or event.sensitivity not in SENSITIVE
+            event.sensitivity not in SENSITIVE
             or window.sums[_OUTSIDE_FIRST] < 2.0
+            or not self.grants.scopes
         ):
             return 0.0
         now = event.ts
