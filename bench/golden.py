@@ -38,7 +38,8 @@ def main(argv: list[str]) -> None:
     pipeline.observe = hashed  # type: ignore[method-assign]
     tally = Tally()
     lines: list[bytes] = []
-    batches = list(collect_events([Path(p) for p in argv[1:]], Chain(get_adapter("native")), tally))
+    files = [Path(p) for p in argv[1:]]
+    batches = list(collect_events(files, Chain(get_adapter("native")), tally, keep_grants=True))
     started = time.perf_counter()
     run_replay(iter(batches), pipeline, tally, lambda a: lines.append(orjson.dumps(a.to_json())))
     elapsed = time.perf_counter() - started

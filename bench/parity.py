@@ -47,7 +47,7 @@ PARTITIONS = 4
 
 def _replay(files: list[Path], pipeline: Pipeline) -> dict[str, Any]:
     tally = Tally()
-    batches = list(collect_events(files, Chain(get_adapter("native")), tally))
+    batches = list(collect_events(files, Chain(get_adapter("native")), tally, keep_grants=True))
     alerts: list[Any] = []
     run_replay(batches, pipeline, tally, alerts.append)
     resource_late, states = 0, {}

@@ -42,7 +42,7 @@ def _replay(files: list[Path], company: Any) -> tuple[Counter[Any], dict[str, in
     """(alerts, late per side, valid events) of the offline replay of the same files."""
     pipeline = Pipeline(Registry(company.registry).load(company.version))
     tally = Tally()
-    batches = list(collect_events(files, Chain(get_adapter("native")), tally))
+    batches = list(collect_events(files, Chain(get_adapter("native")), tally, keep_grants=True))
     alerts: list[Any] = []
     run_replay(batches, pipeline, tally, alerts.append)
     # The replay's tally counts late reads on the principal side only: count the resource
