@@ -771,11 +771,14 @@ class FeatureBuilder:
         the dataset (or a scope holding it: its bucket, site or folder) fixes the start
         from outside the reads, so the first-time outside teams since it, counted as the
         hourly count does, are judged against the rate times the time since it (at least
-        an hour), beyond one team: every grant is made for somebody, whose team is
-        expected, a company-wide link sent to one colleague as much as a share with a
-        partner team (``-ln P(X >= k | X >= 1)``). The grants of a day are as many tests,
-        so the log of the history's grants per day (``PeerProfiles.grants_per_day``, at
-        least 1) is taken off, as the scan takes off its stretches. Grants older than the
+        an hour), beyond one team (``-ln P(X >= k | X >= 1)``): every grant is made for
+        somebody, whose team is expected, a company-wide link sent to one colleague as
+        much as a share with a partner team. People only: indexers, scanners and backups
+        read what a permission change newly lets them see as a matter of course, so a
+        service account's first read after a grant says nothing of the audience. The
+        grants of a day are as many tests, so the log of the history's grants per day
+        (``PeerProfiles.grants_per_day``, at least 1) is taken off, as the scan takes off
+        its stretches. Grants older than the
         24 h window say nothing; confidential and restricted data only, scaled by
         sensitivity like the hourly count, and nothing below ``min_surprise``. Sets the
         metric (teams), the hours since the grant and the expectation in ``metrics``.
@@ -793,7 +796,8 @@ class FeatureBuilder:
         grant = self.grants.latest_before(event.resource, now)
         if grant is None or now - grant.ts > window.span:
             return 0.0
-        teams = {team for ts, team in _arrivals(window, _OUTSIDE_FIRST) if ts >= grant.ts}
+        teams = {team for ts, team in _arrivals(window, _OUTSIDE_FIRST, people=True)
+                 if ts >= grant.ts}
         count = float(len(teams))
         hours = max(1.0, (now - grant.ts) / HOUR)
         expected = rate * hours
@@ -1113,6 +1117,7 @@ def _principal_features(
 
 
 _OUTSIDE_FIRST = ResourceAttrs._fields.index("outside_first")
+_SERVICE = ResourceAttrs._fields.index("service")
 
 
 def _first_outside_teams(window: DistinctWindow, readers: float, read: Read) -> float:
@@ -1130,15 +1135,18 @@ def _first_outside_teams(window: DistinctWindow, readers: float, read: Read) -> 
     return _teams_with(window, _OUTSIDE_FIRST)
 
 
-def _arrivals(window: DistinctWindow, index: int) -> list[tuple[float, str]]:
+def _arrivals(
+    window: DistinctWindow, index: int, people: bool = False
+) -> list[tuple[float, str]]:
     """(arrival, category) of the window's keys whose attribute ``index`` is set, latest
-    first. A key's single log entry is its first read in the window (moved to its last
-    read only when that first read leaves the window)."""
+    first (``people``: of readers that are not service accounts). A key's single log
+    entry is its first read in the window (moved to its last read only when that first
+    read leaves the window)."""
     keys = window.keys
     found = []
     for ts, key in window.log[window.head :]:
         entry = keys.get(key)
-        if entry is not None and entry[2][index]:
+        if entry is not None and entry[2][index] and not (people and entry[2][_SERVICE]):
             found.append((ts, entry[1]))
     found.sort(reverse=True)
     return found

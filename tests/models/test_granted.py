@@ -35,8 +35,10 @@ LEAST = DetectionConfig().min_surprise
 
 def _read(ts: float, principal: str, team: str, sensitivity: str = "restricted",
           resource: str = DATASET) -> AccessEvent:
+    kind = "service" if principal.startswith("svc-") else "human"
     return AccessEvent(ts=START + ts, principal=principal, resource=resource,
-                       principal_group=team, resource_group="hr", sensitivity=sensitivity)
+                       principal_group=team, resource_group="hr", sensitivity=sensitivity,
+                       principal_type=kind)
 
 
 def _grant(ts: float, action: str, resource: str = DATASET) -> AccessEvent:
@@ -66,7 +68,8 @@ def _views(grant: AccessEvent | None, teams: tuple[str, ...], *, gap: float = 20
     start = 14 * DAY + 9 * HOUR + after
     views = []
     for k, team in enumerate(teams):
-        view = builder.view(_read(start + k * gap, f"{team}-new", team, sensitivity), state)
+        reader = team if team.startswith("svc-") else f"{team}-new"
+        view = builder.view(_read(start + k * gap, reader, team, sensitivity), state)
         assert view is not None
         views.append(view)
     return views
@@ -90,6 +93,15 @@ def test_after_a_grant_the_second_outside_team_is_evidence():
         assert two.breadths["outside_first_teams_1h"] == 0.0
     # The same readers with no grant logged: nothing on this metric.
     assert _views(None, ("ops", "finance"))[-1].breadths[METRIC] == 0.0
+
+
+def test_a_service_reading_what_a_grant_opened_is_not_an_audience():
+    """An indexer picks up a newly shared dataset as a matter of course: the grantee's team
+    and an indexer of another team are one team of people, no evidence."""
+    grant = _grant(14 * DAY + 9 * HOUR, "share")
+    indexed = _views(grant, ("ops", "svc-indexer"))[-1]
+    assert indexed.metrics[METRIC] == 1 and indexed.breadths[METRIC] == 0.0
+    assert _views(grant, ("ops", "finance"))[-1].breadths[METRIC] >= LEAST
 
 
 def test_the_grants_of_a_day_are_as_many_tests():
