@@ -778,10 +778,10 @@ class FeatureBuilder:
         service account's first read after a grant says nothing of the audience. The
         grants of a day are as many tests, so the log of the history's grants per day
         (``PeerProfiles.grants_per_day``, at least 1) is taken off, as the scan takes off
-        its stretches. Grants older than the
-        24 h window say nothing; confidential and restricted data only, scaled by
-        sensitivity like the hourly count, and nothing below ``min_surprise``. Sets the
-        metric (teams), the hours since the grant and the expectation in ``metrics``.
+        its stretches. Grants older than the 24 h window say nothing; confidential and
+        restricted data only, scaled by sensitivity like the hourly count, and nothing
+        below ``min_surprise``. Sets the metric (teams), the hours since the grant and the
+        expectation in ``metrics``.
         """
         metrics[metric] = metrics[f"{metric}_hours"] = metrics[f"{metric}_expected"] = 0.0
         window = read.state.windows[2]

@@ -117,12 +117,13 @@ def build_profiles(
     # "New to the peers" leaves the reader out (``GroupReaders``): who read what is
     # collected over the whole history before the pass.
     # So is each dataset's largest read: what "the whole table" is (``heavy``).
-    reads = [e for e in events if e.action not in GRANT_ACTIONS]
-    largest = largest_reads(reads) if PRINCIPAL in sides else {}
+    principals = PRINCIPAL in sides
+    reads = [e for e in events if e.action not in GRANT_ACTIONS] if principals else []
+    largest = largest_reads(reads) if principals else {}
     collector = ProfileBuilder(
         config.baseline_quantile,
         config.peer_member_quantile,
-        group_readers(reads) if PRINCIPAL in sides else None,
+        group_readers(reads) if principals else None,
         largest,
     )
     builder = FeatureBuilder(config, PeerProfiles(largest=largest), collector)

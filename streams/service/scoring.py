@@ -214,16 +214,13 @@ class SideScorer:
         reads, grants = split_grants(events)
         followup = self.followup()
         new = followup.before(side.name, reads, states) if followup is not None else set()
-        if side is RESOURCE:
+        if side is RESOURCE and followup is not None:
             # The detector judges reads since a grant (``FeatureBuilder._granted``) with the
-            # follow-up stage's grant log, so grants are filed before the reads are scored
-            # (filing is idempotent: the follow-up files them again, a replay once more).
-            if followup is not None:
-                pipeline.use_grants(followup.grant_log)
-            for grant in grants:
-                pipeline.features.file_grant(grant)
+            # follow-up stage's grant log; ``observe`` files the batch's grants in event
+            # order (idempotent: the follow-up files them again, a replay once more).
+            pipeline.use_grants(followup.grant_log)
         started = time.perf_counter()
-        result = pipeline.observe(side, reads, states, watermark)
+        result = pipeline.observe(side, events, states, watermark)
         self.metrics.record_batch(
             side.name, len(events), time.perf_counter() - started, side.kind, result.scores
         )
