@@ -9,6 +9,9 @@
 - ``faust-noop``: the same agent doing nothing but a dict update (Faust's own per-event
   cost). It also counts the consumer's fetches and the records each returned, to check
   the "one record per fetch" hypothesis of issue 5.
+- ``faust-chunked-noop``: the no-op agent on reachwatch's transport with chunked input
+  (``streams/service/chunks.py``): one Faust message per fetched run of up to 500
+  records, each record decoded and counted as above.
 - ``aiokafka``: the Python limit: ``getmany`` + orjson decode, nothing else.
 
 Each writes ``{"events", "seconds", "cpu_seconds", "fetches", "records"}`` to RESULT.json,
@@ -61,6 +64,11 @@ def run_faust(mode: str, broker: str, topic: str, total: int, result: Path,
     app = faust.App(f"naive-{os.getpid()}", broker=broker, store="memory://",
                     web_enabled=False, broker_session_timeout=6.0,
                     broker_heartbeat_interval=1.5, autodiscover=False)
+    if mode == "faust-chunked-noop":
+        from reachwatch.streams.service.chunks import DEFAULT_CHUNK
+        from reachwatch.streams.service.transport import use_short_fetch_wait
+
+        use_short_fetch_wait(app, [topic], chunked=[topic], chunk=DEFAULT_CHUNK)
     source = app.topic(topic, value_serializer="raw", key_serializer="raw")
     forest = None
     if mode == "faust-sklearn":
@@ -70,21 +78,33 @@ def run_faust(mode: str, broker: str, topic: str, total: int, result: Path,
     counts: dict[str, int] = {}
     seen = {"n": 0, "started": 0.0, "cpu": 0.0}
 
-    @app.agent(source)
-    async def consume(stream: Any) -> None:
-        async for value in stream:
-            if seen["n"] == 0:
-                seen["started"], seen["cpu"] = time.monotonic(), time.process_time()
-            event = orjson.loads(value)
-            principal = event.get("principal", "")
-            counts[principal] = counts.get(principal, 0) + 1
-            if forest is not None:
-                row = np.full((1, forest.n_features_in_), float(counts[principal]))
-                forest.score_samples(row)
-            seen["n"] += 1
-            if seen["n"] >= total:
-                _write(result, seen["n"], seen["started"], seen["cpu"])
-                os.kill(os.getpid(), signal.SIGTERM)
+    def count(value: bytes) -> None:
+        if seen["n"] == 0:
+            seen["started"], seen["cpu"] = time.monotonic(), time.process_time()
+        event = orjson.loads(value)
+        principal = event.get("principal", "")
+        counts[principal] = counts.get(principal, 0) + 1
+        if forest is not None:
+            row = np.full((1, forest.n_features_in_), float(counts[principal]))
+            forest.score_samples(row)
+        seen["n"] += 1
+        if seen["n"] >= total:
+            _write(result, seen["n"], seen["started"], seen["cpu"])
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    if mode == "faust-chunked-noop":
+        from reachwatch.streams.service.chunks import records_of
+
+        @app.agent(source)
+        async def consume_chunks(stream: Any) -> None:
+            async for event in stream.events():
+                for record in records_of(event.message):
+                    count(record.value)
+    else:
+        @app.agent(source)
+        async def consume(stream: Any) -> None:
+            async for value in stream:
+                count(value)
 
     from faust.worker import Worker
 

@@ -183,6 +183,8 @@ def throughput(broker: BrokerProcess, lines: list[bytes], work: Path,
     designs: list[dict[str, Any]] = []
     for mode, name, count in (("aiokafka", "aiokafka getmany + orjson (the limit)", len(lines)),
                               ("faust-noop", "Faust agent, no-op", len(lines)),
+                              ("faust-chunked-noop", "Faust agent, no-op, chunked input",
+                               len(lines)),
                               ("faust-sklearn", "naive Faust + score_samples per event",
                                NAIVE_EVENTS)):
         load = load_average()
@@ -199,6 +201,11 @@ def throughput(broker: BrokerProcess, lines: list[bytes], work: Path,
         designs.append(_from_throughput(name, result))
         print(f"{name}: {result.per_second:,.0f} events/s, "
               f"{result.cpu_per_event * 1e6:,.0f} µs/event", flush=True)
+    # The input path before chunks (issue 13 §1): one Faust message per record.
+    result = worker_throughput(broker, models["current"], lines, work, topic=topic,
+                               extra_env={"REACHWATCH_INPUT_CHUNK": "1"})
+    designs.append(_from_throughput("this checkout, a message per record", result))
+    print(f"a message per record: {result.per_second:,.0f} events/s", flush=True)
     pair = None
     if two_workers:
         result = worker_throughput(broker, models["current"], lines, work, topic=topic,

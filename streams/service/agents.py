@@ -201,7 +201,7 @@ class Worker:
     async def ingest(self, stream: StreamT) -> None:
         self._ingest_stream = stream
         rewinds = self.rewinds["ingest"]
-        async for taken in stream.noack_take(self.settings.batch_size, self.stage_wait):
+        async for taken in stream.noack_take(self.ingest_take, self.stage_wait):
             async with self._ingest_lock:
                 events, seeks = rewinds.admit(taken, _message)
                 for event in events:
@@ -457,6 +457,13 @@ class Worker:
             dict(sorted(self.forwarder.last_offset.items())),
         )
         return True
+
+    @property
+    def ingest_take(self) -> int:
+        """Input messages per ingest step: runs of up to ``input_chunk`` records each
+        (``chunks``), about ``batch_size`` records under load."""
+        s = self.settings
+        return max(1, math.ceil(s.batch_size / s.input_chunk))
 
     @property
     def scoring_take(self) -> int:

@@ -151,7 +151,10 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
     # Before any topic (they bind to the app's transport). The agents acknowledge what the
     # input and scoring topics commit (streams/service/agents.py).
     use_short_fetch_wait(
-        app, [*settings.input_topics, settings.principal_topic, settings.resource_topic]
+        app,
+        [*settings.input_topics, settings.principal_topic, settings.resource_topic],
+        chunked=settings.input_topics,  # in runs of input_chunk records (chunks.py)
+        chunk=settings.input_chunk,
     )
     app.monitor = faust_monitor(metrics.registry)
     worker = Worker(

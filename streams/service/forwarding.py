@@ -32,6 +32,7 @@ from reachwatch.models.grants import GRANT_ACTIONS
 from reachwatch.streams.ingest.chain import Chain
 from reachwatch.streams.ingest.messages import read_message
 from reachwatch.streams.service.alignment import IDLE, NOT_YET, UNKNOWN, SourceClocks
+from reachwatch.streams.service.chunks import records_of
 from reachwatch.streams.service.deadletter import DeadLetter, redaction_for
 from reachwatch.streams.service.envelopes import (
     MAX_ENVELOPE_EVENTS,
@@ -105,27 +106,29 @@ class Forwarder:
         dead_letters: list[Send] = []
         counter = self.metrics.events_consumed
         for holder in holders:
-            message = message_of(holder)
-            source = source_of(message)
+            holder_message = message_of(holder)
+            source = source_of(holder_message)
             if source not in self.epochs:
                 self.epochs[source] = secrets.token_hex(4)
-            self.last_offset[source] = message.offset
-            intake = read_message(message.value, self.chain)
-            self.messages_in += 1
-            if intake.skipped:
-                counter.labels(topic=message.topic, outcome="skipped").inc(intake.skipped)
-            if intake.rejected is not None:
-                dead_letters.append(self._dead_letter(message, intake.rejected))
             items = []
-            for access in intake.events:
-                self.metrics.record_event_lag(access.ts, received)
-                self.sources.observe(source, access.ts)
-                if access.action in GRANT_ACTIONS:  # about the resource only, never scored
-                    counter.labels(topic=message.topic, outcome="grant").inc()
-                forwarded = Forwarded(
-                    access, message.topic, received, message.partition, message.offset
-                )
-                items.append((access.ts, forwarded))
+            # A chunk stands for a run of records, each a message of its own (``chunks``).
+            for message in records_of(holder_message):
+                self.last_offset[source] = message.offset
+                intake = read_message(message.value, self.chain)
+                self.messages_in += 1
+                if intake.skipped:
+                    counter.labels(topic=message.topic, outcome="skipped").inc(intake.skipped)
+                if intake.rejected is not None:
+                    dead_letters.append(self._dead_letter(message, intake.rejected))
+                for access in intake.events:
+                    self.metrics.record_event_lag(access.ts, received)
+                    self.sources.observe(source, access.ts)
+                    if access.action in GRANT_ACTIONS:  # about the resource only, never scored
+                        counter.labels(topic=message.topic, outcome="grant").inc()
+                    forwarded = Forwarded(
+                        access, message.topic, received, message.partition, message.offset
+                    )
+                    items.append((access.ts, forwarded))
             self.held.put(holder, items, key=id(holder))
         return dead_letters
 

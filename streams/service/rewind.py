@@ -40,6 +40,8 @@ from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from reachwatch.streams.service.chunks import first_offset
+
 log = logging.getLogger(__name__)
 
 RETRY_S = 5.0  # a rewind whose first message has not come by then seeks again
@@ -137,17 +139,23 @@ class Rewinds:
             if not isinstance(offset, int):
                 taken.append(holder)
                 continue
-            if self._admit_one(key, offset, seeks):
+            message = message_of(holder)
+            first = offset if isinstance(message, tuple) else first_offset(message)
+            if self._admit_one(key, first, offset, seeks, message):
                 taken.append(holder)
                 self._last[key] = offset
                 self._when[key] = now
         return taken, seeks
 
-    def _admit_one(self, key: Key, offset: int, seeks: dict[Key, int]) -> bool:
+    def _admit_one(
+        self, key: Key, first: int, offset: int, seeks: dict[Key, int], message: Any = None
+    ) -> bool:
+        """Whether the message standing for offsets ``first``..``offset`` (a chunk, else
+        one record: ``chunks``) is taken; a chunk that repeats what was taken is trimmed."""
         last = self._last.get(key)
         if last is None:
             start = self.start(key)
-            if start is None or offset <= start:
+            if start is None or first <= start:
                 return True  # the first since the assignment, where the reading starts
             # Judged against where the reading starts: a first message Faust dropped is a
             # hole too (the commit, held at what the agents acknowledged, stays before it).
@@ -156,6 +164,10 @@ class Rewinds:
         if offset <= last:
             self.again += 1
             return False
+        if first <= last:  # a chunk of another reading, partly taken: its new part only
+            message.drop_through(last)
+            first = last + 1
+        offset = first  # a hole is judged by where the message starts
         rewind = self._rewinds.get(key)
         if offset == last + 1:
             if rewind is not None:

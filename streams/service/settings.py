@@ -105,6 +105,12 @@ class Settings:
     # rates batch_max_wait closes a batch first). Larger batches write each touched entity's
     # state once per more events: 2,000 gave ~25 % more events/s than 500 (make bench).
     batch_size: int = 2000
+    # Input records per Faust message (streams/service/chunks.py): the transport hands each
+    # partition's fetched records to the ingest agent in runs of up to this many, so Faust's
+    # per-message cost is paid per run, not per record. 1 = one message per record (the
+    # design before; bench/chunks.py measures both). An ingest step takes up to
+    # batch_size / input_chunk runs.
+    input_chunk: int = 500
     # Decoded window states the worker keeps per side (principal, resource) to skip decoding
     # hot entities again; least recently used beyond it are dropped (the table keeps them).
     decoded_state_cache: int = 10_000
@@ -188,7 +194,7 @@ class Settings:
         if self.ssl_keyfile is not None and self.ssl_certfile is None:
             raise ConfigError("ssl_keyfile is set but ssl_certfile is not")
         for name in (
-            "batch_size", "partitions", "max_message_bytes", "recent_alerts",
+            "batch_size", "input_chunk", "partitions", "max_message_bytes", "recent_alerts",
             "producer_max_batch_size", "decoded_state_cache", "max_id_length",
             "max_field_length", "max_nesting", "max_entities", "exposure_cap", "alert_log_size",
         ):

@@ -20,6 +20,7 @@ producer flush that may return with writes still queued (``streams.service.deliv
 from __future__ import annotations
 
 import asyncio
+import math
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -70,12 +71,21 @@ def partition_of(key: bytes, partitions: int) -> int:
     return (murmur2(key) & 0x7FFFFFFF) % partitions
 
 
+def input_buffer(app: faust.App, settings: Settings) -> int:
+    """Input messages Faust buffers ahead of the ingest agent: its own bound counts messages,
+    and a chunk (``chunks``) holds up to ``input_chunk`` records, so about as many records as
+    with a message per record, and at least two ingest steps' worth."""
+    steps = 2 * max(1, math.ceil(settings.batch_size / settings.input_chunk))
+    return max(steps, math.ceil(app.conf.stream_buffer_maxsize / settings.input_chunk))
+
+
 def define_topics(app: faust.App, settings: Settings) -> ServiceTopics:
     # Input topics are declared "internal" only so Faust creates them when missing (handy
     # on a fresh embedded broker); an existing topic keeps its partitions and config.
     return ServiceTopics(
         inputs=app.topic(
-            *settings.input_topics, internal=True, partitions=settings.partitions, **RAW
+            *settings.input_topics, internal=True, partitions=settings.partitions,
+            maxsize=input_buffer(app, settings), **RAW
         ),
         by_principal=app.topic(
             settings.principal_topic, internal=True, partitions=settings.partitions, **RAW

@@ -30,6 +30,7 @@ from aiokafka import TopicPartition
 from faust.transport.drivers import aiokafka as driver
 from intervaltree import IntervalTree
 
+from reachwatch.streams.service.chunks import ChunkMessage, Run, runs
 from reachwatch.streams.service.logend import log_ends
 
 log = logging.getLogger(__name__)
@@ -74,6 +75,9 @@ class _Consumer(driver.Consumer):
         self._fetched_last: dict[tuple[str, int], int] = {}
         self._holes: dict[tuple[str, int], IntervalTree] = {}
         self._starts: dict[tuple[str, int], int] = {}  # where each reading started
+        # Topics whose records reach the agents in runs (streams/service/chunks.py).
+        self._chunked = frozenset(getattr(transport, "chunked", ()))
+        self._chunk = max(1, int(getattr(transport, "chunk", 1)))
         super().__init__(transport, *args, **kwargs)
 
     def _new_consumer_thread(self) -> driver.AIOKafkaConsumerThread:
@@ -140,6 +144,8 @@ class _Consumer(driver.Consumer):
         acknowledge them in that order (``ackorder``), so their highest acknowledged offset
         bounds what may be committed. Nothing is committed for a partition before an agent
         acknowledged one of its messages since the assignment."""
+        if tp.topic in self._chunked:
+            return self._chunked_offset(tp)
         offset = super()._new_offset(tp)
         if offset is None or tp.topic not in self._guarded:
             return offset
@@ -153,6 +159,22 @@ class _Consumer(driver.Consumer):
             return offset
         # Offsets Faust took off its list up to ``offset`` come back when an agent
         # acknowledges them.
+        committed = self._committed_offset[tp]
+        return ours + 1 if committed is None or ours + 1 > committed else None
+
+    def _chunked_offset(self, tp: Any) -> int | None:
+        """The next commit of a chunked topic's partition: after the highest offset an agent
+        acknowledged. Faust's own record of acknowledged offsets knows a chunk only by its
+        last offset (the ones inside would look like a gap, and its gap record, kept as
+        records are fetched, also holds runs fetched and never handed over), so it is not
+        consulted, only emptied; the agents acknowledge each partition's offsets in order
+        and without a hole since the assignment (``rewind``, ``ackorder``)."""
+        self._acked[tp].clear()
+        self._acked_index[tp].clear()
+        self._gap.pop(tp, None)
+        ours = self._acknowledged.get((tp.topic, tp.partition))
+        if ours is None:
+            return None
         committed = self._committed_offset[tp]
         return ours + 1 if committed is None or ours + 1 > committed else None
 
@@ -223,7 +245,20 @@ class _Consumer(driver.Consumer):
             if self._drop_first:
                 self._inject_drops(records)
             self._note_holes(records)
+            if self._chunked and self._chunk > 1:
+                await self._cut_runs(records)
         return records, active
+
+    async def _cut_runs(self, records: Any) -> None:
+        """Each chunked partition's records as runs of at most ``_chunk`` (``chunks``)."""
+        for tp, batch in records.items():
+            if batch and tp.topic in self._chunked:
+                records[tp] = list(runs(batch, self._chunk))
+
+    def _to_message(self, tp: Any, record: Any) -> Any:
+        if isinstance(record, Run):
+            return ChunkMessage(tp, record, self.app.consumer_generation_id)
+        return super()._to_message(tp, record)
 
     def _inject_drops(self, records: Any) -> None:
         """Fault injection for tests (``FAULT_DROP_FIRST_FETCHED``): the first records fetched
@@ -308,10 +343,21 @@ class Transport(driver.Transport):
 
     Consumer = _Consumer
     guarded: frozenset[str] = frozenset()  # topics its consumer commits as agents acknowledge
+    chunked: frozenset[str] = frozenset()  # topics whose records come in runs of ``chunk``
+    chunk: int = 1
 
 
-def use_short_fetch_wait(app: faust.App, guarded: Iterable[str] = ()) -> None:
+def use_short_fetch_wait(
+    app: faust.App, guarded: Iterable[str] = (), chunked: Iterable[str] = (), chunk: int = 1
+) -> None:
     """Give ``app`` the transport above; call right after creating it, before topics.
-    ``guarded``: topics committed no further than their agents acknowledged (``guard``)."""
+    ``guarded``: topics committed no further than their agents acknowledged (``guard``);
+    ``chunked``: topics whose records reach the agents in runs of up to ``chunk``
+    (``streams/service/chunks.py``; each must be guarded too)."""
+    chunked = frozenset(chunked)
+    if not chunked <= frozenset(guarded):
+        raise ValueError("chunked topics must be guarded (their commits follow the runs)")
     app.transport = Transport(app.conf.broker_consumer, app)
     app.transport.guarded = frozenset(guarded)
+    app.transport.chunked = chunked
+    app.transport.chunk = chunk
