@@ -90,10 +90,6 @@ class ChunkMessage(ConsumerMessage):
             if r.offset >= first
         ]
 
-    def __len__(self) -> int:
-        first = self.first_offset
-        return sum(1 for r in self._records if r.offset >= first)
-
     def drop_through(self, offset: int) -> None:
         """Forget the records up to ``offset`` (taken already, from an earlier reading)."""
         self.first_offset = max(self.first_offset, offset + 1)

@@ -53,6 +53,26 @@ async def deliver(
 async def deliver_all(
     sends: list[Callable[[], Awaitable[Any]]], metrics: Metrics, what: str
 ) -> None:
-    """``deliver`` each of ``sends`` concurrently; returns once all are acknowledged."""
-    if sends:
-        await asyncio.gather(*(deliver(send, metrics, what) for send in sends))
+    """``deliver`` each of ``sends``; returns once all are acknowledged.
+
+    Sends that carry the same ``order_key`` (``in_order``) go one after the other, each
+    acknowledged before the next is sent: concurrent sends to one partition can reach it in
+    another order (a send waiting on a full producer buffer, or retried after a failure,
+    is overtaken). The rest go concurrently."""
+    if not sends:
+        return
+    lanes: dict[Any, list[Callable[[], Awaitable[Any]]]] = {}
+    for index, send in enumerate(sends):
+        lanes.setdefault(getattr(send, "order_key", ("unordered", index)), []).append(send)
+
+    async def in_turn(lane: list[Callable[[], Awaitable[Any]]]) -> None:
+        for send in lane:
+            await deliver(send, metrics, what)
+
+    await asyncio.gather(*(in_turn(lane) for lane in lanes.values()))
+
+
+def in_order(send: Callable[[], Awaitable[Any]], key: Any) -> Callable[[], Awaitable[Any]]:
+    """Mark ``send``: ``deliver_all`` sends those with an equal ``key`` in list order."""
+    send.order_key = key  # type: ignore[attr-defined]
+    return send

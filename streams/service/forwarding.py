@@ -21,6 +21,7 @@ each awaits its sends, so what a claim covers has been acknowledged by the broke
 
 from __future__ import annotations
 
+import math
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -34,6 +35,7 @@ from reachwatch.streams.ingest.messages import read_message
 from reachwatch.streams.service.alignment import IDLE, NOT_YET, UNKNOWN, SourceClocks
 from reachwatch.streams.service.chunks import records_of
 from reachwatch.streams.service.deadletter import DeadLetter, redaction_for
+from reachwatch.streams.service.delivery import in_order
 from reachwatch.streams.service.envelopes import (
     MAX_ENVELOPE_EVENTS,
     Claim,
@@ -221,10 +223,12 @@ class Forwarder:
                 for start in starts:
                     # Split in event-time order: a scorer may release what one part holds
                     # before the next arrives, so only the last part reports this step's
-                    # frontier; the others repeat what every partition already had.
+                    # frontier; the others repeat what every partition already had, capped
+                    # below the next part's first event (``_before``).
+                    end = start + MAX_ENVELOPE_EVENTS
                     value = encode_envelope(
-                        group[start : start + MAX_ENVELOPE_EVENTS],
-                        report if start == starts[-1] else self.reported,
+                        group[start:end],
+                        report if start == starts[-1] else _before(self.reported, group[end]),
                         self.total_sources,
                         claims,
                     )
@@ -255,6 +259,23 @@ class Forwarder:
         self.held.drop(keep)
 
 
+def _before(reported: dict[str, float], following: Forwarded) -> dict[str, float]:
+    """What a part of a split envelope reports: the frontiers every partition already had,
+    each below the event time of the next part's first event.
+
+    An event carries the frontier reported with it, and a scorer records "every event of
+    this source up to its offset and that frontier is applied" (``scoring``). Events read
+    behind the frontier already reported (a source that was idle, or read late) all leave
+    in this step, in event-time order, so such an event in a later part may sit at a lower
+    offset than one in this part: reported as it was, this part's frontier would make the
+    scorer take it for applied and skip it as a repeat (seen with chunked input: a whole
+    part of 1,000 reads skipped, others then judged late). Below the next part's first
+    event time no later part has an event.
+    """
+    cap = math.nextafter(following.event.ts, -math.inf)
+    return {source: min(frontier, cap) for source, frontier in reported.items()}
+
+
 def _principal(item: Forwarded) -> str:
     return item.event.principal
 
@@ -264,4 +285,5 @@ def _resource(item: Forwarded) -> str:
 
 
 def _sender(topic: Any, value: bytes, partition: int) -> Send:
-    return lambda: topic.send(value=value, partition=partition)
+    # The parts of a split envelope must reach their partition in order (``_envelopes``).
+    return in_order(lambda: topic.send(value=value, partition=partition), (id(topic), partition))

@@ -62,6 +62,8 @@ class _Consumer(driver.Consumer):
     # Topics whose commits follow the agents' own acknowledgements, and per partition the
     # highest offset an agent acknowledged since the assignment (``_new_offset``).
     _guarded: frozenset[str] = frozenset()
+    _chunked: frozenset[str] = frozenset()  # topics read in runs (``chunks``), and their size
+    _chunk: int = 1
     _acknowledged: dict[tuple[str, int], int]
 
     def __init__(self, transport: Any, *args: Any, **kwargs: Any) -> None:
