@@ -268,9 +268,9 @@ def _before(reported: dict[str, float], following: Forwarded) -> dict[str, float
     behind the frontier already reported (a source that was idle, or read late) all leave
     in this step, in event-time order, so such an event in a later part may sit at a lower
     offset than one in this part: reported as it was, this part's frontier would make the
-    scorer take it for applied and skip it as a repeat (seen with chunked input: a whole
-    part of 1,000 reads skipped, others then judged late). Below the next part's first
-    event time no later part has an event.
+    scorer take it for applied and skip it as a repeat. Below the next part's first event
+    time no later part has an event. (The parts must also arrive in order: ``in_order``;
+    out of order, a whole part of 1,000 reads was skipped or judged late in a catch-up.)
     """
     cap = math.nextafter(following.event.ts, -math.inf)
     return {source: min(frontier, cap) for source, frontier in reported.items()}
