@@ -161,6 +161,14 @@ class Forwarder:
             if offset is not None and (old is None or frontier >= old.frontier):
                 self.claimed[source] = Claim(epoch, offset, frontier)
 
+    def final_claims(self) -> list[Send]:
+        """As the worker stops: one envelope per internal partition and side with no events,
+        carrying every source's claim as of the last step (all of whose sends were awaited),
+        so whoever reads the input again knows what this reading sent."""
+        if not self.claimed:
+            return []
+        return self._envelopes([], self.reported, broadcast=True)
+
     def claims(self) -> dict[str, Claim]:
         """Per source its epoch and what that epoch had sent as of the previous step."""
         claimed = self.claimed

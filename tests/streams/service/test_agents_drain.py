@@ -15,6 +15,7 @@ from reachwatch.models.pipeline import Pipeline
 from reachwatch.streams.formats.adapters import get_adapter
 from reachwatch.streams.ingest.chain import Chain
 from reachwatch.streams.service.agents import Worker
+from reachwatch.streams.service.envelopes import read_envelope
 from reachwatch.streams.service.forwarding import Outgoing
 from reachwatch.streams.service.metrics import Metrics
 from reachwatch.streams.service.settings import Settings
@@ -93,8 +94,10 @@ def test_a_stopping_worker_acks_the_step_under_way_and_starts_no_other(tiny_mode
         draining = asyncio.create_task(worker.drain(timeout=5.0))
         await asyncio.sleep(0.05)
         acked_before = len(stream.acked)
-        topics.by_principal.acknowledge()
-        topics.by_resource.acknowledge()
+        while not draining.done():  # the step's envelopes, then the last claims
+            topics.by_principal.acknowledge()
+            topics.by_resource.acknowledge()
+            await asyncio.sleep(0.01)
         finished = await draining
         sends = len(topics.by_principal.sent)
         await asyncio.sleep(0.05)  # the agent would start its next step now
@@ -109,6 +112,12 @@ def test_a_stopping_worker_acks_the_step_under_way_and_starts_no_other(tiny_mode
     # the next worker reads it again from the committed offsets.
     assert stream.taken == 2
     assert len(topics.by_principal.sent) == sends
+    # The stop ended with what this reading sent (its claim), for the next owner: an
+    # envelope with no events for every partition of each side.
+    for topic in (topics.by_principal, topics.by_resource):
+        last = [read_envelope(sent["value"]) for sent in topic.sent[-2:]]
+        assert [e.items for e in last] == [[], []]
+        assert {e.claims["access-events:0"].offset for e in last} == {19}
 
 
 class StaleConsumer:
