@@ -176,12 +176,17 @@ def scored_events(metrics: dict[str, float]) -> float:
 
 def completed_events(*workers_metrics: dict[str, float]) -> float:
     """Events scored on *both* sides by these workers of one group (the lesser of the two
-    sides' scoring-batch sums, each summed over the workers: the principal side books
+    sides' scoring-batch sums, each summed over the workers, grants counted on the
+    principal side, which never sees them: the principal side books
     ``outcome="scored"`` before the resource side is done, and with two workers an
     event's two sides may be scored by different workers), plus the input they finished
     without scoring (invalid or skipped)."""
     sides = [sum(m.get(f'reachwatch_batch_size_sum{{side="{side}"}}', 0.0)
                  for m in workers_metrics) for side in ("principal", "resource")]
+    # A permission grant is about its resource only: the principal side never scores it.
+    sides[0] += sum(value for m in workers_metrics for name, value in m.items()
+                    if name.startswith("reachwatch_events_consumed_total{")
+                    and 'outcome="grant"' in name)
     unscored = sum(value for m in workers_metrics for name, value in m.items()
                    if name.startswith("reachwatch_events_consumed_total{")
                    and any(f'outcome="{o}"' in name for o in ("invalid", "skipped")))

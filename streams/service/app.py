@@ -153,7 +153,8 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
     use_short_fetch_wait(
         app,
         [*settings.input_topics, settings.principal_topic, settings.resource_topic],
-        chunked=settings.input_topics,  # in runs of input_chunk records (chunks.py)
+        # In runs of input_chunk records (chunks.py); a message per record at 1.
+        chunked=settings.input_topics if settings.input_chunk > 1 else (),
         chunk=settings.input_chunk,
     )
     app.monitor = faust_monitor(metrics.registry)

@@ -105,12 +105,13 @@ class Settings:
     # rates batch_max_wait closes a batch first). Larger batches write each touched entity's
     # state once per more events: 2,000 gave ~25 % more events/s than 500 (make bench).
     batch_size: int = 2000
-    # Input records per Faust message (streams/service/chunks.py): the transport hands each
-    # partition's fetched records to the ingest agent in runs of up to this many, so Faust's
-    # per-message cost is paid per run, not per record. 1 = one message per record (the
-    # design before; bench/chunks.py measures both). An ingest step takes up to
-    # batch_size / input_chunk runs.
-    input_chunk: int = 500
+    # Input records per Faust message (streams/service/chunks.py): above 1 the transport
+    # hands each partition's fetched records to the ingest agent in runs of up to this many,
+    # so Faust's per-message cost is paid per run, not per record (bench/chunks.py: 500 gave
+    # +18 % events/s). 1 (the default) = one message per record: with chunks a restarted
+    # worker still judges some reads late that the stopped one had sent (README,
+    # "Chunked input"). An ingest step takes up to batch_size / input_chunk messages.
+    input_chunk: int = 1
     # Decoded window states the worker keeps per side (principal, resource) to skip decoding
     # hot entities again; least recently used beyond it are dropped (the table keeps them).
     decoded_state_cache: int = 10_000
