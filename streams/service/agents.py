@@ -472,10 +472,7 @@ class Worker:
 
     @property
     def ingest_take(self) -> int:
-        """Input messages per ingest step: runs of up to ``input_chunk`` records each
-        (``chunks``), about ``batch_size`` records under load."""
-        s = self.settings
-        return max(1, math.ceil(s.batch_size / s.input_chunk))
+        return self.settings.ingest_take
 
     @property
     def scoring_take(self) -> int:

@@ -168,6 +168,12 @@ class Settings:
     # Preferred over sasl_password: a secret in a file does not show in `ps e` or /proc.
     sasl_password_file: Path | None = None
 
+    @property
+    def ingest_take(self) -> int:
+        """Input messages per ingest step: messages of up to ``input_chunk`` records each
+        (streams/service/chunks.py), about ``batch_size`` records under load."""
+        return max(1, -(-self.batch_size // self.input_chunk))
+
     def __post_init__(self) -> None:
         if not self.input_topics:
             raise ConfigError("at least one input topic is required")

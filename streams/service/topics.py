@@ -75,8 +75,8 @@ def input_buffer(app: faust.App, settings: Settings) -> int:
     """Input messages Faust buffers ahead of the ingest agent: its own bound counts messages,
     and a chunk (``chunks``) holds up to ``input_chunk`` records, so about as many records as
     with a message per record, and at least two ingest steps' worth."""
-    steps = 2 * max(1, math.ceil(settings.batch_size / settings.input_chunk))
-    return max(steps, math.ceil(app.conf.stream_buffer_maxsize / settings.input_chunk))
+    return max(2 * settings.ingest_take,
+               math.ceil(app.conf.stream_buffer_maxsize / settings.input_chunk))
 
 
 def define_topics(app: faust.App, settings: Settings) -> ServiceTopics:
