@@ -112,7 +112,9 @@ class Subprocess:
     def metrics(self) -> dict[str, float]:
         """The worker's /metrics as {series: value} (labels kept in the series name)."""
         url = f"http://127.0.0.1:{self.web_port}/metrics"
-        with urllib.request.urlopen(url, timeout=3) as response:
+        # Generous: a scoring batch of several thousand events holds the worker's event
+        # loop for a second or more on a loaded machine.
+        with urllib.request.urlopen(url, timeout=15) as response:
             text = response.read().decode()
         values: dict[str, float] = {}
         for line in text.splitlines():

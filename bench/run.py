@@ -201,11 +201,11 @@ def throughput(broker: BrokerProcess, lines: list[bytes], work: Path,
         designs.append(_from_throughput(name, result))
         print(f"{name}: {result.per_second:,.0f} events/s, "
               f"{result.cpu_per_event * 1e6:,.0f} µs/event", flush=True)
-    # Chunked input (issue 13 §1, not the default yet): one Faust message per run of 500.
+    # The design before chunked input (issue 13 §1): a Faust message per input record.
     result = worker_throughput(broker, models["current"], lines, work, topic=topic,
-                               extra_env={"REACHWATCH_INPUT_CHUNK": "500"})
-    designs.append(_from_throughput("this checkout, chunked input (500)", result))
-    print(f"chunked input: {result.per_second:,.0f} events/s", flush=True)
+                               extra_env={"REACHWATCH_INPUT_CHUNK": "1"})
+    designs.append(_from_throughput("this checkout, a message per record", result))
+    print(f"a message per record: {result.per_second:,.0f} events/s", flush=True)
     pair = None
     if two_workers:
         result = worker_throughput(broker, models["current"], lines, work, topic=topic,

@@ -191,8 +191,13 @@ class UpstreamFrontiers:
             epochs = self.claims.setdefault(source, {})
             # Popped and re-inserted: the most recently heard epochs are the ones kept.
             known = epochs.pop(claim.epoch, None)
-            if known is not None and known.offset >= claim.offset:
-                claim = known  # an envelope sent again out of order: the wider claim stays
+            if known is not None and known.offset >= claim.offset and (
+                known.frontier >= claim.frontier
+            ):
+                # An envelope sent again out of order: the wider claim stays. Only when it
+                # is wider in both: a source held back (paused ahead of the frontier) keeps
+                # its offset while the frontier, and so what it has sent, grows.
+                claim = known
             epochs[claim.epoch] = claim
             while len(epochs) > KEPT_EPOCHS:
                 del epochs[next(iter(epochs))]

@@ -36,11 +36,12 @@ from typing import Any, NamedTuple
 from faust.types import TP
 from faust.types.tuples import ConsumerMessage
 
-# Records per chunk the benchmarks use (``REACHWATCH_INPUT_CHUNK=500``; the worker's default
-# is still a message per record, see ``Settings.input_chunk``): large enough that Faust's
-# cost per message is small beside the events' (~0.2 µs each), small enough that a step's
-# events stay a few thousand (``agents.Worker.ingest_take``).
-DEFAULT_CHUNK = 500
+from reachwatch.streams.service.settings import DEFAULT_INPUT_CHUNK
+
+# Records per chunk by default (``REACHWATCH_INPUT_CHUNK``): large enough that Faust's cost
+# per message is small beside the events' (~0.2 µs each), small enough that a step's events
+# stay a few thousand (``agents.Worker.ingest_take``).
+DEFAULT_CHUNK = DEFAULT_INPUT_CHUNK
 
 
 class Record(NamedTuple):

@@ -228,7 +228,7 @@ class SideScorer:
         if side is PRINCIPAL:  # each event is scored on both sides: counted once, here
             count_outcomes(self.metrics, forwarded, result)
         if result.late:
-            self._report_late(result, watermark)
+            self._report_late(result, watermark, forwarded)
         if result.alerts:
             await self.publisher.publish(result.alerts, forwarded)
         if followup is not None:
@@ -388,16 +388,24 @@ class SideScorer:
             log.info("%d event(s) forwarded again on the %s side recognised and skipped "
                      "(read again after a restart or a rebalance)", count, self.side.name)
 
-    def _report_late(self, result: BatchResult, watermark: float | None) -> None:
+    def _report_late(
+        self,
+        result: BatchResult,
+        watermark: float | None,
+        forwarded: Sequence[Forwarded],
+    ) -> None:
         self.metrics.events_late.labels(side=self.side.name).inc(result.late)
         now = time.monotonic()
         if now - self._late_logged >= LATE_SAMPLE_INTERVAL_S:
             self._late_logged = now
-            # Event times only: nothing identifying an entity goes to the log.
-            sample = [e.ts for e in result.late_events[:LATE_SAMPLE_SIZE]]
+            # Event times and input positions only: nothing identifying an entity.
+            late = {id(e) for e in result.late_events[:LATE_SAMPLE_SIZE]}
+            sample = [
+                (f.event.ts, f"{f.source}@{f.offset}") for f in forwarded if id(f.event) in late
+            ]
             log.warning(
                 "%d late read(s) on the %s side (watermark %s, allowed lateness %ss), e.g. "
-                "at event times %s",
+                "at (event time, input position) %s",
                 result.late,
                 self.side.name,
                 watermark,

@@ -51,6 +51,9 @@ SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 
 
+# Input records per Faust message by default (``Settings.input_chunk``).
+DEFAULT_INPUT_CHUNK = 500
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     """Everything the service reads from its environment, validated once."""
@@ -107,11 +110,10 @@ class Settings:
     batch_size: int = 2000
     # Input records per Faust message (streams/service/chunks.py): above 1 the transport
     # hands each partition's fetched records to the ingest agent in runs of up to this many,
-    # so Faust's per-message cost is paid per run, not per record (bench/chunks.py: 500 gave
-    # +18 % events/s). 1 (the default) = one message per record: with chunks a restarted
-    # worker still judges some reads late that the stopped one had sent (README,
-    # "Chunked input"). An ingest step takes up to batch_size / input_chunk messages.
-    input_chunk: int = 1
+    # so Faust's per-message cost is paid per run, not per record (bench/chunks.py: Faust's
+    # own path 100 -> 4 us a record). 1 = one message per record, the design before. An
+    # ingest step takes up to batch_size / input_chunk messages.
+    input_chunk: int = DEFAULT_INPUT_CHUNK
     # Decoded window states the worker keeps per side (principal, resource) to skip decoding
     # hot entities again; least recently used beyond it are dropped (the table keeps them).
     decoded_state_cache: int = 10_000

@@ -15,9 +15,19 @@ from reachwatch.models.pipeline import Pipeline
 from reachwatch.models.sides import RESOURCE
 from reachwatch.streams.formats.adapters import get_adapter
 from reachwatch.streams.ingest.chain import Chain
-from reachwatch.streams.service.alignment import UNKNOWN, UNKNOWN_BACKLOG_FACTOR, SourceClocks
+from reachwatch.streams.service.alignment import (
+    UNKNOWN,
+    UNKNOWN_BACKLOG_FACTOR,
+    SourceClocks,
+    UpstreamFrontiers,
+)
 from reachwatch.streams.service.delivery import deliver_all
-from reachwatch.streams.service.envelopes import Forwarded, encode_envelope, read_envelope
+from reachwatch.streams.service.envelopes import (
+    Claim,
+    Forwarded,
+    encode_envelope,
+    read_envelope,
+)
 from reachwatch.streams.service.forwarding import Forwarder
 from reachwatch.streams.service.metrics import Metrics
 from reachwatch.streams.service.publisher import AlertPublisher
@@ -240,6 +250,26 @@ def test_events_forwarded_again_by_a_later_reading_are_recognised_as_repeats(tin
     assert got == [(0.0, 0), (60.0, 1), (120.0, 2), (180.0, 3), (240.0, 4), (240.0, 4),
                    (300.0, 5), (300.0, 5), (360.0, 6), (420.0, 7)]
     assert scorer.metrics.events_repeated.labels(side="resource")._value.get() == 3.0
+
+
+def test_a_claim_that_grows_only_in_event_time_replaces_the_narrower_one():
+    # A source paused ahead of the frontier: its reader's last offset stays while the
+    # frontier, and with it what the reading has sent of that source, grows. Seen with
+    # chunked input in test_stream_parity's stop/restart: a reading's claim stuck at
+    # (17120, its first frontier) and the next reading's copies of reads sent later were
+    # judged late instead of skipped.
+    upstream = UpstreamFrontiers.empty()
+    upstream.update({}, claims={"in:1": Claim("old", offset=17120, frontier=100.0)})
+    upstream.update({}, claims={"in:1": Claim("old", offset=17120, frontier=200.0)})
+    base = tiny_history_events()[0]
+    sent_later = Forwarded(dataclasses.replace(base, ts=150.0), "in", 0.0, 1, 10398)
+    assert upstream.repeated(sent_later, "new")
+    # An envelope sent again out of order (an older, narrower claim) does not narrow it.
+    upstream.update({}, claims={"in:1": Claim("old", offset=17000, frontier=120.0)})
+    assert upstream.claims["in:1"]["old"] == Claim("old", offset=17120, frontier=200.0)
+    assert not upstream.repeated(
+        dataclasses.replace(sent_later, event=dataclasses.replace(base, ts=250.0)), "new"
+    )
 
 
 def test_a_partition_read_from_further_back_is_not_judged_by_one_that_caught_up(tiny_model):
