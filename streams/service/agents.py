@@ -57,6 +57,8 @@ BROKER_PROBE_TIMEOUT_S = 5.0
 # How long a stopping worker waits for the steps under way (a send retrying against an
 # unreachable broker must not hold the stop forever).
 DRAIN_TIMEOUT_S = 10.0
+# Longest that forwarding waits after an assignment for the input's partition count.
+SOURCES_WAIT_S = 30.0
 CHANGELOG_RETRY_S = 0.5  # between two asks whether the producer knows the changelogs
 STEP_RETRY_S = (0.5, 1.0, 2.0, 5.0, 10.0)  # between tries of a scoring step that raised
 
@@ -123,6 +125,7 @@ class Worker:
         # backlogs, and logged: where a restarted worker resumed).
         self._starts: dict[str, int | None] = {}
         self._acked: dict[str, int] = {}  # highest input offset acknowledged, per source
+        self._assigned_at: float | None = None  # when the last assignment came
         self._generation = 0  # assignments seen: broker answers from an older one are stale
         # Whether the producer knows every changelog's partitions (``topics.changelogs_known``:
         # a table write before it does raises); the app sets the question.
@@ -224,6 +227,8 @@ class Worker:
         # (a rebalance in progress, a slow coordinator), and ingest must not wait on it.
         backlogs = await self._probe_backlogs()
         async with self._ingest_lock:
+            if self.forwarder.total_sources == 0 and self._assigned_at is not None:
+                self._count_sources()
             self.forwarder.sources.tick(self._paused)
             for source, end in backlogs.items():
                 upcoming = self._next_offset(source)
@@ -549,14 +554,36 @@ class Worker:
             if self.consumer is not None and hasattr(self.consumer, "release"):
                 self.consumer.release(mine.values())
             self.forwarder.sources.assign(set(self.forwarder.sources.clocks) | set(mine))
-        self.forwarder.await_assignment = False
+        self._assigned_at = time.monotonic()
+        self._count_sources()
+        log.info("input partitions in all: %s", self.forwarder.total_sources or "not known yet")
+
+    def _count_sources(self) -> None:
+        """How many input partitions there are in all, reported with every envelope: a scorer
+        trusts the frontier of the reports it has only when it knows it has them all.
+
+        Right after the first assignment the consumer's metadata may not know the input
+        topics yet. Until it does (asked again every tick), nothing is released: a worker
+        sharing the input with another would otherwise report its own partitions' frontier
+        as everyone's, and the scorers would run ahead of the other worker's reads (seen
+        with chunked input in test_faults_takeover: 26-80 reads judged late on each
+        side). After ``SOURCES_WAIT_S`` the reports at hand are trusted, with a warning.
+        """
+        counts: list[int | None] = []
         if self.consumer is not None:
             try:
                 counts = [self.consumer.topic_partitions(t) for t in self.settings.input_topics]
-            except Exception:  # no metadata yet: scoring then trusts the reports it has
+            except Exception:  # no metadata yet
                 counts = []
-            if counts and all(counts):
-                self.forwarder.total_sources = sum(counts)
+        if counts and all(counts):
+            self.forwarder.total_sources = sum(c for c in counts if c)
+        # Without a consumer (tests driving the agents) nobody can tell: trust the reports.
+        known = self.forwarder.total_sources > 0 or self.consumer is None
+        waited = time.monotonic() - (self._assigned_at or 0.0)
+        if not known and waited >= SOURCES_WAIT_S and self.forwarder.await_assignment:
+            log.warning("the input topics' partition count is still unknown %.0fs after the "
+                        "assignment: scoring trusts the frontiers reported so far", waited)
+        self.forwarder.await_assignment = not known and waited < SOURCES_WAIT_S
 
     def tracked(self) -> dict[str, int]:
         """Entities per side, those not checkpointed yet included."""

@@ -280,3 +280,38 @@ def test_a_scoring_step_that_raises_is_tried_again_not_abandoned(tiny_model, mon
     asyncio.run(worker._score_until_done(scorer, ["read"], 5.0))
     assert calls == [(["read"], 5.0)] * 3  # the same step, until it went through
     assert worker.metrics.step_failures.labels(stage="principal")._value.get() == 2
+
+
+class LateMetadataConsumer(StaleConsumer):
+    """A consumer whose metadata does not know the input topic right after the assignment."""
+
+    def __init__(self) -> None:
+        super().__init__(highwater=10, end=10)
+        self.partitions: int | None = None
+
+    def topic_partitions(self, topic: str) -> int | None:
+        return self.partitions
+
+
+def test_nothing_is_released_until_the_input_partition_count_is_known(tiny_model) -> None:
+    # Sharing the input with another worker, a worker that does not know how many input
+    # partitions there are would report its own partitions' frontier as everyone's, and the
+    # scorers would run ahead of the other worker's reads (test_faults_takeover, chunked).
+    worker, topics = _worker(tiny_model, topic=RecordingTopic, partitions=1)
+    worker._ingest_stream = FakeStream([])  # type: ignore[assignment]
+    worker.consumer = LateMetadataConsumer()
+    worker.on_assigned([SimpleNamespace(topic="access-events", partition=0)])
+    worker.forwarder.sources.set_backlog("access-events:0", False)
+    worker.forwarder.take(_holders(tiny_history_events()[:10], 0), lambda h: h.message)
+    assert worker.forwarder.release().envelopes == []
+    asyncio.run(worker.tick())
+    assert topics.by_principal.sent == [] and worker.forwarder.await_assignment
+    worker.consumer.partitions = 4  # the metadata arrives
+    asyncio.run(worker.tick())
+    assert not worker.forwarder.await_assignment and worker.forwarder.total_sources == 4
+    # The tick released them: the source is quiet and known to hold nothing more.
+    for _ in range(8):
+        asyncio.run(worker.tick())
+    sent = [read_envelope(s["value"]) for s in topics.by_principal.sent]
+    assert sum(len(e.items) for e in sent) == 10
+    assert {e.sources for e in sent} == {4}
