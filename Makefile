@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 # A strict editable install: a link tree that static tools (pyright, IDEs) can follow.
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test]' $(STRICT)
+	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test,rocksdb]' $(STRICT)
 	touch $@
 STRICT := --config-settings editable_mode=strict
 

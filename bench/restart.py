@@ -12,15 +12,10 @@ server answering with partitions assigned, and to **scoring resumed** (the new r
 scored on both sides, which waits for the tables' changelog recovery), and the data dir's
 size on disk. ``memory://`` rebuilds every table from its changelog topic on start.
 
-``rocksdb://`` (Faust's RocksDB store through the ``rocksdict`` bindings) needs a
-``store`` setting the worker does not have: tried on 2026-12-01 with rocksdict 0.3.29
-(installs fine) and faust-streaming 0.15.3, the worker died on its first scoring batch
-with ``AssertionError`` at ``faust/stores/rocksdb.py`` line 476 (``_set``: ``event =
-current_event(); assert event is not None``): Faust's RocksDB store takes the partition
-of every write from the current stream event, and reachwatch writes its states after a
-``stream.take()`` batch, outside any event. So RocksDB tables need issue 13's own
-checkpointing (writes with an explicit partition); until then ``--stores rocksdb://``
-is refused.
+``rocksdb://`` keeps each table partition in RocksDB under the worker's data dir
+(``streams/service/stores.py``: Faust's RocksDB store through ``rocksdict``, filing writes
+made outside a stream event by their key's partition); the restarted worker opens the same
+data dir and reads only the changelog written since.
 
 Prints one JSON line per store and a table; processes are stopped by their PIDs.
 """
@@ -130,13 +125,11 @@ def main() -> int:
                         / "restart.json")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    from dataclasses import fields
+    from reachwatch.streams.service.settings import STORE_CHOICES
 
-    from reachwatch.streams.service.settings import Settings
-
-    if (any(s != "memory://" for s in args.stores.split(","))
-            and "store" not in {f.name for f in fields(Settings)}):
-        parser.error("this worker has no store setting (REACHWATCH_STORE): only memory://")
+    for store in args.stores.split(","):
+        if store not in STORE_CHOICES:
+            parser.error(f"--stores: {store!r} is not one of {', '.join(STORE_CHOICES)}")
     results = []
     with tempfile.TemporaryDirectory(prefix="reachwatch-restart-") as tmp:
         work = Path(tmp)

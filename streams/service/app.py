@@ -37,6 +37,7 @@ from reachwatch.streams.service.metrics import Metrics, faust_monitor
 from reachwatch.streams.service.pager import Pager
 from reachwatch.streams.service.reload import ModelWatcher
 from reachwatch.streams.service.settings import Settings, load_settings
+from reachwatch.streams.service.stores import faust_store_url
 from reachwatch.streams.service.topics import define_tables, define_topics
 from reachwatch.streams.service.transport import use_short_fetch_wait
 from reachwatch.streams.service.web import guard_web_exposure, read_token, register_views
@@ -119,7 +120,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
         settings.app_id,
         broker=settings.broker_url,
         broker_credentials=broker_credentials(settings),
-        store="memory://",
+        store=faust_store_url(settings.store),
         topic_partitions=settings.partitions,
         topic_replication_factor=1,
         datadir=str(settings.data_dir),

@@ -30,6 +30,7 @@ trained through another chain.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
@@ -53,6 +54,10 @@ SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 
 # Input records per Faust message by default (``Settings.input_chunk``).
 DEFAULT_INPUT_CHUNK = 500
+# Where tables keep their state (``Settings.store``, ``streams.service.stores``).
+MEMORY = "memory://"
+ROCKSDB = "rocksdb://"
+STORE_CHOICES = (MEMORY, ROCKSDB)
 
 @dataclass(frozen=True, slots=True)
 class Settings:
@@ -158,6 +163,10 @@ class Settings:
     # stops changelog recovery early (losing the tail of the state) and lag reads too low.
     producer_max_batch_size: int = 16384
     data_dir: Path = Path("var/worker")
+    # Where the tables keep their state: memory:// (rebuilt from the changelog topics at
+    # every start) or rocksdb:// (on disk under data_dir; needs rocksdict, the [rocksdb]
+    # extra). streams/service/stores.py; README "Performance" has the figures.
+    store: str = MEMORY
     broker_bin: str | None = None
     log_level: str = "info"
     security_protocol: str = "PLAINTEXT"
@@ -224,6 +233,12 @@ class Settings:
             raise ConfigError(
                 "pseudonymize needs a pseudonym key file "
                 "(--pseudonym-key-file or REACHWATCH_PSEUDONYM_KEY_FILE)"
+            )
+        if self.store not in STORE_CHOICES:
+            raise ConfigError(f"store must be one of {'|'.join(STORE_CHOICES)}, got {self.store!r}")
+        if self.store == ROCKSDB and importlib.util.find_spec("rocksdict") is None:
+            raise ConfigError(
+                "store rocksdb:// needs the rocksdict package: pip install 'reachwatch[rocksdb]'"
             )
         if self.checkpoint_interval < 0:
             raise ConfigError("checkpoint_interval must not be negative")

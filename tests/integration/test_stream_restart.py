@@ -25,7 +25,16 @@ def _offline_revisions(company, lines, entity):
     return sorted((a.ts, a.revision) for a in result.alerts if a.entity == entity)
 
 
-def test_sigkill_restart_keeps_state_and_the_open_alert(company, service, start_worker, clients):
+@pytest.mark.parametrize("store", ["memory://", "rocksdb://"])
+def test_sigkill_restart_keeps_state_and_the_open_alert(company, service, start_worker, clients,
+                                                        store, tmp_path):
+    if store == "rocksdb://":
+        pytest.importorskip("rocksdict")  # the [rocksdb] extra; installed by `make test`
+    # In memory the second worker rebuilds every table from the changelog; on RocksDB it
+    # starts on the killed worker's data dir and reads the changelog written since.
+    env = {"REACHWATCH_STORE": store}
+    if store == "rocksdb://":
+        env["REACHWATCH_DATA_DIR"] = str(tmp_path / "worker-data")
     entity = company.incident["entity"]
     lines = company.lines_between(company.incident_start - 3600, company.incident_end)
     revisions = _offline_revisions(company, lines, entity)
@@ -36,7 +45,7 @@ def test_sigkill_restart_keeps_state_and_the_open_alert(company, service, start_
     before = [line for line in lines if _ts(line) < split]
     after = lines[len(before):]
 
-    first = start_worker()
+    first = start_worker(**env)
     first.wait_assigned()
     clients.produce_confluent(service.input_topic, before)
     opened = clients.read_topic(
@@ -52,7 +61,7 @@ def test_sigkill_restart_keeps_state_and_the_open_alert(company, service, start_
     time.sleep(3)
     assert first.stop(signal.SIGKILL) == -signal.SIGKILL
 
-    second = start_worker()
+    second = start_worker(**env)
     second.wait_assigned()
     # State comes back from the changelog before any new message arrives...
     recovered = second.wait_until(lambda s: s["resources"] > 0, 60, "recovered state")
