@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
+from types import SimpleNamespace
 
 import faust
 import pytest
+from faust.types import TP
 
 from reachwatch.models.errors import ConfigError
 from reachwatch.streams.service.settings import Settings
@@ -79,3 +81,32 @@ def test_the_store_setting_is_checked_when_settings_are_made(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", without_rocksdict)
     with pytest.raises(ConfigError, match=r"pip install 'reachwatch\[rocksdb\]'"):
         Settings(store="rocksdb://")
+
+
+def test_the_key_count_follows_the_writes_without_iterating_the_keys(tmp_path, monkeypatch):
+    table = _table(tmp_path)
+    store = table.data  # type: ignore[attr-defined]
+    topic = table.changelog_topic_name  # type: ignore[attr-defined]
+    monkeypatch.setattr(store.app.assignor, "assigned_actives",
+                        lambda: {TP(topic=topic, partition=p) for p in range(4)})
+    for partition in range(4):  # what an assignment of every partition opens
+        store._db_for_partition(partition)
+    for key in KEYS[:3]:
+        store[key] = b"v"
+    scans: list[object] = []
+    real = store._size1
+    monkeypatch.setattr(store, "_size1", lambda db: scans.append(db) or real(db))
+    assert len(store) == 3
+    assert len(scans) == 4  # each partition's database counted once
+    store[KEYS[0]] = b"again"  # not a new key
+    for key in KEYS[3:]:
+        store[key] = b"v"
+    del store[KEYS[1]]
+    assert len(store) == len(KEYS) - 1 == sum(1 for _ in store.keys())
+    assert len(scans) == 4  # and not iterated again
+    # Recovery writes bypass the count: the partitions it wrote are counted anew.
+    event = SimpleNamespace(message=SimpleNamespace(
+        tp=TP(topic=topic, partition=partition_of(b"dora", 4)), offset=0,
+        partition=partition_of(b"dora", 4), key=b"dora", value=b"v"))
+    store.apply_changelog_batch([event], None, None)
+    assert len(store) == len(KEYS)
