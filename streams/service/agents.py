@@ -206,14 +206,18 @@ class Worker:
         rewinds = self.rewinds["ingest"]
         async for taken in stream.noack_take(self.ingest_take, self.stage_wait):
             async with self._ingest_lock:
-                events, seeks = rewinds.admit(taken, _message)
-                for event in events:
-                    message = event.message
-                    self._tps[source_of(message)] = TP(message.topic, message.partition)
-                self.ack_order.taken(events, _partition)
-                dead_letters = self.forwarder.take(events, _message)
-                await self._forward(stream, dead_letters)
-                await self._seek(seeks)
+                with rewinds.step():
+                    await self._ingest_step(stream, rewinds, taken)
+
+    async def _ingest_step(self, stream: StreamT, rewinds: Rewinds, taken: Any) -> None:
+        events, seeks = rewinds.admit(taken, _message)
+        for event in events:
+            message = event.message
+            self._tps[source_of(message)] = TP(message.topic, message.partition)
+        self.ack_order.taken(events, _partition)
+        dead_letters = self.forwarder.take(events, _message)
+        await self._forward(stream, dead_letters)
+        await self._seek(seeks)
 
     async def tick(self) -> None:
         """Between messages: idle partitions and backlogs move the frontier too."""
@@ -358,21 +362,22 @@ class Worker:
         self._score_streams[scorer.name] = stream
         async for taken in stream.noack_take(self.scoring_take, self.stage_wait):
             async with lock:
-                events, seeks = rewinds.admit(taken, _message)
-                while not self.changelogs_ready:
-                    self.changelogs_ready = await self.changelogs_known()
-                    if not self.changelogs_ready:
-                        log.info("table changelog partitions not known to the producer yet")
-                        await asyncio.sleep(CHANGELOG_RETRY_S)
-                order = self._score_orders[scorer.name]
-                order.taken(events, _partition)
-                scorer.take(events, _message)
-                released, watermark, done = scorer.release()
-                await self._score_until_done(scorer, released, watermark)
-                self._waiting[scorer.name].extend(order.finished(done, _partition))
-                if scorer.checkpoint_due():
-                    await self._checkpoint(scorer)
-                await self._seek(seeks)
+                with rewinds.step():
+                    events, seeks = rewinds.admit(taken, _message)
+                    while not self.changelogs_ready:
+                        self.changelogs_ready = await self.changelogs_known()
+                        if not self.changelogs_ready:
+                            log.info("table changelog partitions not known to the producer yet")
+                            await asyncio.sleep(CHANGELOG_RETRY_S)
+                    order = self._score_orders[scorer.name]
+                    order.taken(events, _partition)
+                    scorer.take(events, _message)
+                    released, watermark, done = scorer.release()
+                    await self._score_until_done(scorer, released, watermark)
+                    self._waiting[scorer.name].extend(order.finished(done, _partition))
+                    if scorer.checkpoint_due():
+                        await self._checkpoint(scorer)
+                    await self._seek(seeks)
             self.sweeper.maybe_soon(len(scorer.table), self.ttl)
 
     async def _score_until_done(self, scorer: SideScorer, released: Any, watermark: Any) -> None:

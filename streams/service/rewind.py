@@ -36,7 +36,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -100,7 +101,10 @@ class Rewinds:
         self.on_rewind = on_rewind  # counters (metrics); topic names only
         self.on_lost = on_lost
         self._last: dict[Key, int] = {}
-        self._when: dict[Key, float] = {}  # when a message of the partition was last taken
+        # When a message of the partition was last taken, on the waiting clock (``waited``).
+        self._when: dict[Key, float] = {}
+        self._busy = 0.0  # seconds spent in the agent's steps so far
+        self._busy_since: float | None = None  # when the step under way began
         self._rewinds: dict[Key, _Rewind] = {}
         # Per revoked partition, the generation it was revoked in: its messages fetched in
         # that generation or before are no longer this reading's.
@@ -109,13 +113,35 @@ class Rewinds:
         self._stale_seen: set[tuple[Key, int]] = set()
         self.again = 0  # messages read a second time, dropped
 
+    @contextmanager
+    def step(self) -> Iterator[None]:
+        """Around each step of the agent: time in a step is not time waiting for input.
+
+        A partition is quiet when no message of it came while the agent was waiting for
+        input. A backlogged agent (long steps, its next messages waiting in Faust's buffer)
+        took every one of its partitions for quiet: in a fill of 300,000 reads each internal
+        partition was read again every few minutes, and the repeated envelopes left 45,544
+        reads judged late (README, "RocksDB tables")."""
+        self._busy_since = self.clock()
+        try:
+            yield
+        finally:
+            self._busy += self.clock() - self._busy_since
+            self._busy_since = None
+
+    def waited(self) -> float:
+        """The waiting clock: seconds so far outside the agent's steps."""
+        now = self.clock()
+        busy = self._busy + (now - self._busy_since if self._busy_since is not None else 0.0)
+        return now - busy
+
     def admit(
         self, holders: Sequence[Any], message_of: Callable[[Any], Any] = lambda h: h
     ) -> tuple[list[Any], dict[Key, int]]:
         """(the holders to take, in order; partitions to seek and where to)."""
         taken: list[Any] = []
         seeks: dict[Key, int] = {}
-        now = self.clock()
+        waited = self.waited()
         current = self.generation()
         for holder in holders:
             topic, partition, offset, generation = _fields(message_of(holder))
@@ -144,7 +170,7 @@ class Rewinds:
             if self._admit_one(key, first, offset, seeks, message):
                 taken.append(holder)
                 self._last[key] = offset
-                self._when[key] = now
+                self._when[key] = waited
         return taken, seeks
 
     def _admit_one(
@@ -160,7 +186,7 @@ class Rewinds:
             # Judged against where the reading starts: a first message Faust dropped is a
             # hole too (the commit, held at what the agents acknowledged, stays before it).
             last = self._last[key] = start - 1
-            self._when[key] = self.clock()
+            self._when[key] = self.waited()
         if offset <= last:
             self.again += 1
             return False
@@ -225,7 +251,7 @@ class Rewinds:
         broker's high watermark; a message dropped last shows no hole). A ``held``
         (paused) partition is not quiet: its quiet time counts from its resumption."""
         seeks: dict[Key, int] = {}
-        now = self.clock()
+        now, waited = self.clock(), self.waited()
         for key, last in list(self._last.items()):
             rewind = self._rewinds.get(key)
             if rewind is None:
@@ -233,16 +259,17 @@ class Rewinds:
                     # A paused partition is quiet because it is paused: its quiet time
                     # starts again when it is resumed, not from its last message (seen
                     # sought at every resume after a long pause, history catch-up).
-                    self._when[key] = now
+                    self._when[key] = waited
                     continue
-                if now - self._when.get(key, now) < QUIET_S:
+                quiet = waited - self._when.get(key, waited)
+                if quiet < QUIET_S:
                     continue
                 high = end(key)
                 if high is None or high <= last + 1:
                     continue
                 rewind = self._rewinds[key] = _Rewind(last + 1, None, now)
                 log.warning("%s:%d quiet for %.0fs at offset %d short of its end %d: reading "
-                            "it again from %d", key[0], key[1], now - self._when[key], last,
+                            "it again from %d", key[0], key[1], quiet, last,
                             high, last + 1)
                 self._seek(key, rewind, seeks)
             elif now - rewind.since >= RETRY_S:

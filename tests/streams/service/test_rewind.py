@@ -150,6 +150,22 @@ def test_a_paused_partition_s_quiet_time_counts_from_its_resumption() -> None:
     assert rw.due(lambda key: 40) == {P: 3}  # quiet since its resumption
 
 
+def test_time_the_agent_spends_in_its_steps_is_not_quiet_time() -> None:
+    """A backlogged agent's next messages wait in Faust's buffer while it works: that is
+    not a partition gone quiet (in a 300k-read fill every internal partition was read
+    again every few minutes and the repeated envelopes left reads judged late)."""
+    clock = Clock()
+    rw = Rewinds(clock=clock)
+    rw.admit(_m(0, 1, 2))
+    with rw.step():  # one long step, well past the quiet time
+        clock.now = 3 * rewind.QUIET_S
+        assert rw.due(lambda key: 40) == {}  # asked by the timer while the step runs
+    clock.now += rewind.QUIET_S - 1.0
+    assert rw.due(lambda key: 40) == {}  # waiting since the step: not long enough
+    clock.now += 1.0
+    assert rw.due(lambda key: 40) == {P: 3}  # waited QUIET_S for 3 with nothing busy
+
+
 def test_a_rewind_that_sees_nothing_seeks_again(caplog) -> None:
     clock = Clock()
     rw = Rewinds(clock=clock)
