@@ -65,10 +65,10 @@ def run_faust(mode: str, broker: str, topic: str, total: int, result: Path,
                     web_enabled=False, broker_session_timeout=6.0,
                     broker_heartbeat_interval=1.5, autodiscover=False)
     if mode == "faust-chunked-noop":
-        from reachwatch.streams.service.chunks import DEFAULT_CHUNK
+        from reachwatch.streams.service.settings import DEFAULT_INPUT_CHUNK
         from reachwatch.streams.service.transport import use_short_fetch_wait
 
-        use_short_fetch_wait(app, [topic], chunked=[topic], chunk=DEFAULT_CHUNK)
+        use_short_fetch_wait(app, [topic], chunked=[topic], chunk=DEFAULT_INPUT_CHUNK)
     source = app.topic(topic, value_serializer="raw", key_serializer="raw")
     forest = None
     if mode == "faust-sklearn":

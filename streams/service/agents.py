@@ -574,14 +574,14 @@ class Worker:
         with chunked input in test_faults_takeover: 26-80 reads judged late on each
         side). After ``SOURCES_WAIT_S`` the reports at hand are trusted, with a warning.
         """
-        counts: list[int | None] = []
+        counts: list[int] = []
         if self.consumer is not None:
             try:
                 counts = [self.consumer.topic_partitions(t) for t in self.settings.input_topics]
             except Exception:  # no metadata yet
                 counts = []
-        if counts and all(counts):
-            self.forwarder.total_sources = sum(c for c in counts if c)
+        if counts and all(counts):  # None for a topic the metadata does not know yet
+            self.forwarder.total_sources = sum(counts)
         # Without a consumer (tests driving the agents) nobody can tell: trust the reports.
         known = self.forwarder.total_sources > 0 or self.consumer is None
         waited = time.monotonic() - (self._assigned_at or 0.0)

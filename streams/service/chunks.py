@@ -36,13 +36,6 @@ from typing import Any, NamedTuple
 from faust.types import TP
 from faust.types.tuples import ConsumerMessage
 
-from reachwatch.streams.service.settings import DEFAULT_INPUT_CHUNK
-
-# Records per chunk by default (``REACHWATCH_INPUT_CHUNK``): large enough that Faust's cost
-# per message is small beside the events' (~0.2 µs each), small enough that a step's events
-# stay a few thousand (``agents.Worker.ingest_take``).
-DEFAULT_CHUNK = DEFAULT_INPUT_CHUNK
-
 
 class Record(NamedTuple):
     """One input record as the forwarder reads it (a message's fields)."""

@@ -52,12 +52,15 @@ SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 
 
-# Input records per Faust message by default (``Settings.input_chunk``).
+# Input records per Faust message by default (``Settings.input_chunk``, ``chunks``): large
+# enough that Faust's cost per message is small beside the events' (~0.2 µs each), small
+# enough that a step's events stay a few thousand (``ingest_take``).
 DEFAULT_INPUT_CHUNK = 500
 # Where tables keep their state (``Settings.store``, ``streams.service.stores``).
 MEMORY = "memory://"
 ROCKSDB = "rocksdb://"
 STORE_CHOICES = (MEMORY, ROCKSDB)
+
 
 @dataclass(frozen=True, slots=True)
 class Settings:

@@ -68,8 +68,12 @@ class KeyPartitionedRocksDB(RocksDBStore):
         db.put(key, value)
 
     def _del(self, key: bytes) -> None:
-        for partition, db in list(self._dbs.items()):
+        if not self.table.use_partitioner:
+            self._counts.clear()
+        else:
+            partition = partition_of(key, self.table.partitions)
             counted = self._counts.get(partition)
+            db = self._dbs.get(partition)
             if counted is not None and counted[0] is db and db.get(key) is not None:
                 self._counts[partition] = (db, counted[1] - 1)
         super()._del(key)
