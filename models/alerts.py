@@ -30,7 +30,7 @@ import numpy as np
 from reachwatch.models.detector import BreadthDetector
 from reachwatch.models.features import CLUSTERED, GRANTED, SCANS, View
 from reachwatch.models.records import rfc3339
-from reachwatch.models.sides import BY_KIND
+from reachwatch.models.sides import BY_KIND, within_reach
 from reachwatch.models.windows import OpenAlert
 
 ALERT_SCHEMA_VERSION = 2  # 2: status "new" became "opened"; "closed" and "team" added
@@ -113,21 +113,26 @@ def severity_of(view: View, breadth_threshold: float) -> str:
     """Sensitivity sets the base level; breadth moves it.
 
     Base: restricted data involved -> high, confidential -> medium, otherwise low (for
-    ``broad_reader`` the datasets it read, for ``broad_audience`` the dataset itself). A
-    breadth at least twice the threshold (log-ratio, i.e. the ratio squared) adds a level;
-    where the side demotes marginal cases (``broad_reader``) one barely past it (under 1.5
-    times) removes one, so marginal cases land in tickets, and so does an entity with no
-    own history yet: judged against its peers alone (a newcomer, an auditor's first
-    week), the evidence is half of what a mature entity's alert carries.
+    ``broad_reader`` the datasets that make its reading unusual, for ``broad_audience``
+    the dataset itself). A breadth at least twice the threshold (log-ratio, i.e. the
+    ratio squared) adds a level; where the side demotes marginal cases (``broad_reader``)
+    one barely past it (under 1.5 times) removes one, so marginal cases land in tickets,
+    and so does an entity with no own history yet: judged against its peers alone (a
+    newcomer, an auditor's first week), the evidence is half of what a mature entity's
+    alert carries. So does a reader whose other teams' sensitive data all lies within
+    its peers' reach (``sides.within_reach``): the group reads those teams' data.
     """
     side = view.side
-    level = SENSITIVITY_BASE[side.sensitivity_involved(view.event, view.metrics)]
+    involved = side.sensitivity_involved(view.event, view.metrics, view.state.windows)
+    level = SENSITIVITY_BASE[involved]
     threshold = max(breadth_threshold, 1e-9)
     if view.breadth >= 2.0 * threshold:
         level += 1
     elif view.breadth < 1.5 * threshold and side.demotes_marginal:
         level -= 1
     if side.demotes_marginal and not view.own_mature:
+        level -= 1
+    if side.demotes_marginal and within_reach(view.state.windows, view.reach):
         level -= 1
     return SEVERITIES[min(max(level, 0), 3)]
 
@@ -313,6 +318,10 @@ class AlertPolicy:
                 if view.kind == "broad_reader"
                 else view.event.resource_group,
                 "breadth": round(view.breadth, 4),
+                # Every other team's sensitive data it read is data its peers read too:
+                # the severity is a level lower for it (``severity_of``).
+                "within_peer_reach": view.side.demotes_marginal
+                and within_reach(view.state.windows, view.reach),
                 "thresholds": {
                     "score": round(detector.score_threshold_, 6),
                     "breadth": round(detector.breadth_threshold_, 4),

@@ -257,7 +257,12 @@ def evaluate(labels: dict[str, Any], alerts: Iterable[dict[str, Any]]) -> Evalua
             and incident.start <= a[0] <= incident.end + GRACE_SECONDS
         ]
         verdicts.append(
-            Verdict(incident, hits[0][0] if hits else None, hits[0][3] if hits else None, len(hits))
+            Verdict(
+                incident,
+                hits[0][0] if hits else None,
+                _highest(a[3] for a in hits) if hits else None,
+                len(hits),
+            )
         )
 
     incident_keys = {(i.kind, i.entity) for i in incidents}

@@ -293,6 +293,10 @@ class PeerProfiles:
     hours: dict[str, list[float]] = field(default_factory=dict)
     sole: dict[str, dict[int, int]] = field(default_factory=dict)
     largest: dict[int, float] = field(default_factory=dict)
+    # ``reach[group]``: the teams whose confidential or restricted data people of
+    # ``group`` read in training (other than their own): how far the group's work takes
+    # it. Only people: a team's service accounts each run their own job (``GroupReaders``).
+    reach: dict[str, frozenset[str]] = field(default_factory=dict)
 
     @property
     def grants_per_day(self) -> float:
@@ -321,6 +325,7 @@ class PeerProfiles:
             merged.hours.update(part.hours)
             merged.sole.update(part.sole)
             merged.largest.update(part.largest)
+            merged.reach.update(part.reach)
         return merged
 
 
@@ -504,10 +509,32 @@ class View:
     # Every breadth and surprise metric's breadth (``side.gated_metrics`` order is the
     # detector's): each has a gate of its own (``detector.BreadthDetector.gate``).
     breadths: dict[str, float] = field(default_factory=dict)
+    # The teams the entity's peer group reads sensitive data of (``PeerProfiles.reach``).
+    reach: frozenset[str] = frozenset()
 
     @property
     def kind(self) -> str:
         return self.side.kind
+
+
+_NO_REACH: frozenset[str] = frozenset()
+
+
+def peer_reach(events: Sequence[AccessEvent]) -> dict[str, frozenset[str]]:
+    """``PeerProfiles.reach`` of a history: per group of people, the other teams whose
+    confidential or restricted data its members were allowed to read."""
+    reach: dict[str, set[str]] = {}
+    for event in events:
+        if (
+            event.principal_type == "service"
+            or event.sensitivity not in ("confidential", "restricted")
+            or event.outcome == "denied"
+            or event.resource_group is None
+            or event.resource_group == event.principal_group
+        ):
+            continue
+        reach.setdefault(PRINCIPAL.peers(event)[0], set()).add(event.resource_group)
+    return {group: frozenset(teams) for group, teams in reach.items()}
 
 
 def _excess(value: float, baseline: float, smoothing: float) -> float:
@@ -965,6 +992,7 @@ class FeatureBuilder:
             breadth_metric,
             state,
             breadth_of,
+            self.profiles.reach.get(group, _NO_REACH),
         )
 
     # -- what a principal's windows keep per resource ---------------------------------

@@ -122,7 +122,11 @@ class Registry:
         meta.update(
             format_version=FORMAT_VERSION,
             version=version,
-            profiles={"baselines": profiles.baselines, "hours": profiles.hours},
+            profiles={
+                "baselines": profiles.baselines,
+                "hours": profiles.hours,
+                "reach": {group: sorted(teams) for group, teams in profiles.reach.items()},
+            },
             sha256={
                 MODEL_FILE: sha256_file(tmp / MODEL_FILE),
                 PROFILES_FILE: sha256_file(tmp / PROFILES_FILE),
@@ -286,6 +290,11 @@ class Registry:
             hours=meta["profiles"]["hours"],
             sole=sole,
             largest=largest,
+            # Absent from models stored before it: no alert is then lowered for reach.
+            reach={
+                group: frozenset(teams)
+                for group, teams in meta["profiles"].get("reach", {}).items()
+            },
         )
         detectors: dict[str, BreadthDetector] = {}
         for side in SIDES:

@@ -15,7 +15,7 @@ True
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from operator import attrgetter
 from typing import Any, NamedTuple
@@ -90,12 +90,62 @@ def _reader_category(event: AccessEvent) -> str:
     return event.principal_group or f"~{event.principal_type}"
 
 
-def _datasets_read(event: AccessEvent, metrics: Mapping[str, float]) -> str:
-    if metrics["restricted_1h"] + metrics["restricted_24h"] > 0:
-        return "restricted"
-    if metrics["sensitive_1h"] + metrics["sensitive_24h"] > 0:
-        return "confidential"
-    return "internal"  # nothing confidential or restricted
+_SENSITIVE, _OUTSIDE, _NEW_OWN, _RESTRICTED, _HEAVY = (
+    PrincipalAttrs._fields.index(name)
+    for name in ("sensitive", "outside", "new_own", "restricted", "heavy")
+)
+
+
+def _datasets_read(
+    event: AccessEvent, metrics: Mapping[str, float], windows: Sequence[Any]
+) -> str:
+    """The most sensitive of the datasets that make the read unusual: other teams', new to
+    the reader, or taken whole, in the last 24 h.
+
+    An HR analyst reads the team's restricted records every day; that does not make every
+    broad read of theirs a restricted one (an on-call night through the division's
+    confidential data was paged as high for the team's own restricted table). Past the
+    window's cap the kept keys are a part only, so the window's sums (every dataset read)
+    decide, as they do before the first read is kept."""
+    window = windows[-1] if windows else None
+    if window is None or window.overflow or not window.keys:
+        if metrics["restricted_1h"] + metrics["restricted_24h"] > 0:
+            return "restricted"
+        if metrics["sensitive_1h"] + metrics["sensitive_24h"] > 0:
+            return "confidential"
+        return "internal"
+    level = "internal"
+    for entry in window.keys.values():
+        attrs = entry[2]
+        if attrs[_SENSITIVE] and (attrs[_OUTSIDE] or attrs[_NEW_OWN] or attrs[_HEAVY]):
+            if attrs[_RESTRICTED]:
+                return "restricted"
+            level = "confidential"
+    return level
+
+
+def within_reach(windows: Sequence[Any], reach: frozenset[str]) -> bool:
+    """Whether every other team's confidential or restricted dataset in the last 24 h
+    belongs to a team whose such data the reader's peers read in training
+    (``PeerProfiles.reach``), with at least one of them and nothing taken whole.
+
+    More of what the group's work already touches (an on-call night through the
+    division's data, an auditor's first week) is broader than usual, but not reach that
+    nobody in the team has: it is evidence of less. A whole table, or past the window's
+    cap (the kept keys are a part only), it is not judged so."""
+    window = windows[-1] if windows else None
+    if window is None or window.overflow or not reach:
+        return False
+    seen = False
+    for entry in window.keys.values():
+        attrs = entry[2]
+        if attrs[_HEAVY]:
+            return False
+        if attrs[_SENSITIVE] and attrs[_OUTSIDE]:
+            if entry[1] not in reach:
+                return False
+            seen = True
+    return seen
 
 
 @dataclass(frozen=True, eq=False)
@@ -131,7 +181,8 @@ class Side:
     # restricted data to everyone keeps its level).
     demotes_marginal: bool
     # The most sensitive data an alert of this side involves (its base severity).
-    sensitivity_involved: Callable[[AccessEvent, Mapping[str, float]], str]
+    # (the read, its metrics, the entity's windows shortest first)
+    sensitivity_involved: Callable[[AccessEvent, Mapping[str, float], Sequence[Any]], str]
     # How an alert's summary describes the breadth: by breadth-metric horizon ("1h",
     # "24h"), a ``str.format`` template over the view's metrics and ``sensitivity``.
     headlines: Mapping[str, str]
@@ -252,7 +303,7 @@ RESOURCE = Side(
     books_events=False,
     surprise_by_sensitivity=True,
     demotes_marginal=False,
-    sensitivity_involved=lambda event, metrics: event.sensitivity,
+    sensitivity_involved=lambda event, metrics, windows: event.sensitivity,
     headlines={
         "1h": "{sensitivity} dataset read by {readers_1h} principals from "
         "{reader_groups_1h:teams} in the last hour ({outside_readers_1h} outside the "

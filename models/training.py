@@ -37,6 +37,7 @@ from reachwatch.models.features import (
     ProfileBuilder,
     group_readers,
     largest_reads,
+    peer_reach,
 )
 from reachwatch.models.forked import map_forked
 from reachwatch.models.grants import GRANT_ACTIONS
@@ -145,6 +146,8 @@ def build_profiles(
             if finished:
                 collector.add_samples(state.last_group, finished, id(state))
     profiles = collector.build()
+    if principals:
+        profiles.reach = peer_reach(reads)
     if RESOURCE in sides and events:
         # How many grants a day the reads after them are tested for (``_granted``).
         granted = sum(1 for e in events if e.action in GRANT_ACTIONS and e.outcome == "allowed")

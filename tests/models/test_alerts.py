@@ -235,3 +235,77 @@ def test_a_surprise_is_told_in_nats_not_rescaled_to_the_floor():
     view.breadths[metric] = 3.6
     view.breadth, view.breadth_metric = 1.1, metric
     assert summary_of(view).endswith("surprise 3.6")
+
+
+def _read(builder: FeatureBuilder, state, ts: float, resource: str, team: str,
+          sensitivity: str) -> View:
+    event = AccessEvent(ts=START + ts, principal="ana", resource=resource,
+                        principal_group="hr", resource_group=team, sensitivity=sensitivity)
+    view = builder.view(event, state)
+    assert view is not None
+    return view
+
+
+def test_the_readers_own_routine_data_does_not_set_the_level():
+    """An HR analyst reads the team's restricted records every day: a broad read of other
+    teams' confidential data is a confidential alert, not a restricted one; the same
+    reader taking another team's restricted data, or restricted data new to it, is."""
+    gate = 1.0
+    builder = FeatureBuilder(DetectionConfig())
+    state = builder.new_state(PRINCIPAL)
+    for hour in range(72):  # three days of the team's own restricted records, hourly
+        _read(builder, state, hour * 3600.0, "hr/records", "hr", "restricted")
+    day = 72 * 3600.0
+    _read(builder, state, day, "hr/records", "hr", "restricted")
+    view = _read(builder, state, day + 60, "fin/ledger", "finance", "confidential")
+    view.breadth = 1.6
+    assert view.own_mature
+    assert severity_of(view, gate) == "medium"  # confidential base, not restricted's high
+    new = _read(builder, state, day + 120, "hr/cases", "hr", "restricted")
+    new.breadth = 1.6
+    assert severity_of(new, gate) == "high"  # the team's, but new to the reader
+    other = _read(builder, builder.new_state(PRINCIPAL), day, "fin/payroll", "finance",
+                  "restricted")
+    other.breadth, other.own_mature = 1.6, True
+    assert severity_of(other, gate) == "high"
+
+
+def test_reading_within_the_peers_reach_is_one_level_lower():
+    """Other teams' sensitive data that the reader's peers read in training (the
+    division's data an on-call engineer digs through) is broader than usual but within
+    the group's reach: one level lower. One team nobody in the group reads lifts it back;
+    a model without reach (stored before it) lowers nothing."""
+    from reachwatch.models.features import PeerProfiles
+
+    gate = 1.0
+    levels = {}
+    reaches = {"reach": {"hr/human": frozenset({"finance", "payroll"})}, "none": {}}
+    for name, reach in reaches.items():
+        builder = FeatureBuilder(DetectionConfig(), PeerProfiles(reach=reach))
+        state = builder.new_state(PRINCIPAL)
+        levels[name] = []
+        for ts, resource, team in ((0.0, "fin/ledger", "finance"), (60.0, "pay/runs", "payroll"),
+                                   (120.0, "legal/cases", "legal")):
+            view = _read(builder, state, ts, resource, team, "confidential")
+            view.breadth, view.own_mature = 1.6, True
+            levels[name].append(severity_of(view, gate))
+    assert levels == {"reach": ["low", "low", "medium"], "none": ["medium"] * 3}
+
+
+def test_reach_counts_other_teams_sensitive_data_read_by_people():
+    """A group's reach: the other teams whose confidential or restricted data its people
+    were allowed to read. Its own team, public and internal data, denied reads and the
+    team's service accounts (each runs its own job) add nothing."""
+    from reachwatch.models.features import peer_reach
+
+    def read(team: str, sensitivity: str, *, kind: str = "human",
+             outcome: str = "allowed") -> AccessEvent:
+        return AccessEvent(ts=START, principal="p", resource=f"{team}/x", principal_type=kind,
+                           principal_group="ops", resource_group=team,
+                           sensitivity=sensitivity, outcome=outcome)
+
+    events = [read("finance", "confidential"), read("legal", "restricted"),
+              read("ops", "restricted"), read("sales", "internal"), read("hr", "public"),
+              read("audit", "restricted", outcome="denied"),
+              read("payroll", "restricted", kind="service")]
+    assert peer_reach(events) == {"ops/human": frozenset({"finance", "legal"})}

@@ -67,6 +67,17 @@ def test_alert_in_window_catches_with_time_to_detect(labels: dict[str, Any]) -> 
     assert result.verdicts[0].severity == "high"
 
 
+def test_an_incident_keeps_the_highest_severity_its_alerts_reached(labels: dict[str, Any]) -> None:
+    """An alert opens low and escalates as the incident grows: the incident is reported
+    at the level it reached (as a false positive is), not at its first message's."""
+    first = alert("broad_reader", "zoe", "2026-03-23T14:10:00Z", "low")
+    escalated = alert("broad_reader", "zoe", "2026-03-23T14:20:00Z", "critical")
+    updated = alert("broad_reader", "zoe", "2026-03-23T14:30:00Z", "medium")
+    verdict = evaluate(labels, [updated, escalated, first]).verdicts[1]
+    assert verdict.incident.entity == "zoe" and verdict.severity == "critical"
+    assert verdict.time_to_detect == 600.0
+
+
 def test_first_of_several_alerts_sets_time_to_detect(labels: dict[str, Any]) -> None:
     later = alert("broad_reader", "zoe", "2026-03-23T14:40:00Z")
     earlier = alert("broad_reader", "zoe", "2026-03-23T14:10:00Z")

@@ -161,3 +161,19 @@ def test_each_datasets_largest_read_is_stored_with_the_profiles(registry):
     version = registry.write(model.detectors, model.profiles, model.metadata)
     assert registry.load(version).profiles.largest == largest
     assert model.version != version
+
+
+def test_each_groups_reach_is_stored_with_the_profiles(registry, tiny_history):
+    """Serving lowers an alert for reach as training measured it: every group's teams
+    whose sensitive data its people read come back, team for team; a model stored
+    before reach existed loads with none (no alert is lowered for it)."""
+    from reachwatch.models.features import peer_reach
+
+    loaded = registry.load()
+    expected = peer_reach(tiny_history)
+    assert expected and loaded.profiles.reach == expected
+    folder = registry.root / loaded.version
+    meta = orjson.loads((folder / "metadata.json").read_bytes())
+    del meta["profiles"]["reach"]
+    _resign_metadata(folder, meta)
+    assert registry.load(loaded.version).profiles.reach == {}
