@@ -875,6 +875,7 @@ class FeatureBuilder:
         state: EntityState,
         peer: dict[str, float],
         smoothing: float,
+        own_alone: bool = False,
     ) -> tuple[dict[str, float], dict[str, float], dict[str, float]]:
         """Own baselines (nan while immature), peer baselines, and per-metric breadth.
 
@@ -884,7 +885,11 @@ class FeatureBuilder:
         is stronger evidence than twice both (a narrow member of a broad team, a stolen
         indexer credential), while a broad member at its own usual high (own excess <= 0)
         stays silent however far above its peers. Without enough own history the entity
-        is judged against its peers only.
+        is judged against its peers only; with it, an entity whose peers are no peers
+        (``own_alone``: a service account, each running its own job over its own pool, as
+        ``GroupReaders`` says) against its own history only: a team's backup job that
+        reads everything must not excuse its ETL's stolen credential, and in a group of two
+        or three services no quantile across members keeps the broad one out.
         """
         cfg = self.config
         own: dict[str, float] = {}
@@ -896,6 +901,9 @@ class FeatureBuilder:
             if own_weight >= needed:
                 own[metric] = own_value
                 own_excess = _excess(metrics[metric], own_value, smoothing)
+                if own_alone:
+                    breadth[metric] = own_excess
+                    continue
                 breadth[metric] = (
                     math.sqrt(own_excess * peer_excess)
                     if own_excess > 0.0 and peer_excess > 0.0
@@ -951,6 +959,7 @@ class FeatureBuilder:
             state,
             dict(self._peer_baselines(group, fallback, side.breadth_metrics)),
             self._smoothing[side],
+            side is PRINCIPAL and event.principal_type == "service",
         )
         for metric in side.surprise_metrics:
             if metric in CLUSTERED:
@@ -1004,6 +1013,10 @@ class FeatureBuilder:
         # Cold start: a newcomer has seen nothing, so "new to me" would flag every read;
         # until its own history matures it inherits its peers' novelty instead.
         new_own = (0.0 if read.seen else 1.0) if read.own_mature else new_peer
+        if read.own_mature and event.principal_type == "service":
+            # A service's peers are its own history (``GroupReaders``): the team's nightly
+            # backup reading everything must not make every dataset "known" to its ETL.
+            new_peer = new_own
         weight = self.weights.get(event.sensitivity, 1.0)
         sensitive = event.sensitivity in SENSITIVE
         out = outside(event)

@@ -90,23 +90,23 @@ def _reader_category(event: AccessEvent) -> str:
     return event.principal_group or f"~{event.principal_type}"
 
 
-_SENSITIVE, _OUTSIDE, _NEW_OWN, _RESTRICTED, _HEAVY = (
-    PrincipalAttrs._fields.index(name)
-    for name in ("sensitive", "outside", "new_own", "restricted", "heavy")
+_SENSITIVE, _OUTSIDE, _RESTRICTED, _HEAVY = (
+    PrincipalAttrs._fields.index(name) for name in ("sensitive", "outside", "restricted", "heavy")
 )
 
 
 def _datasets_read(
     event: AccessEvent, metrics: Mapping[str, float], windows: Sequence[Any]
 ) -> str:
-    """The most sensitive of the datasets that make the read unusual: other teams', new to
-    the reader, or taken whole, in the last 24 h.
+    """The most sensitive of the datasets that make the read unusual in the last 24 h:
+    other teams', or the own team's taken whole.
 
-    An HR analyst reads the team's restricted records every day; that does not make every
-    broad read of theirs a restricted one (an on-call night through the division's
-    confidential data was paged as high for the team's own restricted table). Past the
-    window's cap the kept keys are a part only, so the window's sums (every dataset read)
-    decide, as they do before the first read is kept."""
+    The team's own data is the team's to read: an HR analyst reads the team's restricted
+    records every day, and a broad read of theirs is not a restricted one for it (an
+    on-call night through the division's confidential data was paged as high for the
+    team's own restricted tables). Taken whole, it is an export (a departing employee),
+    and counts. Past the window's cap the kept keys are a part only, so the window's sums
+    (every dataset read) decide, as they do before the first read is kept."""
     window = windows[-1] if windows else None
     if window is None or window.overflow or not window.keys:
         if metrics["restricted_1h"] + metrics["restricted_24h"] > 0:
@@ -117,7 +117,7 @@ def _datasets_read(
     level = "internal"
     for entry in window.keys.values():
         attrs = entry[2]
-        if attrs[_SENSITIVE] and (attrs[_OUTSIDE] or attrs[_NEW_OWN] or attrs[_HEAVY]):
+        if attrs[_SENSITIVE] and (attrs[_OUTSIDE] or attrs[_HEAVY]):
             if attrs[_RESTRICTED]:
                 return "restricted"
             level = "confidential"

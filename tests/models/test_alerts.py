@@ -238,8 +238,8 @@ def test_a_surprise_is_told_in_nats_not_rescaled_to_the_floor():
 
 
 def _read(builder: FeatureBuilder, state, ts: float, resource: str, team: str,
-          sensitivity: str) -> View:
-    event = AccessEvent(ts=START + ts, principal="ana", resource=resource,
+          sensitivity: str, records: int | None = None) -> View:
+    event = AccessEvent(ts=START + ts, principal="ana", resource=resource, records=records,
                         principal_group="hr", resource_group=team, sensitivity=sensitivity)
     view = builder.view(event, state)
     assert view is not None
@@ -248,22 +248,34 @@ def _read(builder: FeatureBuilder, state, ts: float, resource: str, team: str,
 
 def test_the_readers_own_routine_data_does_not_set_the_level():
     """An HR analyst reads the team's restricted records every day: a broad read of other
-    teams' confidential data is a confidential alert, not a restricted one; the same
-    reader taking another team's restricted data, or restricted data new to it, is."""
+    teams' confidential data is a confidential alert, not a restricted one, and so it stays
+    after opening restricted tables of the team's new to the analyst (the team's data is
+    the team's to read). Another team's restricted data, or the team's restricted data
+    taken whole (an export), makes it a restricted one."""
+    from reachwatch.models.features import PeerProfiles, resource_key
+
     gate = 1.0
-    builder = FeatureBuilder(DetectionConfig())
+    profiles = PeerProfiles(largest={resource_key("hr/cases"): 500.0})
+    builder = FeatureBuilder(DetectionConfig(), profiles)
     state = builder.new_state(PRINCIPAL)
     for hour in range(72):  # three days of the team's own restricted records, hourly
-        _read(builder, state, hour * 3600.0, "hr/records", "hr", "restricted")
+        _read(builder, state, hour * 3600.0, "hr/records", "hr", "restricted", records=10)
     day = 72 * 3600.0
-    _read(builder, state, day, "hr/records", "hr", "restricted")
-    view = _read(builder, state, day + 60, "fin/ledger", "finance", "confidential")
-    view.breadth = 1.6
-    assert view.own_mature
-    assert severity_of(view, gate) == "medium"  # confidential base, not restricted's high
-    new = _read(builder, state, day + 120, "hr/cases", "hr", "restricted")
-    new.breadth = 1.6
-    assert severity_of(new, gate) == "high"  # the team's, but new to the reader
+    levels = []
+    for ts, resource, team, records in (
+        (day, "hr/records", "hr", 10),
+        (day + 60, "fin/ledger", "finance", 10),
+        (day + 120, "hr/pay", "hr", 10),  # new to ana, read a little
+        (day + 180, "hr/cases", "hr", 500),  # the whole table
+    ):
+        event = AccessEvent(ts=START + ts, principal="ana", resource=resource,
+                            principal_group="hr", resource_group=team, records=records,
+                            sensitivity="confidential" if team == "finance" else "restricted")
+        view = builder.view(event, state)
+        assert view is not None and view.own_mature
+        view.breadth = 1.6
+        levels.append(severity_of(view, gate))
+    assert levels == ["low", "medium", "medium", "high"]
     other = _read(builder, builder.new_state(PRINCIPAL), day, "fin/payroll", "finance",
                   "restricted")
     other.breadth, other.own_mature = 1.6, True

@@ -161,6 +161,40 @@ def test_one_broad_member_does_not_excuse_its_team():
     assert view.breadth > 2 * FLOOR
 
 
+def test_a_mature_service_is_judged_by_its_own_history_not_its_teams_backup():
+    """A team of two services: an ETL reading two datasets an hour and the nightly backup
+    reading 200 of every team. The ETL's stolen credential reads 60 confidential datasets
+    of other teams, all of them ones the backup reads every night. No quantile across two
+    members keeps the backup out of the team's typical high, and the backup makes every
+    dataset "known to the peers": judged by its own history, as a service is, it is far
+    beyond it on breadth and on data new to it; the backup at its usual night is not."""
+    config = DetectionConfig()
+    history = [e for e in _service_team(backup=True)
+               if e.principal in ("svc-etl-0", "svc-backup")]
+    profiles = build_profiles(history, config, sides=(PRINCIPAL,))
+    replay = Replay(FeatureBuilder(config, profiles))
+    replay.feed(PRINCIPAL, history)
+    scrape = replay.feed(PRINCIPAL, [
+        _read(7 * DAY + 10 * HOUR + 5.0 * k, "svc-etl-0", f"{team}/obj{k}",
+              principal_type="service", principal_group="it", resource_group=team,
+              sensitivity="confidential")
+        for k in range(60)
+        for team in [("hr", "sales", "finance")[k % 3]]
+    ])
+    assert scrape.own_mature
+    assert scrape.peer["outside_weighted_1h"] > scrape.metrics["outside_weighted_1h"]
+    assert scrape.breadths["outside_weighted_1h"] > 2 * FLOOR
+    assert scrape.metrics["outside_new_sensitive_24h"] == 60
+    backup = replay.feed(PRINCIPAL, [
+        _read(8 * DAY + 2 * HOUR + 600.0 + k, "svc-backup", f"{team}/obj{k}",
+              principal_type="service", principal_group="it", resource_group=team,
+              sensitivity="confidential")
+        for k in range(200)
+        for team in [("hr", "sales", "finance", "it")[k % 4]]
+    ])
+    assert backup.breadth < FLOOR and backup.metrics["outside_new_sensitive_24h"] == 0
+
+
 def test_a_group_that_all_reads_broadly_stays_quiet():
     """Auditors all read 60 datasets of other teams a day: one more doing so is usual."""
     config = DetectionConfig()
