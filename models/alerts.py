@@ -109,22 +109,30 @@ class _Wording(string.Formatter):
 _WORDING = _Wording()
 
 
+def horizon_window(view: View) -> Any:
+    """The entity's window of its breadth metric's horizon: the last 24 h for a daily
+    metric, the last hour otherwise (what the metric that passed its gate counted)."""
+    _, hour, day = view.state.windows
+    return day if view.breadth_metric.endswith("24h") else hour
+
+
 def severity_of(view: View, breadth_threshold: float) -> str:
     """Sensitivity sets the base level; breadth moves it.
 
     Base: restricted data involved -> high, confidential -> medium, otherwise low (for
-    ``broad_reader`` the datasets that make its reading unusual, for ``broad_audience``
-    the dataset itself). A breadth at least twice the threshold (log-ratio, i.e. the
-    ratio squared) adds a level; where the side demotes marginal cases (``broad_reader``)
-    one barely past it (under 1.5 times) removes one, so marginal cases land in tickets,
-    and so does an entity with no own history yet: judged against its peers alone (a
-    newcomer, an auditor's first week), the evidence is half of what a mature entity's
-    alert carries. So does a reader whose other teams' sensitive data all lies within
-    its peers' reach (``sides.within_reach``): the group reads those teams' data.
+    ``broad_reader`` the datasets that make its reading unusual within the breadth
+    metric's horizon, for ``broad_audience`` the dataset itself). A breadth at least
+    twice the threshold (log-ratio, i.e. the ratio squared) adds a level; where the side
+    demotes marginal cases (``broad_reader``) one barely past it (under 1.5 times)
+    removes one, so marginal cases land in tickets, and so does an entity with no own
+    history yet: judged against its peers alone (a newcomer, an auditor's first week),
+    the evidence is half of what a mature entity's alert carries. So does a reader whose
+    other teams' sensitive data all lies within its peers' reach (``sides.within_reach``):
+    the group reads those teams' data.
     """
     side = view.side
-    involved = side.sensitivity_involved(view.event, view.metrics, view.state.windows)
-    level = SENSITIVITY_BASE[involved]
+    window = horizon_window(view)
+    level = SENSITIVITY_BASE[side.sensitivity_involved(view.event, view.metrics, window)]
     threshold = max(breadth_threshold, 1e-9)
     if view.breadth >= 2.0 * threshold:
         level += 1
@@ -132,7 +140,7 @@ def severity_of(view: View, breadth_threshold: float) -> str:
         level -= 1
     if side.demotes_marginal and not view.own_mature:
         level -= 1
-    if side.demotes_marginal and within_reach(view.state.windows, view.reach):
+    if side.demotes_marginal and within_reach(window, view.reach):
         level -= 1
     return SEVERITIES[min(max(level, 0), 3)]
 
@@ -321,7 +329,7 @@ class AlertPolicy:
                 # Every other team's sensitive data it read is data its peers read too:
                 # the severity is a level lower for it (``severity_of``).
                 "within_peer_reach": view.side.demotes_marginal
-                and within_reach(view.state.windows, view.reach),
+                and within_reach(horizon_window(view), view.reach),
                 "thresholds": {
                     "score": round(detector.score_threshold_, 6),
                     "breadth": round(detector.breadth_threshold_, 4),

@@ -15,7 +15,7 @@ True
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from operator import attrgetter
 from typing import Any, NamedTuple
@@ -95,11 +95,10 @@ _SENSITIVE, _OUTSIDE, _RESTRICTED, _HEAVY = (
 )
 
 
-def _datasets_read(
-    event: AccessEvent, metrics: Mapping[str, float], windows: Sequence[Any]
-) -> str:
-    """The most sensitive of the datasets that make the read unusual in the last 24 h:
-    other teams', or the own team's taken whole.
+def _datasets_read(event: AccessEvent, metrics: Mapping[str, float], window: Any) -> str:
+    """The most sensitive of the data that makes the reading unusual, in ``window`` (the
+    breadth metric's: the last hour or the last 24 h): other teams' data, or the own
+    team's taken whole.
 
     The team's own data is the team's to read: an HR analyst reads the team's restricted
     records every day, and a broad read of theirs is not a restricted one for it (an
@@ -107,11 +106,11 @@ def _datasets_read(
     team's own restricted tables). Taken whole, it is an export (a departing employee),
     and counts. Past the window's cap the kept keys are a part only, so the window's sums
     (every dataset read) decide, as they do before the first read is kept."""
-    window = windows[-1] if windows else None
-    if window is None or window.overflow or not window.keys:
-        if metrics["restricted_1h"] + metrics["restricted_24h"] > 0:
+    if window.overflow or not window.keys:
+        suffix = "_1h" if window.span <= 3600.0 else "_24h"
+        if metrics["restricted" + suffix] > 0:
             return "restricted"
-        if metrics["sensitive_1h"] + metrics["sensitive_24h"] > 0:
+        if metrics["sensitive" + suffix] > 0:
             return "confidential"
         return "internal"
     level = "internal"
@@ -124,17 +123,16 @@ def _datasets_read(
     return level
 
 
-def within_reach(windows: Sequence[Any], reach: frozenset[str]) -> bool:
-    """Whether every other team's confidential or restricted dataset in the last 24 h
-    belongs to a team whose such data the reader's peers read in training
-    (``PeerProfiles.reach``), with at least one of them and nothing taken whole.
+def within_reach(window: Any, reach: frozenset[str]) -> bool:
+    """Whether every other team's confidential or restricted dataset in ``window`` (the
+    breadth metric's) belongs to a team whose such data the reader's peers read in
+    training (``PeerProfiles.reach``), with at least one of them and nothing taken whole.
 
     More of what the group's work already touches (an on-call night through the
     division's data, an auditor's first week) is broader than usual, but not reach that
     nobody in the team has: it is evidence of less. A whole table, or past the window's
     cap (the kept keys are a part only), it is not judged so."""
-    window = windows[-1] if windows else None
-    if window is None or window.overflow or not reach:
+    if window.overflow or not reach:
         return False
     seen = False
     for entry in window.keys.values():
@@ -181,8 +179,8 @@ class Side:
     # restricted data to everyone keeps its level).
     demotes_marginal: bool
     # The most sensitive data an alert of this side involves (its base severity).
-    # (the read, its metrics, the entity's windows shortest first)
-    sensitivity_involved: Callable[[AccessEvent, Mapping[str, float], Sequence[Any]], str]
+    # (the read, its metrics, the entity's window of the breadth metric's horizon)
+    sensitivity_involved: Callable[[AccessEvent, Mapping[str, float], Any], str]
     # How an alert's summary describes the breadth: by breadth-metric horizon ("1h",
     # "24h"), a ``str.format`` template over the view's metrics and ``sensitivity``.
     headlines: Mapping[str, str]
@@ -303,7 +301,7 @@ RESOURCE = Side(
     books_events=False,
     surprise_by_sensitivity=True,
     demotes_marginal=False,
-    sensitivity_involved=lambda event, metrics, windows: event.sensitivity,
+    sensitivity_involved=lambda event, metrics, window: event.sensitivity,
     headlines={
         "1h": "{sensitivity} dataset read by {readers_1h} principals from "
         "{reader_groups_1h:teams} in the last hour ({outside_readers_1h} outside the "
