@@ -116,6 +116,16 @@ def horizon_window(view: View) -> Any:
     return day if view.breadth_metric.endswith("24h") else hour
 
 
+def involvement(view: View) -> tuple[str, bool]:
+    """(the most sensitive data involved, whether it all lies within the peers' reach)
+    of the read, from the entity's window of its breadth metric's horizon as it is now."""
+    side, window = view.side, horizon_window(view)
+    return (
+        side.sensitivity_involved(view.event, view.metrics, window),
+        side.demotes_marginal and within_reach(window, view.reach),
+    )
+
+
 def severity_of(view: View, breadth_threshold: float) -> str:
     """Sensitivity sets the base level; breadth moves it.
 
@@ -131,8 +141,8 @@ def severity_of(view: View, breadth_threshold: float) -> str:
     the group reads those teams' data.
     """
     side = view.side
-    window = horizon_window(view)
-    level = SENSITIVITY_BASE[side.sensitivity_involved(view.event, view.metrics, window)]
+    involved, reached = view.involved or involvement(view)
+    level = SENSITIVITY_BASE[involved]
     threshold = max(breadth_threshold, 1e-9)
     if view.breadth >= 2.0 * threshold:
         level += 1
@@ -140,7 +150,7 @@ def severity_of(view: View, breadth_threshold: float) -> str:
         level -= 1
     if side.demotes_marginal and not view.own_mature:
         level -= 1
-    if side.demotes_marginal and within_reach(window, view.reach):
+    if reached:
         level -= 1
     return SEVERITIES[min(max(level, 0), 3)]
 
@@ -328,8 +338,7 @@ class AlertPolicy:
                 "breadth": round(view.breadth, 4),
                 # Every other team's sensitive data it read is data its peers read too:
                 # the severity is a level lower for it (``severity_of``).
-                "within_peer_reach": view.side.demotes_marginal
-                and within_reach(horizon_window(view), view.reach),
+                "within_peer_reach": (view.involved or involvement(view))[1],
                 "thresholds": {
                     "score": round(detector.score_threshold_, 6),
                     "breadth": round(detector.breadth_threshold_, 4),

@@ -511,6 +511,10 @@ class View:
     breadths: dict[str, float] = field(default_factory=dict)
     # The teams the entity's peer group reads sensitive data of (``PeerProfiles.reach``).
     reach: frozenset[str] = frozenset()
+    # (sensitivity involved, within the peers' reach) as of this read, for a read that
+    # may alert (``alerts.involvement``): taken when the read is applied, so an alert's
+    # level does not depend on the reads after it in the same batch.
+    involved: tuple[str, bool] | None = None
 
     @property
     def kind(self) -> str:

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from reachwatch.models.alerts import Alert, AlertPolicy, sample_of
+from reachwatch.models.alerts import Alert, AlertPolicy, involvement, sample_of
 from reachwatch.models.features import FeatureBuilder, View
 from reachwatch.models.grants import GRANT_ACTIONS, GrantLog
 from reachwatch.models.records import AccessEvent
@@ -148,7 +148,11 @@ class Pipeline:
             views.append(view)
             # Reads that may alert keep a snapshot of the entity's recent reads now, so an
             # alert's sample does not depend on where the batch boundary fell.
-            samples.append(sample_of(view) if view.breadth >= gate else None)
+            if view.breadth >= gate:
+                samples.append(sample_of(view))
+                view.involved = involvement(view)  # its level, likewise
+            else:
+                samples.append(None)
         if not views:
             return result
         scores = detector.score(np.asarray([v.vector for v in views], dtype=np.float64))
