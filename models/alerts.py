@@ -30,7 +30,7 @@ import numpy as np
 from reachwatch.models.detector import BreadthDetector
 from reachwatch.models.features import CLUSTERED, GRANTED, SCANS, View
 from reachwatch.models.records import rfc3339
-from reachwatch.models.sides import BY_KIND, within_reach
+from reachwatch.models.sides import BY_KIND
 from reachwatch.models.windows import OpenAlert
 
 ALERT_SCHEMA_VERSION = 2  # 2: status "new" became "opened"; "closed" and "team" added
@@ -119,11 +119,7 @@ def horizon_window(view: View) -> Any:
 def involvement(view: View) -> tuple[str, bool]:
     """(the most sensitive data involved, whether it all lies within the peers' reach)
     of the read, from the entity's window of its breadth metric's horizon as it is now."""
-    side, window = view.side, horizon_window(view)
-    return (
-        side.sensitivity_involved(view.event, view.metrics, window),
-        side.demotes_marginal and within_reach(window, view.reach),
-    )
+    return view.side.involvement(view.event, view.metrics, horizon_window(view), view.reach)
 
 
 def severity_of(view: View, breadth_threshold: float) -> str:
@@ -137,8 +133,8 @@ def severity_of(view: View, breadth_threshold: float) -> str:
     removes one, so marginal cases land in tickets, and so does an entity with no own
     history yet: judged against its peers alone (a newcomer, an auditor's first week),
     the evidence is half of what a mature entity's alert carries. So does a reader whose
-    other teams' sensitive data all lies within its peers' reach (``sides.within_reach``):
-    the group reads those teams' data.
+    other teams' sensitive data all lies within its peers' reach
+    (``sides._reading_involved``): the group reads those teams' data.
     """
     side = view.side
     involved, reached = view.involved or involvement(view)
@@ -290,6 +286,8 @@ class AlertPolicy:
             current.last_ts = max(current.last_ts, ts)
         if not self.qualifies(view, score, detector):
             return None
+        if view.involved is None:  # not taken when the read was applied (no pipeline)
+            view.involved = involvement(view)
         severity = severity_of(view, detector.breadth_threshold_)
         if current is None:
             counterpart = view.side.counterpart(view.event)
@@ -338,7 +336,7 @@ class AlertPolicy:
                 "breadth": round(view.breadth, 4),
                 # Every other team's sensitive data it read is data its peers read too:
                 # the severity is a level lower for it (``severity_of``).
-                "within_peer_reach": (view.involved or involvement(view))[1],
+                "within_peer_reach": view.involved[1],
                 "thresholds": {
                     "score": round(detector.score_threshold_, 6),
                     "breadth": round(detector.breadth_threshold_, 4),

@@ -35,6 +35,7 @@ from reachwatch.models.sides import (
     PrincipalAttrs,
     ResourceAttrs,
     Side,
+    own_history_only,
 )
 from reachwatch.models.windows import (
     DAY,
@@ -264,7 +265,7 @@ def group_readers(events: Sequence[AccessEvent]) -> dict[str, GroupReaders]:
         group = PRINCIPAL.peers(event)[0]
         readers = out.get(group)
         if readers is None:
-            readers = out[group] = GroupReaders(leave_out=event.principal_type != "service")
+            readers = out[group] = GroupReaders(leave_out=not own_history_only(event))
         member = members.get(event.principal)
         if member is None:
             member = members[event.principal] = member_key(event.principal)
@@ -530,8 +531,8 @@ def peer_reach(events: Sequence[AccessEvent]) -> dict[str, frozenset[str]]:
     reach: dict[str, set[str]] = {}
     for event in events:
         if (
-            event.principal_type == "service"
-            or event.sensitivity not in ("confidential", "restricted")
+            own_history_only(event)
+            or event.sensitivity not in SENSITIVE
             or event.outcome == "denied"
             or event.resource_group is None
             or event.resource_group == event.principal_group
@@ -963,7 +964,7 @@ class FeatureBuilder:
             state,
             dict(self._peer_baselines(group, fallback, side.breadth_metrics)),
             self._smoothing[side],
-            side is PRINCIPAL and event.principal_type == "service",
+            side is PRINCIPAL and own_history_only(event),
         )
         for metric in side.surprise_metrics:
             if metric in CLUSTERED:
@@ -1017,7 +1018,7 @@ class FeatureBuilder:
         # Cold start: a newcomer has seen nothing, so "new to me" would flag every read;
         # until its own history matures it inherits its peers' novelty instead.
         new_own = (0.0 if read.seen else 1.0) if read.own_mature else new_peer
-        if read.own_mature and event.principal_type == "service":
+        if read.own_mature and own_history_only(event):
             # A service's peers are its own history (``GroupReaders``): the team's nightly
             # backup reading everything must not make every dataset "known" to its ETL.
             new_peer = new_own

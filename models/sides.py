@@ -95,55 +95,61 @@ _SENSITIVE, _OUTSIDE, _RESTRICTED, _HEAVY = (
 )
 
 
-def _datasets_read(event: AccessEvent, metrics: Mapping[str, float], window: Any) -> str:
-    """The most sensitive of the data that makes the reading unusual, in ``window`` (the
-    breadth metric's: the last hour or the last 24 h): other teams' data, or the own
-    team's taken whole.
+def _reading_involved(
+    event: AccessEvent, metrics: Mapping[str, float], window: Any, reach: frozenset[str]
+) -> tuple[str, bool]:
+    """(the most sensitive of the data that makes the reading unusual, whether all of it
+    lies within the peers' reach), in ``window``: the breadth metric's, the last hour or
+    the last 24 h. One pass over the window's kept datasets.
 
-    The team's own data is the team's to read: an HR analyst reads the team's restricted
-    records every day, and a broad read of theirs is not a restricted one for it (an
-    on-call night through the division's confidential data was paged as high for the
-    team's own restricted tables). Taken whole, it is an export (a departing employee),
-    and counts. Past the window's cap the kept keys are a part only, so the window's sums
-    (every dataset read) decide, as they do before the first read is kept."""
+    Unusual data is other teams', or the own team's taken whole. The team's own data is
+    the team's to read: an HR analyst reads the team's restricted records every day, and a
+    broad read of theirs is not a restricted one for it (an on-call night through the
+    division's confidential data was paged as high for the team's own restricted tables).
+    Taken whole, it is an export (a departing employee), and counts.
+
+    Within reach: every other team's confidential or restricted dataset belongs to a team
+    whose such data the reader's peers read in training (``PeerProfiles.reach``), with at
+    least one of them and nothing taken whole. More of what the group's work already
+    touches (an on-call night through the division's data, an auditor's first week) is
+    broader than usual, but not reach that nobody in the team has: it is evidence of less.
+
+    Past the window's cap the kept keys are a part only, so the window's sums (every
+    dataset read) decide the level, and nothing is within reach."""
     if window.overflow or not window.keys:
         suffix = "_1h" if window.span <= 3600.0 else "_24h"
         if metrics["restricted" + suffix] > 0:
-            return "restricted"
+            return "restricted", False
         if metrics["sensitive" + suffix] > 0:
-            return "confidential"
-        return "internal"
+            return "confidential", False
+        return "internal", False
     level = "internal"
+    reached, seen = bool(reach), False
     for entry in window.keys.values():
         attrs = entry[2]
-        if attrs[_SENSITIVE] and (attrs[_OUTSIDE] or attrs[_HEAVY]):
+        heavy = attrs[_HEAVY]
+        if heavy:
+            reached = False
+        if attrs[_SENSITIVE] and (attrs[_OUTSIDE] or heavy):
             if attrs[_RESTRICTED]:
-                return "restricted"
-            level = "confidential"
-    return level
-
-
-def within_reach(window: Any, reach: frozenset[str]) -> bool:
-    """Whether every other team's confidential or restricted dataset in ``window`` (the
-    breadth metric's) belongs to a team whose such data the reader's peers read in
-    training (``PeerProfiles.reach``), with at least one of them and nothing taken whole.
-
-    More of what the group's work already touches (an on-call night through the
-    division's data, an auditor's first week) is broader than usual, but not reach that
-    nobody in the team has: it is evidence of less. A whole table, or past the window's
-    cap (the kept keys are a part only), it is not judged so."""
-    if window.overflow or not reach:
-        return False
-    seen = False
-    for entry in window.keys.values():
-        attrs = entry[2]
-        if attrs[_HEAVY]:
-            return False
+                level = "restricted"
+            elif level == "internal":
+                level = "confidential"
         if attrs[_SENSITIVE] and attrs[_OUTSIDE]:
-            if entry[1] not in reach:
-                return False
             seen = True
-    return seen
+            if entry[1] not in reach:
+                reached = False
+        if level == "restricted" and not reached:
+            break  # nothing later can change either
+    return level, reached and seen
+
+
+def own_history_only(event: AccessEvent) -> bool:
+    """Whether the reader's peers are its own history once it has one: a service account.
+    A team's services each run their own job over their own pool (an ETL, a nightly backup
+    that reads everything, a weekly crawler), so another job's reads say nothing about this
+    one's (``features.GroupReaders``, ``FeatureBuilder._compare``)."""
+    return event.principal_type == "service"
 
 
 @dataclass(frozen=True, eq=False)
@@ -178,9 +184,12 @@ class Side:
     # Whether a breadth barely past the threshold lowers the severity (an exposure of
     # restricted data to everyone keeps its level).
     demotes_marginal: bool
-    # The most sensitive data an alert of this side involves (its base severity).
-    # (the read, its metrics, the entity's window of the breadth metric's horizon)
-    sensitivity_involved: Callable[[AccessEvent, Mapping[str, float], Any], str]
+    # (the most sensitive data an alert of this side involves: its base severity, whether
+    # it all lies within the peers' reach: a level lower) from the read, its metrics, the
+    # entity's window of the breadth metric's horizon and its peer group's reach.
+    involvement: Callable[
+        [AccessEvent, Mapping[str, float], Any, frozenset[str]], tuple[str, bool]
+    ]
     # How an alert's summary describes the breadth: by breadth-metric horizon ("1h",
     # "24h"), a ``str.format`` template over the view's metrics and ``sensitivity``.
     headlines: Mapping[str, str]
@@ -248,7 +257,7 @@ PRINCIPAL = Side(
     books_events=True,
     surprise_by_sensitivity=False,
     demotes_marginal=True,
-    sensitivity_involved=_datasets_read,
+    involvement=_reading_involved,
     headlines={
         "1h": "read {distinct_1h} datasets in the last hour ({distinct_15m} in the last "
         "15 min), {outside_1h} of them from {outside_groups_1h:teams} other than its own "
@@ -301,7 +310,7 @@ RESOURCE = Side(
     books_events=False,
     surprise_by_sensitivity=True,
     demotes_marginal=False,
-    sensitivity_involved=lambda event, metrics, window: event.sensitivity,
+    involvement=lambda event, metrics, window, reach: (event.sensitivity, False),
     headlines={
         "1h": "{sensitivity} dataset read by {readers_1h} principals from "
         "{reader_groups_1h:teams} in the last hour ({outside_readers_1h} outside the "
